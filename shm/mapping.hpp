@@ -1,0 +1,76 @@
+// Shared-memory objects and their mappings. mapping.cpp is the only
+// translation unit that includes Boost.Interprocess; it maps
+// interprocess_exception to herald::Errc and never lets one escape.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "herald/result.hpp"
+
+namespace herald::shm {
+
+enum class Access { kReadOnly, kReadWrite };
+
+struct SegmentPerms {
+  unsigned mode = 0600;   // permission bits
+  long gid = -1;          // a Unix group to own the segment, -1 for none
+};
+
+// One POSIX shared-memory object, mapped whole. Move-only.
+class Segment {
+ public:
+  // Creates `name` with exactly `bytes` bytes: shm_open(O_EXCL) + ftruncate +
+  // posix_fallocate, so a full /dev/shm is a clear kNoSpace error now rather
+  // than a SIGBUS later. The new segment is zero-filled and mapped
+  // read-write. On any failure nothing is left behind.
+  static Result<Segment> create(const std::string& name, std::uint64_t bytes, const SegmentPerms& perms);
+  // Opens and maps an existing segment whole. A segment smaller than a page
+  // is kCorrupt (truncated) — callers validate the rest.
+  static Result<Segment> open(const std::string& name, Access access);
+  // Unlinks the name (mappings stay valid). Missing is kNotFound.
+  static Result<void> remove(const std::string& name);
+  static bool exists(const std::string& name);
+  // Names in /dev/shm that start with prefix.
+  static std::vector<std::string> list(const std::string& prefix);
+
+  Segment();
+  Segment(Segment&&) noexcept;
+  Segment& operator=(Segment&&) noexcept;
+  ~Segment();
+
+  std::byte* data() const noexcept;
+  std::uint64_t size() const noexcept;
+  Access access() const noexcept;
+  const std::string& name() const noexcept;
+
+  // Maps [offset, offset + bytes) of this object twice, back to back, so that
+  // base[i] and base[i + bytes] are the same byte: a record that crosses the
+  // end of a ring is contiguous. offset and bytes must be page multiples.
+  class DoubleMap;
+  Result<DoubleMap> map_twice(std::uint64_t offset, std::uint64_t bytes) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class Segment::DoubleMap {
+ public:
+  DoubleMap();
+  DoubleMap(DoubleMap&&) noexcept;
+  DoubleMap& operator=(DoubleMap&&) noexcept;
+  ~DoubleMap();
+  std::byte* data() const noexcept;
+  std::uint64_t bytes() const noexcept;  // of one copy
+
+ private:
+  friend class Segment;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace herald::shm

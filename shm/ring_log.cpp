@@ -1,0 +1,483 @@
+// The partition log protocol. Labels: R<n> is a release (or seq_cst) store,
+// A<n> the acquire load it pairs with, F<n> a fence; each names its partner.
+//
+//   R1/A1  commit word: producer publishes a record / reader sees it
+//   R2/A2  tail CAS: a claim / readers and producers that load tail
+//   R3/A3  claim slot cleared after the last commit / a producer computing W
+//   R4/A4  group cursor CAS by a consumer / a producer loading the gate
+//   F1/F2  park/wake: producer after commit / consumer before parking
+#include "shm/ring_log.hpp"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "shm/clock.hpp"
+#include "shm/futex.hpp"
+
+namespace herald::shm {
+
+namespace {
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+}  // namespace
+
+bool Backoff::step() noexcept {
+  if (policy_.mode == WaitMode::kBusySpin) {
+    cpu_relax();
+    return true;
+  }
+  if (n_ < policy_.spins) {
+    ++n_;
+    cpu_relax();
+    return true;
+  }
+  if (policy_.mode == WaitMode::kSpinYield || n_ < policy_.spins + policy_.yields) {
+    if (n_ < UINT32_MAX) ++n_;
+    sched_yield();
+    return true;
+  }
+  return false;
+}
+
+// ===========================================================================
+// Producer side
+// ===========================================================================
+
+RingLogWriter::RingLogWriter(const TopicMap* topic, std::uint32_t slot, bool fast_wake)
+    : topic_(topic),
+      slot_(slot),
+      fast_wake_(fast_wake),
+      single_producer_((topic->log_header()->flags & kLogSingleProducer) != 0),
+      cached_gate_(topic->partitions(), 0) {}
+
+std::uint64_t RingLogWriter::compute_gate(std::uint32_t p) noexcept {
+  const PartitionView& v = topic_->partition(p);
+  // A2/A3: tail first (seq_cst: it also pairs with the Disruptor rule in
+  // lower_gate, which publishes a gate and then re-reads tail), then the
+  // claim slots. Every claim below this tail wrote its slot before its CAS
+  // (release), so a range still being written is named by a slot we see.
+  const std::uint64_t t = v.part->tail.load(std::memory_order_seq_cst) & ~kTailClosedBit;
+  std::uint64_t gate = t;
+
+  // The unfinished watermark W: the oldest position a claim slot names that
+  // is not yet committed. O(slots); only when the cached gate fails.
+  const std::uint32_t hw = std::min(topic_->log_header()->producer_slots_hw.load(std::memory_order_acquire),
+                                    v.producer_slots);
+  for (std::uint32_t i = 0; i < hw; ++i) {
+    if (i == slot_) continue;  // our own candidate: the range we are trying to take
+    // A3: pairs with R3 in finish(): a slot seen empty means its records'
+    // bytes were all written before, so lapping them is safe.
+    const std::uint64_t w = v.claims[i].word.load(std::memory_order_acquire);
+    const std::uint64_t state = w & kClaimStateMask;
+    if (state == kClaimCandidate || state == kClaimWon) gate = std::min(gate, w & ~kClaimStateMask);
+  }
+
+  // Gating groups: gate = max(floor, min(cursor, lease of the same generation)).
+  StateHeaderLayout* sh = topic_->state_header();
+  const std::uint32_t ghw =
+      std::min(sh->group_slots_hw.load(std::memory_order_acquire), topic_->state_geometry().group_slots);
+  for (std::uint32_t g = 0; g < ghw; ++g) {
+    GroupLayout* grp = topic_->group(g);
+    // seq_cst: pairs with the activation of a new group (see lower_gate).
+    if (grp->state.load(std::memory_order_seq_cst) != kGroupActive) continue;
+    if ((grp->flags.load(std::memory_order_seq_cst) & kGroupGating) == 0) continue;
+    GroupPartitionLayout* gp = topic_->group_partition(g, p);
+    // A4: pairs with R4 (the consumer's cursor CAS, release): the consumer's
+    // reads of everything below the cursor happen before we overwrite it.
+    // Cursor before lease: a member stores its lease before its cursor CAS.
+    const std::uint64_t c = gp->cursor.load(std::memory_order_seq_cst);
+    std::uint64_t pos = cursor_pos(c);
+    const std::uint64_t l = gp->lease.load(std::memory_order_seq_cst);
+    if (l != kNoLease && cursor_gen(l) == cursor_gen(c)) pos = std::min(pos, cursor_pos(l));
+    const std::uint64_t f = gp->gate_floor.load(std::memory_order_seq_cst);
+    pos = std::max(pos, f);
+    if (pos > t) {
+      // Cannot lower the gate below t anyway. Count it only if it is above the
+      // live tail too: then it is garbage (a corrupt state segment), ignored.
+      if (pos > (v.part->tail.load(std::memory_order_acquire) & ~kTailClosedBit))
+        v.part->ignored_gates.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    if (pos % kRecordAlign != 0) {
+      v.part->ignored_gates.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    gate = std::min(gate, pos);
+  }
+  return gate;
+}
+
+Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence,
+                                std::uint64_t* pos) noexcept {
+  const PartitionView& v = topic_->partition(p);
+  if (bytes == 0 || bytes % kRecordAlign != 0 || bytes > v.ring_bytes / 2) return Status::kTooLarge;
+  ClaimSlotLayout& s = v.claims[slot_];
+  // Relaxed: these are ordered before the CAS by its release (R2), and only
+  // heraldd reads them, after this process is dead.
+  s.size.store(bytes, std::memory_order_relaxed);
+  s.sequence.store(sequence, std::memory_order_relaxed);
+  for (;;) {
+    // Relaxed: the CAS below validates the value; gate computation reloads
+    // tail with the ordering it needs.
+    std::uint64_t t = v.part->tail.load(std::memory_order_relaxed);
+    if ((t & kTailClosedBit) != 0) {
+      s.word.store(kClaimEmpty, std::memory_order_release);
+      return Status::kClosed;
+    }
+    // The slot names the candidate BEFORE the CAS: if this CAS wins, every
+    // producer that sees the new tail also sees this slot (W covers the
+    // range), and a crash right after the CAS leaves a slot that names it.
+    s.committed_to.store(t, std::memory_order_relaxed);
+    s.word.store(t | kClaimCandidate, std::memory_order_relaxed);
+    if (t + bytes > cached_gate_[p] + v.ring_bytes) {
+      const std::uint64_t g = compute_gate(p);
+      cached_gate_[p] = g;
+      if (t + bytes > g + v.ring_bytes) {
+        // Nothing claimed; clear the candidate so it does not hold W down
+        // for the others while we wait.
+        s.word.store(kClaimEmpty, std::memory_order_release);
+        return Status::kBackPressured;
+      }
+    }
+    if (single_producer_) {
+      // R2 (single producer): attach refused every other producer.
+      v.part->tail.store(t + bytes, std::memory_order_release);
+    } else if (!v.part->tail.compare_exchange_weak(t, t + bytes, std::memory_order_acq_rel,
+                                                   std::memory_order_relaxed)) {
+      // R2: the release orders our slot store before the new tail.
+      continue;  // lost the race: rewrite the slot for the new tail
+    }
+    s.word.store(t | kClaimWon, std::memory_order_relaxed);
+    // The bytes we write next must not become visible before the new tail:
+    // lossy readers validate a copy by re-reading tail after it. Free on x86
+    // (the locked CAS already is a full barrier); a dmb on ARM.
+    std::atomic_thread_fence(std::memory_order_release);
+    claim_pos_ = t;
+    claim_end_ = t + bytes;
+    *pos = t;
+    return Status::kOk;
+  }
+}
+
+Status RingLogWriter::claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence, std::uint64_t deadline_ns,
+                            const WaitPolicy& wait) noexcept {
+  std::uint64_t pos = 0;
+  Status st = try_claim(p, bytes, sequence, &pos);
+  if (st != Status::kBackPressured) return st;
+  const PartitionView& v = topic_->partition(p);
+  Backoff backoff(wait);
+  for (;;) {
+    const std::uint64_t now = monotonic_ns();
+    if (now >= deadline_ns) return Status::kBackPressured;
+    if (!backoff.step()) {
+      // Park on gate_seq. Announce first, then sample gate_seq, then re-check:
+      // a consumer that moves its cursor after our check sees the waiter
+      // (its CAS and our fetch_add are both seq_cst RMWs) and bumps gate_seq,
+      // so the futex wait returns at once.
+      v.part->producer_waiters.fetch_add(1, std::memory_order_seq_cst);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      const std::uint32_t seq = v.state->gate_seq.load(std::memory_order_seq_cst);
+      cached_gate_[p] = 0;
+      st = try_claim(p, bytes, sequence, &pos);
+      if (st == Status::kBackPressured) {
+        // Capped at 10 ms: an unfinished record one lap behind (a slow
+        // producer) clears without a wake-up on gate_seq.
+        std::uint64_t t = std::min<std::uint64_t>(wait.park_timeout_ns, 10'000'000);
+        t = std::min(t, deadline_ns - now);
+        futex_wait(&v.state->gate_seq, seq, t);
+      }
+      v.part->producer_waiters.fetch_sub(1, std::memory_order_relaxed);
+      if (st != Status::kBackPressured) return st;
+      backoff.reset();
+      continue;
+    }
+    st = try_claim(p, bytes, sequence, &pos);
+    if (st != Status::kBackPressured) return st;
+  }
+}
+
+namespace {
+// Boundary index: each 4 KiB page start b inside [pos, pos + size) records
+// the first record start at or after b: pos itself when b == pos, else the
+// end of this record (the next record starts there).
+inline void index_record(const PartitionView& v, std::uint64_t pos, std::uint64_t size) noexcept {
+  for (std::uint64_t b = align_up(pos, kIndexPageBytes); b < pos + size; b += kIndexPageBytes) {
+    // Relaxed: ordered before the commit word's release (R1); readers
+    // validate an entry against the commit word it points at.
+    v.boundary_for(b).store(b == pos ? pos : pos + size, std::memory_order_relaxed);
+  }
+}
+}  // namespace
+
+void RingLogWriter::commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept {
+  const PartitionView& v = topic_->partition(p);
+  index_record(v, pos, size);
+  // R1: publishes the record; pairs with A1 in read_gated / read_copy /
+  // is_committed. Everything written to the record before is visible to a
+  // reader that sees this word.
+  v.header_at(pos)->word.store(pos ^ v.salt, std::memory_order_release);
+  // Relaxed: read by heraldd after our death only; it walks the commit
+  // words from here, and a word is always stored before this advances.
+  v.claims[slot_].committed_to.store(pos + size, std::memory_order_relaxed);
+}
+
+void RingLogWriter::finish(std::uint32_t p) noexcept {
+  const PartitionView& v = topic_->partition(p);
+  // R3: pairs with A3 in compute_gate: a producer that sees this slot empty
+  // may lap our records, and our writes to them happen before its writes.
+  v.claims[slot_].word.store(kClaimEmpty, std::memory_order_release);
+  wake_readers(v);
+}
+
+void RingLogWriter::abort_rest(std::uint32_t p, std::uint64_t from) noexcept {
+  const PartitionView& v = topic_->partition(p);
+  if (from < claim_end_) {
+    write_aborted(v, from, claim_end_);
+    v.claims[slot_].committed_to.store(claim_end_, std::memory_order_relaxed);
+  }
+  finish(p);
+}
+
+void RingLogWriter::wake_readers(const PartitionView& v) noexcept {
+  // F1: the StoreLoad barrier between our commit-word store and the load of
+  // `waiters`; pairs with F2 in park_reader (bit set, then re-check the
+  // word). Without it, we could miss the bit while the reader misses the
+  // word: a lost wake-up.
+  //
+  // With fast_wake_ this process registered for membarrier
+  // GLOBAL_EXPEDITED and the barrier is paid by the reader instead: before
+  // re-checking it calls membarrier, which makes every thread of every
+  // registered process execute a full barrier. Either our load of `waiters`
+  // comes after that barrier (and sees the bit) or our word store came
+  // before it (and the reader sees the word). Only a compiler barrier here.
+  if (fast_wake_) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  std::uint64_t w = v.state->waiters.load(std::memory_order_relaxed);
+  while (w != 0) {
+    const auto r = static_cast<std::uint32_t>(__builtin_ctzll(w));
+    w &= w - 1;
+    ReaderWakeLayout* wk = topic_->wake(r);
+    wk->seq.fetch_add(1, std::memory_order_release);
+    futex_wake(&wk->seq, INT_MAX);
+  }
+}
+
+std::uint64_t write_aborted(const PartitionView& v, std::uint64_t from, std::uint64_t to) noexcept {
+  std::uint64_t x = from;
+  std::uint64_t n = 0;
+  while (x < to) {
+    const std::uint64_t e = std::min(to - x, v.max_event);
+    RecordHeader* h = v.header_at(x);
+    h->size = static_cast<std::uint32_t>(e);
+    h->payload_len = 0;
+    h->time_ns = realtime_ns();
+    h->id_hi = 0;
+    h->id_lo = 0;
+    h->flags = kRecordAborted;
+    h->key_len = 0;
+    h->meta_len = 0;
+    h->producer_slot = kRepairProducerSlot;
+    index_record(v, x, e);
+    // R1: as in commit_record.
+    h->word.store(x ^ v.salt, std::memory_order_release);
+    x += e;
+    ++n;
+  }
+  return n;
+}
+
+void wake_everyone(const TopicMap& topic, const PartitionView& v) noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // F1, as in wake_readers
+  std::uint64_t w = v.state->waiters.load(std::memory_order_relaxed);
+  while (w != 0) {
+    const auto r = static_cast<std::uint32_t>(__builtin_ctzll(w));
+    w &= w - 1;
+    topic.wake(r)->seq.fetch_add(1, std::memory_order_release);
+    futex_wake(&topic.wake(r)->seq, INT_MAX);
+  }
+  if (topic.state_access() == Access::kReadWrite) {
+    v.state->gate_seq.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(&v.state->gate_seq, INT_MAX);
+  }
+}
+
+// ===========================================================================
+// Reader side
+// ===========================================================================
+
+namespace {
+// A header that says less than it holds, or more than a record may be.
+inline bool header_sane(const RecordHeader& h, std::uint64_t max_event) noexcept {
+  const std::uint64_t size = h.size;
+  if (size < kRecordAlign || size > max_event || size % kRecordAlign != 0) return false;
+  const std::uint64_t need = std::uint64_t{kRecordHeaderBytes} + h.key_len + h.meta_len + h.payload_len;
+  return need <= size;
+}
+}  // namespace
+
+Status read_gated(const PartitionView& v, std::uint64_t q, const RecordHeader** out) noexcept {
+  const RecordHeader* h = v.header_at(q);
+  // A1: pairs with R1 in commit_record / write_aborted.
+  if (h->word.load(std::memory_order_acquire) != (q ^ v.salt)) {
+    const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
+    if ((raw & kTailClosedBit) != 0 && q >= (raw & ~kTailClosedBit)) return Status::kClosed;
+    return Status::kEmpty;
+  }
+  if (!header_sane(*h, v.max_event)) return Status::kCorrupt;
+  *out = h;
+  return Status::kOk;
+}
+
+// A deliberate, validated race: the bytes may be overwritten while we copy
+// them; the copy is used only if tail shows afterwards that no producer had
+// claimed over it. TSan cannot know that, so it is told not to look.
+__attribute__((no_sanitize_thread)) Status read_copy(const PartitionView& v, std::uint64_t q, std::byte* buf,
+                                                     std::uint32_t* size) noexcept {
+  const RecordHeader* h = v.header_at(q);
+  // A1: pairs with R1.
+  const std::uint64_t w = h->word.load(std::memory_order_acquire);
+  if (w != (q ^ v.salt)) {
+    // A commit word from a newer lap at q means we were lapped.
+    const std::uint64_t other = w ^ v.salt;
+    if ((other & (kRecordAlign - 1)) == 0 && other > q && ((other - q) & v.mask) == 0) return Status::kOverrun;
+    const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
+    const std::uint64_t t = raw & ~kTailClosedBit;
+    if (t > q && t - q > v.ring_bytes) return Status::kOverrun;
+    if ((raw & kTailClosedBit) != 0 && q >= t) return Status::kClosed;
+    return Status::kEmpty;
+  }
+  // The length may be torn by an overwrite in progress: validate it, and if
+  // it is bad, decide between overrun and corruption by re-reading tail.
+  // A torn length never advances the reader.
+  const std::uint64_t n = h->size;
+  if (n < kRecordAlign || n > v.max_event || n % kRecordAlign != 0) {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    const std::uint64_t t = load_tail(v);
+    return t - q > v.ring_bytes ? Status::kOverrun : Status::kCorrupt;
+  }
+  std::memcpy(buf, v.bytes_at(q), n);
+  // The copy is good only if no claim reached past q + ring while we copied:
+  // a claim [a, b) overwrites [a - ring, b - ring), so it touches our record
+  // only once tail > q + ring. Acquire fence, then tail: if a byte we copied
+  // came from a write after such a claim, the fence makes that claim's tail
+  // visible here (producers fence after their CAS, see try_claim).
+  std::atomic_thread_fence(std::memory_order_acquire);
+  const std::uint64_t t = v.part->tail.load(std::memory_order_relaxed) & ~kTailClosedBit;
+  if (t - q > v.ring_bytes) return Status::kOverrun;
+  const auto* copy = reinterpret_cast<const RecordHeader*>(buf);
+  if (copy->word.load(std::memory_order_relaxed) != (q ^ v.salt)) return Status::kOverrun;
+  if (!header_sane(*copy, v.max_event)) return Status::kCorrupt;
+  *size = static_cast<std::uint32_t>(n);
+  return Status::kOk;
+}
+
+std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noexcept {
+  const std::uint64_t t = load_tail(v);
+  x = align_up(x, kRecordAlign);
+  if (x >= t) return t;
+  if (t - x <= v.ring_bytes && is_committed(v, x)) return x;
+  for (std::uint64_t b = align_up(x + 1, kIndexPageBytes); b < t; b += kIndexPageBytes) {
+    // Relaxed: the entry is only a hint, validated against the commit word.
+    const std::uint64_t e = v.boundary_for(b).load(std::memory_order_relaxed);
+    if (e < b || e - b > v.max_event || e > t || e % kRecordAlign != 0) continue;  // another lap's entry
+    if (e == t || is_committed(v, e)) return e;
+  }
+  return load_tail(v);
+}
+
+std::uint64_t beginning(const PartitionView& v) noexcept {
+  const std::uint64_t t = load_tail(v);
+  if (t + v.max_event <= v.ring_bytes) return 0;  // not wrapped yet: the first record is at 0
+  return boundary_at_or_after(v, t - v.ring_bytes + v.max_event);
+}
+
+Status check_position(const PartitionView& v, std::uint64_t pos) noexcept {
+  if (pos % kRecordAlign != 0) return Status::kInvalid;
+  const std::uint64_t t = load_tail(v);
+  if (pos > t) return Status::kInvalid;
+  if (pos == t) return Status::kOk;
+  if (t - pos > v.ring_bytes) return Status::kInvalid;
+  return is_committed(v, pos) ? Status::kOk : Status::kInvalid;
+}
+
+namespace {
+// Something for a reader waiting at q: a record committed there, the topic
+// closed, or the reader lapped (a newer lap's word at q, or tail > q + ring).
+inline bool has_news(const PartitionView& v, std::uint64_t q) noexcept {
+  // A1: pairs with R1.
+  const std::uint64_t w = v.header_at(q)->word.load(std::memory_order_acquire);
+  if (w == (q ^ v.salt)) return true;
+  const std::uint64_t other = w ^ v.salt;
+  if (w != 0 && (other & (kRecordAlign - 1)) == 0 && other > q && ((other - q) & v.mask) == 0) return true;
+  const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
+  return (raw & kTailClosedBit) != 0 || (raw & ~kTailClosedBit) - q > v.ring_bytes;
+}
+}  // namespace
+
+Status park_reader(const TopicMap& topic, std::uint32_t reader, std::span<const PartitionView* const> parts,
+                   std::span<const std::uint64_t> positions, std::uint64_t timeout_ns) noexcept {
+  const std::uint64_t bit = 1ull << reader;
+  for (const PartitionView* v : parts) {
+    // F2: seq_cst RMW; pairs with F1 in wake_readers (bit first, then the
+    // re-check below; the producer: word first, then the bit).
+    v->state->waiters.fetch_or(bit, std::memory_order_seq_cst);
+  }
+  // Producers on the fast path skip F1; this makes them pass a full barrier
+  // now. If the kernel refuses, bound the damage of a missed wake-up.
+  if (!membarrier_heavy_fence()) timeout_ns = std::min<std::uint64_t>(timeout_ns, 1'000'000);
+  ReaderWakeLayout* wk = topic.wake(reader);
+  const std::uint32_t seq = wk->seq.load(std::memory_order_acquire);
+  bool ready = false;
+  for (std::size_t i = 0; i < parts.size() && !ready; ++i) ready = has_news(*parts[i], positions[i]);
+  if (!ready) {
+    const FutexWait r = futex_wait(&wk->seq, seq, timeout_ns);
+    ready = r != FutexWait::kTimedOut;
+  }
+  for (const PartitionView* v : parts) v->state->waiters.fetch_and(~bit, std::memory_order_release);
+  return ready ? Status::kOk : Status::kTimeout;
+}
+
+void wake_producers(const PartitionView& v) noexcept {
+  // Follows a cursor CAS (seq_cst RMW), which pairs with the producer's
+  // fetch_add on producer_waiters in RingLogWriter::claim.
+  if (v.part->producer_waiters.load(std::memory_order_seq_cst) == 0) return;
+  v.state->gate_seq.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake(&v.state->gate_seq, INT_MAX);
+}
+
+std::uint64_t lower_gate(const TopicMap& topic, std::uint32_t g, std::uint32_t p,
+                         std::uint64_t new_cursor_word) noexcept {
+  // The Disruptor rule. Producers may hold cached gates computed before they
+  // could see this one; every such gate is <= the tail they loaded then.
+  // Publish the floor (at the current tail) and the new cursor, re-read tail
+  // (all seq_cst, pairing with the seq_cst loads in compute_gate): a producer
+  // whose gate did not see the new cursor loaded tail before our re-read, so
+  // it can overwrite only positions below T1. Below the floor the group reads
+  // lossy (copied and validated) until its reader passes it.
+  const PartitionView& v = topic.partition(p);
+  GroupPartitionLayout* gp = topic.group_partition(g, p);
+  const std::uint64_t t0 = load_tail(v);
+  gp->gate_floor.store(t0, std::memory_order_seq_cst);
+  gp->cursor.store(new_cursor_word, std::memory_order_seq_cst);
+  const std::uint64_t t1 = v.part->tail.load(std::memory_order_seq_cst) & ~kTailClosedBit;
+  gp->gate_floor.store(t1, std::memory_order_seq_cst);
+  return t1;
+}
+
+void clear_floor(const TopicMap& topic, std::uint32_t g, std::uint32_t p) noexcept {
+  // The cursor is at or past the floor: max(floor, cursor) == cursor.
+  topic.group_partition(g, p)->gate_floor.store(0, std::memory_order_seq_cst);
+}
+
+}  // namespace herald::shm

@@ -1,0 +1,166 @@
+// The partition log protocol: claim, commit, gated and lossy reads, gates,
+// and parking on both sides. See docs/ARCHITECTURE.md "The partition log"
+// and ring_log.cpp for the argument behind every memory order.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "shm/record_layout.hpp"
+#include "shm/state_layout.hpp"
+#include "shm/topic_map.hpp"
+
+namespace herald::shm {
+
+// Hot-path status, split by what the caller should do (no strings here).
+enum class Status : std::uint8_t {
+  kOk,
+  kEmpty,          // retry: nothing committed at the position yet
+  kBackPressured,  // retry: a gate (or an unfinished record a lap behind) holds the claim
+  kOverrun,        // lossy read: the record was overwritten; resynchronise
+  kTimeout,        // a bounded wait ran out
+  kClosed,         // stop: the topic was deleted
+  kTooLarge,       // stop: the record is larger than max_event (or a batch larger than the ring allows)
+  kCorrupt,        // stop: a record header failed validation
+  kInvalid,        // stop: a position that is not a committed boundary in the window
+};
+
+enum class WaitMode : std::uint8_t { kBusySpin, kSpinYield, kPark };
+
+// How a blocked call waits: spin `spins` times, then sched_yield `yields`
+// times (kSpinYield, kPark), then park on a futex for at most
+// `park_timeout_ns` at a time (kPark) until the deadline.
+struct WaitPolicy {
+  WaitMode mode = WaitMode::kPark;
+  std::uint32_t spins = 256;
+  std::uint32_t yields = 64;
+  std::uint64_t park_timeout_ns = 50'000'000;  // safety net: wake-ups cannot be lost, but waits stay bounded
+};
+
+// One step of a spin -> yield -> park escalation.
+class Backoff {
+ public:
+  explicit Backoff(const WaitPolicy& p) : policy_(p) {}
+  // Spins or yields once; returns false when the caller should park now.
+  bool step() noexcept;
+  void reset() noexcept { n_ = 0; }
+
+ private:
+  const WaitPolicy& policy_;
+  std::uint32_t n_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Producer side. One RingLogWriter per producer slot (one thread at a time).
+// ---------------------------------------------------------------------------
+class RingLogWriter {
+ public:
+  // `slot` is this producer's slot index (ProducerSlotLayout, claim slots).
+  // `fast_wake`: this process registered for membarrier GLOBAL_EXPEDITED, so
+  // a publish may skip the seq_cst fence before checking for parked readers.
+  RingLogWriter(const TopicMap* topic, std::uint32_t slot, bool fast_wake);
+
+  // Claims `bytes` (a multiple of 64, at most ring/2) on partition p without
+  // blocking. kBackPressured when a gate or an unfinished record one lap
+  // behind holds it; the slot is then left empty (nothing claimed, no hole).
+  Status try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence, std::uint64_t* pos) noexcept;
+  // As try_claim, waiting per `wait` until deadline_ns (CLOCK_MONOTONIC;
+  // UINT64_MAX waits forever).
+  Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence, std::uint64_t deadline_ns,
+               const WaitPolicy& wait) noexcept;
+  std::uint64_t claimed_pos() const noexcept { return claim_pos_; }
+
+  // Makes the record at `pos` (inside the current claim, header and body
+  // written) visible: boundary index, then the commit word with release.
+  void commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept;
+  // Ends the claim: clears the slot and wakes parked readers.
+  void finish(std::uint32_t p) noexcept;
+  // Turns [from, end of claim) into aborted records, then finishes.
+  void abort_rest(std::uint32_t p, std::uint64_t from) noexcept;
+
+  // The lowest position any gate or unfinished claim holds (for tests/stats).
+  std::uint64_t compute_gate(std::uint32_t p) noexcept;
+
+  std::uint32_t slot() const noexcept { return slot_; }
+  const TopicMap* topic() const noexcept { return topic_; }
+
+ private:
+  void wake_readers(const PartitionView& v) noexcept;
+
+  const TopicMap* topic_;
+  std::uint32_t slot_;
+  bool fast_wake_;
+  bool single_producer_;
+  std::vector<std::uint64_t> cached_gate_;  // per partition; only ever a safe lower bound
+  std::uint64_t claim_pos_ = 0;
+  std::uint64_t claim_end_ = 0;
+};
+
+// Writes [from, to) as aborted records of at most max_event bytes each:
+// header first, then the commit word (release). Idempotent. Used by a
+// producer dropping a claim and by heraldd repairing a dead one. Returns the
+// number of aborted records written.
+std::uint64_t write_aborted(const PartitionView& v, std::uint64_t from, std::uint64_t to) noexcept;
+
+// Wakes every reader parked on partition v and every producer parked on its
+// backpressure (after a repair). Needs the log read-write (and the state
+// read-write for the producers' word).
+void wake_everyone(const TopicMap& topic, const PartitionView& v) noexcept;
+
+// ---------------------------------------------------------------------------
+// Reader side: stateless operations on a partition.
+// ---------------------------------------------------------------------------
+
+// Gated read: only for positions a gate protects (a lossless member at or
+// past its group's floor). On kOk *out points at the record in the ring.
+Status read_gated(const PartitionView& v, std::uint64_t q, const RecordHeader** out) noexcept;
+
+// Lossy read: copies the record at q into buf (capacity >= max_event) and
+// validates the copy against tail afterwards. Never a torn record: kOverrun
+// when it was (or is being) overwritten.
+Status read_copy(const PartitionView& v, std::uint64_t q, std::byte* buf, std::uint32_t* size) noexcept;
+
+// The first committed boundary at or after x (via the boundary index),
+// falling back to tail. Used to resynchronise and to find "beginning".
+std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noexcept;
+// The oldest retained position: first committed boundary at or after
+// tail - ring + max_event (or 0 before the first wrap).
+std::uint64_t beginning(const PartitionView& v) noexcept;
+// kOk if pos is a committed boundary inside the window (or tail itself),
+// kInvalid otherwise.
+Status check_position(const PartitionView& v, std::uint64_t pos) noexcept;
+
+inline std::uint64_t load_tail(const PartitionView& v) noexcept {
+  // A2: pairs with the producers' CAS (release) on tail.
+  return v.part->tail.load(std::memory_order_acquire) & ~kTailClosedBit;
+}
+inline bool is_closed(const PartitionView& v) noexcept {
+  return (v.part->tail.load(std::memory_order_acquire) & kTailClosedBit) != 0;
+}
+inline bool is_committed(const PartitionView& v, std::uint64_t q) noexcept {
+  // A1: pairs with R1 (commit word, release) in RingLogWriter::commit_record.
+  return v.header_at(q)->word.load(std::memory_order_acquire) == (q ^ v.salt);
+}
+
+// Parks reader slot `reader` until one of the partitions has a record
+// committed at its position (or is closed), the wake word changes, or
+// timeout_ns passes. `positions[i]` is the position awaited in `parts[i]`.
+// Returns kOk when something is ready, kTimeout otherwise.
+Status park_reader(const TopicMap& topic, std::uint32_t reader, std::span<const PartitionView* const> parts,
+                   std::span<const std::uint64_t> positions, std::uint64_t timeout_ns) noexcept;
+
+// After a cursor moved (or a gate was removed): wakes producers parked on
+// backpressure in partition v, if any. Needs the state segment read-write.
+void wake_producers(const PartitionView& v) noexcept;
+
+// The Disruptor rule for adding or lowering a gate of group g on partition
+// v: publish the new cursor with the floor at tail, re-read tail, raise the
+// floor to it. History below the floor must then be read as lossy until the
+// reader reaches it (clear_floor). Returns the floor.
+std::uint64_t lower_gate(const TopicMap& topic, std::uint32_t g, std::uint32_t p, std::uint64_t new_cursor_word) noexcept;
+// Called by the reader once its cursor is at or past the floor.
+void clear_floor(const TopicMap& topic, std::uint32_t g, std::uint32_t p) noexcept;
+
+}  // namespace herald::shm
