@@ -1,0 +1,103 @@
+// Bus: one namespace of topics on a host. Attach by name; create, list,
+// describe and delete topics; make producers and consumers.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "herald/consumer.hpp"
+#include "herald/event.hpp"
+#include "herald/producer.hpp"
+#include "herald/result.hpp"
+
+namespace herald {
+
+struct TopicConfig {
+  std::uint32_t partitions = 4;
+  std::uint64_t ring_bytes = 16ull << 20;  // per partition; a power of two
+  std::uint64_t max_event = 1ull << 20;    // largest record (envelope included); <= ring_bytes / 4
+  Policy default_policy = Policy::kLagOut; // for groups created without a policy
+  std::chrono::milliseconds lagout_grace = std::chrono::seconds(30);
+  bool single_producer = false;            // claims by plain store; a second producer is refused
+  std::string unix_group;                  // share with a Unix group: log 0640, state 0660
+};
+
+struct PartitionInfo {
+  std::uint32_t partition = 0;
+  std::uint64_t tail = 0;            // the next position to be written
+  std::uint64_t beginning = 0;       // the oldest retained position
+  std::uint64_t beginning_time_ns = 0;  // time of the event there (0 if none)
+  std::uint64_t events = 0;          // published events (summed over producers)
+  std::uint64_t bytes = 0;
+  std::uint64_t aborted_records = 0;
+};
+
+struct GroupPartitionInfo {
+  std::uint32_t partition = 0;
+  std::uint64_t committed = 0;
+  std::uint64_t lag_bytes = 0;
+  std::uint64_t gap_bytes = 0;
+  std::uint64_t gaps = 0;
+};
+
+struct GroupInfo {
+  std::string name;
+  Policy policy = Policy::kLagOut;
+  bool gating = false;
+  std::uint32_t members = 0;
+  std::vector<GroupPartitionInfo> partitions;
+};
+
+struct TopicInfo {
+  std::string name;
+  std::uint64_t incarnation = 0;
+  std::uint32_t partitions = 0;
+  std::uint64_t ring_bytes = 0;
+  std::uint64_t max_event = 0;
+  Policy default_policy = Policy::kLagOut;
+  bool single_producer = false;
+  std::uint64_t created_ns = 0;
+  std::vector<PartitionInfo> partition_info;  // filled by describe_topic
+  std::vector<GroupInfo> groups;              // filled by describe_topic
+};
+
+struct DeleteOptions {
+  bool force = false;  // delete even while producers or consumers are attached (they get kClosed)
+};
+
+class Bus {
+ public:
+  // Attaches to the bus `name` (empty: env HERALD_BUS, else "default"),
+  // creating its registry if this is the first use on the host.
+  static Result<Bus> attach(std::string_view name = {});
+  // Removes every shared-memory object and file of a bus.
+  static Result<void> destroy(std::string_view name);
+
+  Bus(Bus&&) noexcept;
+  Bus& operator=(Bus&&) noexcept;
+  Bus(const Bus&) = delete;
+  Bus& operator=(const Bus&) = delete;
+  ~Bus();
+
+  Result<TopicInfo> create_topic(std::string_view name, const TopicConfig& config = {});
+  Result<void> delete_topic(std::string_view name, const DeleteOptions& options = {});
+  Result<std::vector<TopicInfo>> list_topics() const;
+  Result<TopicInfo> describe_topic(std::string_view name) const;
+
+  Result<Producer> producer(std::string_view topic, const ProducerOptions& options = {});
+  Result<Consumer> consumer(std::string_view topic, const ConsumerOptions& options = {});
+
+  [[nodiscard]] const std::string& name() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit Bus(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace herald

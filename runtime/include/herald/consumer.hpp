@@ -1,0 +1,151 @@
+// Consumer: reads a topic, as a member of a consumer group (each group has
+// its own committed cursor per partition and sees every event) or as a
+// group-less reader (tail and replay tools; never holds producers back).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "herald/event.hpp"
+#include "herald/producer.hpp"
+#include "herald/result.hpp"
+
+namespace herald {
+
+// What a group's backpressure does when its consumers fall a ring behind.
+enum class Policy : std::uint8_t {
+  kDefault,   // the topic's default (lag-out unless configured)
+  kLossless,  // producers wait for the group: nothing is ever overwritten unread
+  kLossy,     // producers never wait; a group that falls behind loses events, counted as gaps
+  kLagOut,    // lossless while a member is alive; lossy once all are gone past the grace
+};
+
+// Where reading starts.
+struct Offset {
+  enum class Kind : std::uint8_t { kEarliest, kLatest, kPosition, kTime };
+  Kind kind = Kind::kEarliest;
+  std::uint64_t value = 0;
+  static constexpr Offset earliest() noexcept { return {Kind::kEarliest, 0}; }
+  static constexpr Offset latest() noexcept { return {Kind::kLatest, 0}; }
+  static constexpr Offset at(std::uint64_t position) noexcept { return {Kind::kPosition, position}; }
+  static constexpr Offset at_time(std::uint64_t time_ns) noexcept { return {Kind::kTime, time_ns}; }
+};
+
+// What a group gets when its cursor was overwritten (lossy / lag-out), like
+// Kafka's auto.offset.reset. The gap is always counted and reported.
+enum class OffsetReset : std::uint8_t { kEarliest, kLatest, kError };
+
+// When the group's cursor moves.
+enum class CommitMode : std::uint8_t {
+  kAfterHandle,   // at-least-once (default): each polled batch is committed after its handler calls return
+  kBeforeHandle,  // at-most-once: committed before the handler runs (a lease protects the bytes meanwhile)
+  kManual,        // only commit() moves the cursor
+};
+
+// A handler's verdict. A handler may also return void (success) or bool.
+struct HandlerResult {
+  bool ok = true;
+  std::string reason;
+  static HandlerResult success() { return {}; }
+  static HandlerResult failure(std::string why) { return {false, std::move(why)}; }
+};
+
+struct ConsumerOptions {
+  std::string group;                   // empty: a group-less reader
+  Policy policy = Policy::kDefault;    // used when this call creates the group
+  Offset start = Offset::earliest();   // a new group's cursor, or a group-less reader's start
+  OffsetReset on_overrun = OffsetReset::kEarliest;
+  std::vector<std::uint32_t> partitions;  // group-less readers: which partitions (empty: all)
+  CommitMode commit_mode = CommitMode::kAfterHandle;
+  Wait wait = Wait::kPark;
+};
+
+struct ConsumerStats {
+  std::uint64_t events = 0;     // delivered to handlers / next()
+  std::uint64_t gap_bytes = 0;  // lost to overruns (lossy reading), exact in bytes
+  std::uint64_t gaps = 0;       // number of overruns
+  std::uint64_t aborted_skipped = 0;  // aborted records passed over
+};
+
+// A non-owning, non-allocating reference to a callable (the handler).
+template <class Sig>
+class FunctionRef;
+template <class R, class... A>
+class FunctionRef<R(A...)> {
+ public:
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef>)
+  FunctionRef(F&& f) noexcept  // NOLINT: implicit by design
+      : obj_(const_cast<void*>(static_cast<const void*>(&f))),
+        call_([](void* o, A... a) -> R { return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<A>(a)...); }) {}
+  R operator()(A... a) const { return call_(obj_, std::forward<A>(a)...); }
+
+ private:
+  void* obj_;
+  R (*call_)(void*, A...);
+};
+
+class Consumer {
+ public:
+  Consumer(Consumer&&) noexcept;
+  Consumer& operator=(Consumer&&) noexcept;
+  Consumer(const Consumer&) = delete;
+  Consumer& operator=(const Consumer&) = delete;
+  ~Consumer();
+
+  // Delivers up to `max` events to handler(const EventView&), waiting up to
+  // `timeout` for the first one. Returns how many were handled. The handler
+  // may return void, bool or HandlerResult; an exception it throws is a
+  // failure and does not escape.
+  template <class F>
+  Result<std::size_t> poll(F&& handler, std::size_t max = 256, std::chrono::nanoseconds timeout = {}) {
+    auto wrapped = [&handler](const EventView& e) -> HandlerResult {
+      using R = std::invoke_result_t<F&, const EventView&>;
+      if constexpr (std::is_void_v<R>) {
+        handler(e);
+        return {};
+      } else if constexpr (std::is_same_v<R, bool>) {
+        return handler(e) ? HandlerResult{} : HandlerResult::failure("handler returned false");
+      } else {
+        return HandlerResult(handler(e));
+      }
+    };
+    return poll_impl(FunctionRef<HandlerResult(const EventView&)>(wrapped), max, timeout);
+  }
+
+  // Pulls one event (an owned copy), waiting up to `timeout`; kTimeout if none.
+  Result<Event> next(std::chrono::nanoseconds timeout = {});
+
+  // Commits everything handled so far (a no-op when nothing is pending).
+  Result<void> commit();
+  // Commits `position` (a next_position() of a handled event) on a partition.
+  Result<void> commit(std::uint32_t partition, std::uint64_t position);
+
+  // Moves the read position (and, in a group, the committed cursor).
+  Result<void> seek(std::uint32_t partition, Offset where);
+  Result<void> seek(Offset where);  // every assigned partition
+
+  [[nodiscard]] std::vector<std::uint32_t> assignment() const;
+  [[nodiscard]] std::uint64_t position(std::uint32_t partition) const noexcept;  // next read position
+  Result<std::uint64_t> committed(std::uint32_t partition) const;
+  [[nodiscard]] ConsumerStats stats() const noexcept;
+  [[nodiscard]] const std::string& topic() const noexcept;
+  [[nodiscard]] const std::string& group() const noexcept;
+
+  struct Impl;
+
+ private:
+  friend class Bus;
+  explicit Consumer(std::unique_ptr<Impl> impl);
+  Result<std::size_t> poll_impl(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t max,
+                                std::chrono::nanoseconds timeout);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace herald

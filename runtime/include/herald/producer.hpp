@@ -1,0 +1,121 @@
+// Producer: appends events to a topic's partitions. One thread at a time
+// (checked in debug builds); make one Producer per publishing thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "herald/event.hpp"
+#include "herald/result.hpp"
+
+namespace herald {
+
+// How a blocked call waits: burn a core (lowest latency), spin then yield,
+// or spin, yield, then park on a futex (~0% CPU when idle; the default).
+enum class Wait : std::uint8_t { kBusySpin, kSpinYield, kPark };
+
+struct ProducerOptions {
+  // How long publish waits when a gating group has not caught up, then
+  // returns Errc::kBackPressured having published nothing. Zero: do not wait.
+  std::chrono::nanoseconds deadline = std::chrono::seconds(1);
+  Wait wait = Wait::kPark;
+  // Default `source` for events that do not name one.
+  std::string source;
+  // Idempotence identity: a producer restarted with the same id learns its
+  // last committed sequence (0: none).
+  std::uint64_t producer_id = 0;
+};
+
+// Where an event landed.
+struct Published {
+  std::uint32_t partition = 0;
+  std::uint64_t position = 0;
+  EventId id;
+};
+
+struct ProducerStats {
+  std::uint64_t events = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t backpressure_waits = 0;
+};
+
+class Producer;
+
+// A zero-copy claim: write the payload in place, then commit(). Dropped
+// without commit it aborts itself (an aborted record readers skip).
+class Claim {
+ public:
+  Claim() = default;
+  Claim(Claim&&) noexcept;
+  Claim& operator=(Claim&&) noexcept;
+  Claim(const Claim&) = delete;
+  Claim& operator=(const Claim&) = delete;
+  ~Claim();
+
+  // The payload bytes to fill (the size asked for at claim()).
+  [[nodiscard]] std::span<std::byte> payload() const noexcept { return payload_; }
+  // Publishes the first `used` bytes of the payload (default: all of it).
+  Result<Published> commit(std::size_t used = SIZE_MAX);
+  // Gives the claim up; readers skip it.
+  void abort() noexcept;
+  [[nodiscard]] bool pending() const noexcept { return producer_ != nullptr; }
+
+ private:
+  friend class Producer;
+  Producer* producer_ = nullptr;
+  std::span<std::byte> payload_;
+  std::uint32_t partition_ = 0;
+  std::uint64_t position_ = 0;
+  EventId id_;
+};
+
+class Producer {
+ public:
+  Producer(Producer&&) noexcept;
+  Producer& operator=(Producer&&) noexcept;
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
+  ~Producer();
+
+  // Copies one event into the log. Errors: kTooLarge (names the sizes),
+  // kInvalidArgument (a field over its limit, a bad partition),
+  // kBackPressured (the deadline passed), kClosed (the topic was deleted).
+  Result<Published> publish(const Message& m);
+
+  // Publishes many events: one claim, one clock read and one wake-up check
+  // per partition touched. All or nothing per partition: events are
+  // validated first; on kBackPressured or kClosed the events of partitions
+  // not yet claimed are not published and `published` says how many were.
+  struct BatchResult {
+    std::size_t published = 0;
+  };
+  Result<BatchResult> publish_batch(std::span<const Message> batch);
+
+  // Zero-copy: reserves room for `payload_bytes` with `meta`'s envelope
+  // (its payload is ignored), to fill in place and commit.
+  Result<Claim> claim(std::size_t payload_bytes, const Message& meta = {});
+
+  // The partition a key maps to (Kafka's default partitioner).
+  [[nodiscard]] std::uint32_t partition_for(std::string_view key) const noexcept;
+  [[nodiscard]] std::uint32_t partitions() const noexcept;
+  [[nodiscard]] const std::string& topic() const noexcept;
+  [[nodiscard]] std::size_t max_event() const noexcept;
+  // The largest payload an event with this envelope can carry.
+  [[nodiscard]] std::size_t max_payload(const Message& meta = {}) const noexcept;
+  [[nodiscard]] ProducerStats stats() const noexcept;
+
+  struct Impl;
+
+ private:
+  friend class Bus;
+  friend class Claim;
+  explicit Producer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace herald
