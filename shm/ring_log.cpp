@@ -456,23 +456,29 @@ void wake_producers(const PartitionView& v) noexcept {
   futex_wake(&v.state->gate_seq, INT_MAX);
 }
 
-std::uint64_t lower_gate(const TopicMap& topic, std::uint32_t g, std::uint32_t p,
-                         std::uint64_t new_cursor_word) noexcept {
+bool lower_gate(const TopicMap& topic, std::uint32_t g, std::uint32_t p, std::uint64_t expected,
+                std::uint64_t desired, std::uint64_t* floor) noexcept {
   // The Disruptor rule. Producers may hold cached gates computed before they
-  // could see this one; every such gate is <= the tail they loaded then.
-  // Publish the floor (at the current tail) and the new cursor, re-read tail
-  // (all seq_cst, pairing with the seq_cst loads in compute_gate): a producer
-  // whose gate did not see the new cursor loaded tail before our re-read, so
-  // it can overwrite only positions below T1. Below the floor the group reads
-  // lossy (copied and validated) until its reader passes it.
+  // could see the lower cursor; every such gate is <= the tail they loaded
+  // then. CAS the new cursor, re-read tail, put the floor there (all seq_cst,
+  // pairing with the seq_cst loads in compute_gate): a producer whose gate
+  // did not see the new cursor loaded tail before our re-read, so it can
+  // overwrite only positions below t1. Below the floor the group reads lossy
+  // (copied and validated) until its reader passes it.
+  //
+  // Between the CAS and the floor store a producer may see the low cursor
+  // without the floor: its gate is then too LOW (it waits), never too high.
+  // The floor is not stored before the CAS: if the CAS failed (we were
+  // fenced), a floor of ours would raise the new owner's gate over bytes it
+  // reads zero-copy.
   const PartitionView& v = topic.partition(p);
   GroupPartitionLayout* gp = topic.group_partition(g, p);
-  const std::uint64_t t0 = load_tail(v);
-  gp->gate_floor.store(t0, std::memory_order_seq_cst);
-  gp->cursor.store(new_cursor_word, std::memory_order_seq_cst);
+  if (!gp->cursor.compare_exchange_strong(expected, desired, std::memory_order_seq_cst)) return false;
   const std::uint64_t t1 = v.part->tail.load(std::memory_order_seq_cst) & ~kTailClosedBit;
   gp->gate_floor.store(t1, std::memory_order_seq_cst);
-  return t1;
+  *floor = t1;
+  wake_producers(v);
+  return true;
 }
 
 void clear_floor(const TopicMap& topic, std::uint32_t g, std::uint32_t p) noexcept {

@@ -155,11 +155,15 @@ Status park_reader(const TopicMap& topic, std::uint32_t reader, std::span<const 
 // backpressure in partition v, if any. Needs the state segment read-write.
 void wake_producers(const PartitionView& v) noexcept;
 
-// The Disruptor rule for adding or lowering a gate of group g on partition
-// v: publish the new cursor with the floor at tail, re-read tail, raise the
-// floor to it. History below the floor must then be read as lossy until the
-// reader reaches it (clear_floor). Returns the floor.
-std::uint64_t lower_gate(const TopicMap& topic, std::uint32_t g, std::uint32_t p, std::uint64_t new_cursor_word) noexcept;
+// The Disruptor rule for lowering a gate of group g on partition p (a seek
+// back, a reset): put the floor at tail, CAS the cursor from `expected` to
+// `desired`, re-read tail, raise the floor to it. History below the floor
+// must then be read as lossy until the reader reaches it (clear_floor).
+// Returns false (changing nothing but a harmless floor) if the cursor was no
+// longer `expected` (a generation bump: the caller is fenced). *floor gets
+// the floor.
+bool lower_gate(const TopicMap& topic, std::uint32_t g, std::uint32_t p, std::uint64_t expected,
+                std::uint64_t desired, std::uint64_t* floor) noexcept;
 // Called by the reader once its cursor is at or past the floor.
 void clear_floor(const TopicMap& topic, std::uint32_t g, std::uint32_t p) noexcept;
 

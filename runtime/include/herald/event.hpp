@@ -120,6 +120,7 @@ class EventView {
                         std::uint64_t position, std::uint32_t delivery) noexcept;
 
  private:
+  friend class Event;
   [[nodiscard]] std::string_view field(Field f) const noexcept;
   const std::byte* rec_ = nullptr;
   std::string_view topic_;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -44,35 +45,7 @@ struct ProducerStats {
   std::uint64_t backpressure_waits = 0;
 };
 
-class Producer;
-
-// A zero-copy claim: write the payload in place, then commit(). Dropped
-// without commit it aborts itself (an aborted record readers skip).
-class Claim {
- public:
-  Claim() = default;
-  Claim(Claim&&) noexcept;
-  Claim& operator=(Claim&&) noexcept;
-  Claim(const Claim&) = delete;
-  Claim& operator=(const Claim&) = delete;
-  ~Claim();
-
-  // The payload bytes to fill (the size asked for at claim()).
-  [[nodiscard]] std::span<std::byte> payload() const noexcept { return payload_; }
-  // Publishes the first `used` bytes of the payload (default: all of it).
-  Result<Published> commit(std::size_t used = SIZE_MAX);
-  // Gives the claim up; readers skip it.
-  void abort() noexcept;
-  [[nodiscard]] bool pending() const noexcept { return producer_ != nullptr; }
-
- private:
-  friend class Producer;
-  Producer* producer_ = nullptr;
-  std::span<std::byte> payload_;
-  std::uint32_t partition_ = 0;
-  std::uint64_t position_ = 0;
-  EventId id_;
-};
+class Claim;
 
 class Producer {
  public:
@@ -88,11 +61,14 @@ class Producer {
   Result<Published> publish(const Message& m);
 
   // Publishes many events: one claim, one clock read and one wake-up check
-  // per partition touched. All or nothing per partition: events are
-  // validated first; on kBackPressured or kClosed the events of partitions
-  // not yet claimed are not published and `published` says how many were.
+  // per partition touched (per ring/4 of bytes). Every event is validated
+  // before anything is claimed, so bad input publishes nothing. If a claim
+  // then fails (kBackPressured, kClosed), the events claimed before it stay
+  // published: the result is an error when none were, else a value with
+  // `published` < batch.size() and `error` saying why it stopped.
   struct BatchResult {
     std::size_t published = 0;
+    std::optional<Error> error;
   };
   Result<BatchResult> publish_batch(std::span<const Message> batch);
 
@@ -116,6 +92,36 @@ class Producer {
   friend class Claim;
   explicit Producer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// A zero-copy claim: write the payload in place, then commit(). Dropped
+// without commit it aborts itself (an aborted record readers skip). At most
+// one claim per producer is pending; a Claim must not outlive its Producer
+// (if it does, the Producer aborts it and the Claim becomes empty).
+class Claim {
+ public:
+  Claim() = default;
+  Claim(Claim&&) noexcept;
+  Claim& operator=(Claim&&) noexcept;
+  Claim(const Claim&) = delete;
+  Claim& operator=(const Claim&) = delete;
+  ~Claim();
+
+  // The payload bytes to fill (the size asked for at claim()).
+  [[nodiscard]] std::span<std::byte> payload() const noexcept { return payload_; }
+  // Publishes the first `used` bytes of the payload (default: all of it).
+  Result<Published> commit(std::size_t used = SIZE_MAX);
+  // Gives the claim up; readers skip it.
+  void abort() noexcept;
+  [[nodiscard]] bool pending() const noexcept { return impl_ != nullptr; }
+
+ private:
+  friend class Producer;
+  Producer::Impl* impl_ = nullptr;  // the producer's state (stable across moves of the Producer)
+  std::span<std::byte> payload_;
+  std::uint32_t partition_ = 0;
+  std::uint64_t position_ = 0;
+  EventId id_;
 };
 
 }  // namespace herald

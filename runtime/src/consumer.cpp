@@ -1,0 +1,496 @@
+// Consumer: group members and group-less readers. poll() reads each owned
+// partition from its read position: zero-copy where a gate protects the
+// bytes (a gating group, at or past its floor), otherwise by copy and
+// validate (lossy groups, demoted lag-out groups, history below a floor,
+// group-less readers). No allocation, lock or system call on the hot path
+// (a futex wait only when parked, a wake only when a producer is parked).
+#include "herald/consumer.hpp"
+
+#include <cstring>
+#include <exception>
+#include <vector>
+
+#include "herald/bus.hpp"
+#include "runtime/src/bus_impl.hpp"
+#include "runtime/src/groups.hpp"
+#include "shm/clock.hpp"
+#include "shm/names.hpp"
+#include "shm/ring_log.hpp"
+#include "shm/slots.hpp"
+
+namespace herald {
+
+namespace {
+shm::WaitPolicy wait_policy(Wait w) {
+  shm::WaitPolicy p;
+  p.mode = w == Wait::kBusySpin ? shm::WaitMode::kBusySpin
+           : w == Wait::kSpinYield ? shm::WaitMode::kSpinYield
+                                   : shm::WaitMode::kPark;
+  return p;
+}
+constexpr std::uint64_t kRejoinEveryNs = 100'000'000;  // an idle daemonless member retries ownership this often
+}  // namespace
+
+struct Consumer::Impl {
+  std::shared_ptr<const shm::TopicMap> topic;
+  std::string group_name;
+  std::uint32_t reader = 0;
+  int group = -1;  // group slot; -1 for a group-less reader
+  shm::GroupPolicy policy = shm::GroupPolicy::kLossy;
+  ConsumerOptions opts;
+  shm::WaitPolicy wait;
+
+  struct Part {
+    bool assigned = false;
+    std::uint64_t read = 0;     // next position to read
+    std::uint64_t handled = 0;  // just past the last event handled (what a commit stores)
+    std::uint64_t cursor = 0;   // the cursor word as we last saw or wrote it
+    std::uint64_t floor = 0;    // below it the bytes are not gated: read lossy
+    std::uint64_t failed_pos = UINT64_MAX;  // the event whose handler last failed
+    std::uint32_t deliveries = 0;           // deliveries of failed_pos so far
+  };
+  std::vector<Part> parts;
+  std::vector<std::uint32_t> assigned;
+  std::vector<const shm::PartitionView*> wait_views;  // scratch for parking, sized at assignment
+  std::vector<std::uint64_t> wait_pos;
+  std::size_t rr = 0;
+  std::vector<std::byte> buf;  // lossy copies land here
+  ConsumerStats stats;
+  std::uint64_t last_rejoin_ns = 0;
+  bool closed_seen = false;
+
+  ~Impl();
+
+  shm::GroupPartitionLayout* gp(std::uint32_t p) const {
+    return topic->group_partition(static_cast<std::uint32_t>(group), p);
+  }
+
+  void set_assignment(const std::vector<std::uint32_t>& ps) {
+    for (std::uint32_t p : ps) {
+      Part& pt = parts[p];
+      if (pt.assigned) continue;
+      pt.assigned = true;
+      if (group >= 0) {
+        pt.cursor = gp(p)->cursor.load(std::memory_order_acquire);
+        pt.read = pt.handled = shm::cursor_pos(pt.cursor);
+        pt.floor = gp(p)->gate_floor.load(std::memory_order_acquire);
+      }
+    }
+    assigned.clear();
+    for (std::uint32_t p = 0; p < parts.size(); ++p)
+      if (parts[p].assigned) assigned.push_back(p);
+    wait_views.resize(assigned.size());
+    wait_pos.resize(assigned.size());
+  }
+
+  // Daemonless: an idle member (or one missing partitions) retries taking
+  // partitions whose owner died.
+  void maybe_rejoin() {
+    if (group < 0 || assigned.size() == parts.size()) return;
+    const std::uint64_t now = shm::monotonic_ns();
+    if (now - last_rejoin_ns < kRejoinEveryNs) return;
+    last_rejoin_ns = now;
+    set_assignment(detail::take_free_partitions(*topic, static_cast<std::uint32_t>(group), reader));
+  }
+
+  bool lossy(const Part& pt) const {
+    if (group < 0 || policy == shm::GroupPolicy::kLossy) return true;
+    // A demoted lag-out group no longer gates: read by copy.
+    if ((topic->group(static_cast<std::uint32_t>(group))->flags.load(std::memory_order_relaxed) &
+         shm::kGroupGating) == 0)
+      return true;
+    return pt.read < pt.floor;
+  }
+
+  Error fenced_error(std::uint32_t p, std::uint64_t seen) const {
+    return Error{Errc::kFenced, "partition " + std::to_string(p) + " of group '" + group_name + "' on topic '" +
+                                    topic->topic() + "' was reassigned (generation " +
+                                    std::to_string(shm::cursor_gen(parts[p].cursor)) + " -> " +
+                                    std::to_string(shm::cursor_gen(seen)) + "); this member no longer owns it"};
+  }
+
+  void drop(std::uint32_t p) {
+    parts[p].assigned = false;
+    std::erase(assigned, p);
+    wait_views.resize(assigned.size());
+    wait_pos.resize(assigned.size());
+  }
+
+  // Moves the group's cursor on p forward to pos (CAS from what we last saw).
+  Result<void> commit_to(std::uint32_t p, std::uint64_t pos) {
+    Part& pt = parts[p];
+    if (shm::cursor_pos(pt.cursor) == pos) return {};
+    std::uint64_t expect = pt.cursor;
+    const std::uint64_t desired = shm::pack_cursor(shm::cursor_gen(expect), pos);
+    // R4: release (seq_cst) publishes that everything below pos was read;
+    // pairs with A4 in compute_gate. seq_cst also orders it before the load
+    // of producer_waiters in wake_producers (no lost producer wake-up).
+    if (!gp(p)->cursor.compare_exchange_strong(expect, desired, std::memory_order_seq_cst)) {
+      Error e = fenced_error(p, expect);
+      drop(p);
+      return fail(std::move(e));
+    }
+    pt.cursor = desired;
+    if (pt.floor != 0 && pos >= pt.floor) {
+      shm::clear_floor(*topic, static_cast<std::uint32_t>(group), p);
+      pt.floor = 0;
+    }
+    shm::wake_producers(topic->partition(p));
+    return {};
+  }
+
+  Result<void> commit_all() {
+    if (group < 0) return {};
+    for (std::size_t i = 0; i < assigned.size();) {
+      const std::uint32_t p = assigned[i];
+      const std::size_t before = assigned.size();
+      if (auto r = commit_to(p, parts[p].handled); !r) return r;
+      if (assigned.size() == before) ++i;
+    }
+    return {};
+  }
+
+  // A lossy read found its position overwritten: count the gap (exact in
+  // bytes) and resynchronise forward per on_overrun.
+  Result<void> overrun(std::uint32_t p) {
+    Part& pt = parts[p];
+    const shm::PartitionView& v = topic->partition(p);
+    std::uint64_t to = shm::beginning(v);
+    if (group >= 0 && opts.on_overrun == OffsetReset::kLatest) to = shm::load_tail(v);
+    if (group >= 0 && opts.on_overrun == OffsetReset::kError)
+      return fail(Errc::kCorrupt, "group '" + group_name + "' lost events on partition " + std::to_string(p) +
+                                      " of topic '" + topic->topic() + "': position " + std::to_string(pt.read) +
+                                      " was overwritten (on_overrun=error; seek to continue)");
+    if (to <= pt.read) return {};  // raced with a reader-visible commit: just retry
+    stats.gap_bytes += to - pt.read;
+    stats.gaps += 1;
+    if (group >= 0) {
+      shm::GroupPartitionLayout* g = gp(p);
+      // Relaxed: statistics, written only by the partition's owner.
+      g->gap_bytes.store(g->gap_bytes.load(std::memory_order_relaxed) + (to - pt.read), std::memory_order_relaxed);
+      g->gap_events.store(g->gap_events.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+    pt.read = pt.handled = to;
+    return {};
+  }
+
+  Result<std::size_t> drain(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t budget);
+  Result<std::size_t> drain_partition(std::uint32_t p, FunctionRef<HandlerResult(const EventView&)> handler,
+                                      std::size_t budget);
+};
+
+Consumer::Impl::~Impl() {
+  if (!topic) return;
+  if (group >= 0) {
+    for (std::uint32_t p : assigned) detail::release_partition(*topic, static_cast<std::uint32_t>(group), p, reader);
+    topic->group(static_cast<std::uint32_t>(group))->members.fetch_sub(1, std::memory_order_relaxed);
+  }
+  shm::release_reader_slot(*topic, reader);
+}
+
+Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
+                                                    FunctionRef<HandlerResult(const EventView&)> handler,
+                                                    std::size_t budget) {
+  Part& pt = parts[p];
+  const shm::PartitionView& v = topic->partition(p);
+  std::size_t n = 0;
+  while (n < budget) {
+    const std::byte* rec = nullptr;
+    if (lossy(pt)) {
+      std::uint32_t size = 0;
+      const shm::Status st = shm::read_copy(v, pt.read, buf.data(), &size);
+      if (st == shm::Status::kOverrun) {
+        if (auto r = overrun(p); !r) return fail(std::move(r).error());
+        continue;
+      }
+      if (st == shm::Status::kClosed) closed_seen = true;
+      if (st == shm::Status::kCorrupt)
+        return fail(Errc::kCorrupt, "partition " + std::to_string(p) + " of topic '" + topic->topic() +
+                                        "' holds a corrupt record header at position " + std::to_string(pt.read));
+      if (st != shm::Status::kOk) break;
+      rec = buf.data();
+    } else {
+      const shm::RecordHeader* h = nullptr;
+      const shm::Status st = shm::read_gated(v, pt.read, &h);
+      if (st == shm::Status::kClosed) closed_seen = true;
+      if (st == shm::Status::kCorrupt)
+        return fail(Errc::kCorrupt, "partition " + std::to_string(p) + " of topic '" + topic->topic() +
+                                        "' holds a corrupt record header at position " + std::to_string(pt.read));
+      if (st != shm::Status::kOk) break;
+      rec = reinterpret_cast<const std::byte*>(h);
+    }
+    const auto* h = reinterpret_cast<const shm::RecordHeader*>(rec);
+    const std::uint64_t pos = pt.read;
+    const std::uint32_t size = h->size;
+    if ((h->flags & shm::kRecordAborted) != 0) {
+      stats.aborted_skipped += 1;
+      pt.read = pt.handled = pos + size;
+      continue;
+    }
+    const std::uint32_t delivery = pt.failed_pos == pos ? pt.deliveries + 1 : 1;
+    const EventView view = EventView::over(rec, topic->topic(), p, pos, delivery);
+    const bool amo = group >= 0 && opts.commit_mode == CommitMode::kBeforeHandle;
+    if (amo) {
+      // At-most-once: the lease (same generation as the cursor) keeps the
+      // bytes gated while the handler runs; stored before the cursor CAS.
+      gp(p)->lease.store(shm::pack_cursor(shm::cursor_gen(pt.cursor), pos), std::memory_order_release);
+      pt.handled = pos + size;
+      if (auto r = commit_to(p, pt.handled); !r) {
+        gp(p)->lease.store(shm::kNoLease, std::memory_order_release);
+        return fail(std::move(r).error());
+      }
+    }
+    HandlerResult verdict;
+    try {
+      verdict = handler(view);
+    } catch (const std::exception& ex) {
+      verdict = HandlerResult::failure(std::string("handler threw: ") + ex.what());
+    } catch (...) {
+      verdict = HandlerResult::failure("handler threw a non-standard exception");
+    }
+    if (amo) gp(p)->lease.store(shm::kNoLease, std::memory_order_release);
+    if (!verdict.ok && !amo) {
+      // At-least-once: the event stays; the next poll redelivers it (after
+      // other partitions had their turn), counting its deliveries.
+      pt.failed_pos = pos;
+      pt.deliveries = delivery;
+      break;
+    }
+    pt.failed_pos = UINT64_MAX;
+    pt.read = pt.handled = pos + size;
+    ++n;
+  }
+  return n;
+}
+
+Result<std::size_t> Consumer::Impl::drain(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t budget) {
+  std::size_t n = 0;
+  const std::size_t count = assigned.size();
+  for (std::size_t k = 0; k < count && n < budget && !assigned.empty(); ++k) {
+    const std::uint32_t p = assigned[(rr + k) % assigned.size()];
+    auto r = drain_partition(p, handler, budget - n);
+    if (!r) return r;
+    n += *r;
+  }
+  ++rr;
+  return n;
+}
+
+Consumer::Consumer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Consumer::Consumer(Consumer&&) noexcept = default;
+Consumer& Consumer::operator=(Consumer&&) noexcept = default;
+Consumer::~Consumer() = default;
+
+Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t max,
+                                        std::chrono::nanoseconds timeout) {
+  Impl& I = *impl_;
+  shm::ReaderLayout* me = I.topic->reader(I.reader);
+  // Relaxed: liveness hints for heraldd; only this reader writes them.
+  me->flags.store(shm::kReaderInPoll, std::memory_order_relaxed);
+  me->last_poll_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
+  me->poll_count.store(me->poll_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  I.maybe_rejoin();
+
+  std::size_t n = 0;
+  Result<std::size_t> outcome = std::size_t{0};
+  const std::uint64_t start = timeout.count() > 0 ? shm::monotonic_ns() : 0;
+  const std::uint64_t deadline = start + static_cast<std::uint64_t>(std::max<std::int64_t>(timeout.count(), 0));
+  shm::Backoff backoff(I.wait);
+  for (;;) {
+    auto r = I.drain(handler, max - n);
+    if (!r) {
+      outcome = std::move(r);
+      break;
+    }
+    n += *r;
+    if (n > 0 || timeout.count() <= 0 || n >= max) break;
+    if (I.closed_seen) break;
+    const std::uint64_t now = shm::monotonic_ns();
+    if (now >= deadline) break;
+    if (backoff.step()) continue;
+    // Park on every owned partition at once (one wake word per reader).
+    for (std::size_t i = 0; i < I.assigned.size(); ++i) {
+      I.wait_views[i] = &I.topic->partition(I.assigned[i]);
+      I.wait_pos[i] = I.parts[I.assigned[i]].read;
+    }
+    const std::uint64_t slice = std::min(deadline - now, I.wait.park_timeout_ns);
+    shm::park_reader(*I.topic, I.reader, I.wait_views, I.wait_pos, slice);
+    me->poll_count.store(me->poll_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    me->last_poll_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
+    I.maybe_rejoin();
+  }
+  if (outcome && I.group >= 0 && I.opts.commit_mode == CommitMode::kAfterHandle) {
+    if (auto c = I.commit_all(); !c) outcome = fail(std::move(c).error());
+  }
+  I.stats.events += n;
+  me->events.store(I.stats.events, std::memory_order_relaxed);
+  me->last_poll_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
+  me->flags.store(0, std::memory_order_relaxed);
+  if (!outcome) return outcome;
+  if (n == 0 && I.closed_seen && I.topic->closed())
+    return fail(Errc::kClosed, "topic '" + I.topic->topic() + "' was deleted (or re-created); attach a new consumer");
+  return n;
+}
+
+Result<Event> Consumer::next(std::chrono::nanoseconds timeout) {
+  Event out;
+  bool got = false;
+  auto r = poll_impl(
+      [&](const EventView& e) {
+        out = e.to_event();
+        got = true;
+        return HandlerResult{};
+      },
+      1, timeout);
+  if (!r) return fail(std::move(r).error());
+  if (!got) return fail(Errc::kTimeout, "no event on topic '" + impl_->topic->topic() + "' within the timeout");
+  return out;
+}
+
+Result<void> Consumer::commit() {
+  if (impl_->group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
+  return impl_->commit_all();
+}
+
+Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
+  Impl& I = *impl_;
+  if (I.group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
+  if (partition >= I.parts.size() || !I.parts[partition].assigned)
+    return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " is not assigned to this member");
+  Impl::Part& pt = I.parts[partition];
+  const std::uint64_t committed = shm::cursor_pos(pt.cursor);
+  if (position < committed || position > pt.read)
+    return fail(Errc::kInvalidArgument, "commit position " + std::to_string(position) + " is outside [" +
+                                            std::to_string(committed) + ", " + std::to_string(pt.read) +
+                                            "] (committed, read) of partition " + std::to_string(partition) +
+                                            "; use seek() to move back");
+  if (position != pt.read && shm::check_position(I.topic->partition(partition), position) != shm::Status::kOk)
+    return fail(Errc::kInvalidArgument, "position " + std::to_string(position) + " is not an event boundary");
+  return I.commit_to(partition, position);
+}
+
+Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
+  Impl& I = *impl_;
+  if (partition >= I.parts.size() || !I.parts[partition].assigned)
+    return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " is not read by this consumer");
+  auto pos = detail::resolve_offset(*I.topic, partition, where);
+  if (!pos) return fail(std::move(pos).error());
+  Impl::Part& pt = I.parts[partition];
+  if (I.group >= 0) {
+    const std::uint64_t cur = shm::cursor_pos(pt.cursor);
+    const std::uint64_t desired = shm::pack_cursor(shm::cursor_gen(pt.cursor), *pos);
+    if (*pos < cur) {
+      // Lowering the gate: the Disruptor rule (shm::lower_gate).
+      std::uint64_t floor = 0;
+      if (!shm::lower_gate(*I.topic, static_cast<std::uint32_t>(I.group), partition, pt.cursor, desired, &floor)) {
+        const std::uint64_t seen = I.gp(partition)->cursor.load(std::memory_order_acquire);
+        Error e = I.fenced_error(partition, seen);
+        I.drop(partition);
+        return fail(std::move(e));
+      }
+      pt.cursor = desired;
+      pt.floor = floor;
+    } else {
+      pt.read = *pos;  // commit_to checks nothing about read; keep them in step
+      if (auto r = I.commit_to(partition, *pos); !r) return r;
+    }
+  }
+  pt.read = pt.handled = *pos;
+  pt.failed_pos = UINT64_MAX;
+  return {};
+}
+
+Result<void> Consumer::seek(Offset where) {
+  const std::vector<std::uint32_t> ps = impl_->assigned;
+  for (std::uint32_t p : ps)
+    if (auto r = seek(p, where); !r) return r;
+  return {};
+}
+
+std::vector<std::uint32_t> Consumer::assignment() const { return impl_->assigned; }
+std::uint64_t Consumer::position(std::uint32_t partition) const noexcept {
+  return partition < impl_->parts.size() ? impl_->parts[partition].read : 0;
+}
+
+Result<std::uint64_t> Consumer::committed(std::uint32_t partition) const {
+  const Impl& I = *impl_;
+  if (I.group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no committed cursor");
+  if (partition >= I.parts.size())
+    return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " does not exist");
+  return shm::cursor_pos(I.gp(partition)->cursor.load(std::memory_order_acquire));
+}
+
+ConsumerStats Consumer::stats() const noexcept { return impl_->stats; }
+const std::string& Consumer::topic() const noexcept { return impl_->topic->topic(); }
+const std::string& Consumer::group() const noexcept { return impl_->group_name; }
+
+Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& options) {
+  auto map = impl_->map_topic(topic, shm::Access::kReadOnly, shm::Access::kReadWrite);
+  if (!map) return fail(std::move(map).error());
+  const shm::TopicMap& m = **map;
+  auto impl = std::make_unique<Consumer::Impl>();
+  impl->opts = options;
+  impl->wait = wait_policy(options.wait);
+  impl->parts.assign(m.partitions(), Consumer::Impl::Part{});
+  impl->buf.resize(m.geometry().params.max_event);
+
+  if (options.group.empty()) {
+    auto slot = shm::acquire_reader_slot(m, 0);
+    if (!slot) return fail(std::move(slot).error());
+    impl->topic = *map;
+    impl->reader = *slot;
+    std::vector<std::uint32_t> ps = options.partitions;
+    if (ps.empty())
+      for (std::uint32_t p = 0; p < m.partitions(); ++p) ps.push_back(p);
+    for (std::uint32_t p : ps) {
+      auto pos = detail::resolve_offset(m, p, options.start);
+      if (!pos) return fail(std::move(pos).error());
+      impl->parts[p].read = impl->parts[p].handled = *pos;
+    }
+    impl->set_assignment(ps);
+    return Consumer(std::move(impl));
+  }
+
+  if (auto r = shm::validate_entity_name(options.group, "group"); !r) return fail(std::move(r).error());
+  if (!options.partitions.empty())
+    return fail(Errc::kInvalidArgument, "partitions are assigned to group members; `partitions` is for group-less readers");
+  auto rec = impl_->find_topic(topic);
+  if (!rec) return fail(std::move(rec).error());
+  auto g = detail::find_group(m, options.group);
+  if (!g) {
+    auto lock = impl_->admin_lock();
+    if (!lock) return fail(std::move(lock).error());
+    g = detail::find_group(m, options.group);
+    if (!g) {
+      std::vector<std::uint64_t> start(m.partitions());
+      for (std::uint32_t p = 0; p < m.partitions(); ++p) {
+        auto pos = detail::resolve_offset(m, p, options.start);
+        if (!pos) return fail(std::move(pos).error().with_context("start of group '" + options.group + "'"));
+        start[p] = *pos;
+      }
+      detail::NewGroup ng;
+      ng.name = options.group;
+      ng.policy = detail::to_shm(options.policy, rec->default_policy);
+      ng.lagout_grace_ms = rec->lagout_grace_ms;
+      auto made = detail::create_group(m, ng, start);
+      if (!made) return fail(std::move(made).error());
+      g = std::move(made).value();
+    }
+  }
+  if (options.policy != Policy::kDefault && detail::to_shm(options.policy, g->policy) != g->policy)
+    return fail(Errc::kInvalidArgument, "group '" + g->name + "' exists with policy " + detail::policy_name(g->policy) +
+                                            ", not " + detail::policy_name(detail::to_shm(options.policy, g->policy)));
+  auto slot = shm::acquire_reader_slot(m, g->slot + 1);
+  if (!slot) return fail(std::move(slot).error());
+  impl->topic = *map;
+  impl->reader = *slot;
+  impl->group = static_cast<int>(g->slot);
+  impl->group_name = g->name;
+  impl->policy = g->policy;
+  m.group(g->slot)->members.fetch_add(1, std::memory_order_relaxed);
+  impl->last_rejoin_ns = shm::monotonic_ns();
+  impl->set_assignment(detail::take_free_partitions(m, g->slot, *slot));
+  return Consumer(std::move(impl));
+}
+
+}  // namespace herald

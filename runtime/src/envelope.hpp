@@ -1,0 +1,32 @@
+// The envelope's wire form inside a record (see shm/record_layout.hpp):
+//
+//   [RecordHeader 48 B][key][meta][payload][padding]
+//
+// `meta` holds the optional fields as a small TLV list, in this order when
+// present (absent fields take no bytes):
+//   tag u8 (1 type, 2 source, 3 content type, 4 correlation id, 5 causation id)
+//       len u8, bytes[len]
+//   tag u8 = 6 (header) name_len u8, value_len u16 (little-endian), name, value
+// Readers bounds-check every length against meta_len; a malformed list reads
+// as "field absent", never out of bounds.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "herald/event.hpp"
+#include "herald/result.hpp"
+
+namespace herald::detail {
+
+// Bytes the meta section of `m` takes (with `source` standing in for an
+// empty m.source). Returns SIZE_MAX and sets *bad to a description when a
+// field is over its limit.
+std::size_t meta_size(const Message& m, std::string_view source, const char** bad) noexcept;
+// Writes it; `out` has room for meta_size() bytes.
+void encode_meta(std::byte* out, const Message& m, std::string_view source) noexcept;
+// A clear error for the field meta_size() rejected.
+Error meta_error(const Message& m, const char* bad);
+
+}  // namespace herald::detail

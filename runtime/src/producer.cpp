@@ -1,0 +1,416 @@
+// Producer: envelope encoding and the publish hot path. publish() does no
+// allocation, no lock and no system call on success (a futex wake only when
+// a reader is parked); errors build their message only on failure.
+#include "herald/producer.hpp"
+
+#include <cassert>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "herald/bus.hpp"
+#include "runtime/src/bus_impl.hpp"
+#include "runtime/src/envelope.hpp"
+#include "runtime/src/event_id.hpp"
+#include "runtime/src/partitioner.hpp"
+#include "shm/clock.hpp"
+#include "shm/futex.hpp"
+#include "shm/names.hpp"
+#include "shm/ring_log.hpp"
+#include "shm/slots.hpp"
+
+namespace herald {
+
+namespace {
+constexpr std::uint32_t kStickyRun = 256;  // keyless events per partition before moving on
+
+shm::WaitPolicy wait_policy(Wait w) {
+  shm::WaitPolicy p;
+  switch (w) {
+    case Wait::kBusySpin: p.mode = shm::WaitMode::kBusySpin; break;
+    case Wait::kSpinYield: p.mode = shm::WaitMode::kSpinYield; break;
+    case Wait::kPark: p.mode = shm::WaitMode::kPark; break;
+  }
+  return p;
+}
+}  // namespace
+
+struct Producer::Impl {
+  std::shared_ptr<const shm::TopicMap> topic;
+  std::uint32_t slot = 0;
+  shm::RingLogWriter writer;
+  ProducerOptions opts;
+  shm::WaitPolicy wait;
+  std::uint32_t partitions = 0;
+  std::uint64_t max_event = 0;
+  detail::IdGenerator ids;
+  std::uint32_t sticky = 0;
+  std::uint32_t sticky_left = kStickyRun;
+  std::uint64_t sequence = 0;
+  // Running totals per partition, mirrored into this slot's counter row
+  // with plain stores (no shared read-modify-write on the hot path).
+  struct Totals {
+    std::uint64_t events = 0, bytes = 0, waits = 0, claims = 0;
+  };
+  std::vector<Totals> totals;
+  Claim* pending = nullptr;  // the outstanding zero-copy claim, if any
+  // publish_batch scratch, grown once and reused.
+  std::vector<std::uint32_t> batch_part;
+  std::vector<std::uint32_t> batch_size;
+  std::vector<std::uint32_t> batch_meta;
+#ifndef NDEBUG
+  std::thread::id owner;
+#endif
+
+  Impl(std::shared_ptr<const shm::TopicMap> t, std::uint32_t s, bool fast_wake, const ProducerOptions& o)
+      : topic(std::move(t)),
+        slot(s),
+        writer(topic.get(), s, fast_wake),
+        opts(o),
+        wait(wait_policy(o.wait)),
+        partitions(topic->partitions()),
+        max_event(topic->geometry().params.max_event),
+        totals(partitions) {
+    sticky = static_cast<std::uint32_t>(shm::random_u64() % partitions);
+  }
+
+  ~Impl();
+
+  void check_thread() {
+#ifndef NDEBUG
+    // A Producer belongs to one thread at a time (its claim slot is that
+    // thread's). Moving it to another thread between calls is fine.
+    if (owner == std::thread::id{}) owner = std::this_thread::get_id();
+    assert(owner == std::this_thread::get_id() && "herald::Producer used from two threads");
+#endif
+  }
+
+  void count(std::uint32_t p, std::uint64_t events, std::uint64_t bytes) noexcept {
+    Totals& t = totals[p];
+    t.events += events;
+    t.bytes += bytes;
+    t.claims += 1;
+    shm::ProducerCountersLayout* c = topic->counters(slot, p);
+    // Relaxed: a statistic; only this producer writes its row.
+    c->events.store(t.events, std::memory_order_relaxed);
+    c->bytes.store(t.bytes, std::memory_order_relaxed);
+    c->claims.store(t.claims, std::memory_order_relaxed);
+  }
+
+  // Picks the partition: explicit, by key, or sticky round-robin.
+  shm::Status pick(const Message& m, std::uint32_t* p) noexcept {
+    if (m.partition >= 0) {
+      if (static_cast<std::uint32_t>(m.partition) >= partitions) return shm::Status::kInvalid;
+      *p = static_cast<std::uint32_t>(m.partition);
+    } else if (!m.key.empty()) {
+      *p = detail::partition_for_key(m.key, partitions);
+    } else {
+      if (sticky_left == 0) {
+        sticky = sticky + 1 == partitions ? 0 : sticky + 1;
+        sticky_left = kStickyRun;
+      }
+      --sticky_left;
+      *p = sticky;
+    }
+    return shm::Status::kOk;
+  }
+
+  // Claims `bytes` on p, waiting up to the deadline under backpressure.
+  shm::Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos) noexcept {
+    shm::Status st = writer.try_claim(p, bytes, sequence, pos);
+    if (st != shm::Status::kBackPressured || opts.deadline.count() <= 0) return st;
+    Totals& t = totals[p];
+    topic->counters(slot, p)->backpressure_waits.store(++t.waits, std::memory_order_relaxed);
+    const std::uint64_t deadline = shm::monotonic_ns() + static_cast<std::uint64_t>(opts.deadline.count());
+    st = writer.claim(p, bytes, sequence, deadline, wait);
+    if (st == shm::Status::kOk) *pos = writer.claimed_pos();
+    return st;
+  }
+
+  // Writes one record (everything but the commit word) at pos.
+  EventId write(std::uint32_t p, std::uint64_t pos, std::uint64_t size, const Message& m, std::size_t meta,
+                std::size_t payload_len, std::uint64_t now) noexcept {
+    const shm::PartitionView& v = topic->partition(p);
+    shm::RecordHeader* h = v.header_at(pos);
+    const std::uint64_t t = m.time_ns != 0 ? m.time_ns : now;
+    const EventId id = m.id.empty() ? ids.next(t) : m.id;
+    h->size = static_cast<std::uint32_t>(size);
+    h->payload_len = static_cast<std::uint32_t>(payload_len);
+    h->time_ns = t;
+    h->id_hi = id.hi;
+    h->id_lo = id.lo;
+    h->flags = 0;
+    h->key_len = static_cast<std::uint16_t>(m.key.size());
+    h->meta_len = static_cast<std::uint16_t>(meta);
+    h->producer_slot = static_cast<std::uint16_t>(slot);
+    std::byte* body = v.bytes_at(pos) + shm::kRecordHeaderBytes;
+    if (!m.key.empty()) std::memcpy(body, m.key.data(), m.key.size());
+    if (meta != 0) detail::encode_meta(body + m.key.size(), m, opts.source);
+    return id;
+  }
+
+  Error status_error(shm::Status st, std::uint32_t p, std::uint64_t size) const {
+    const std::string where = "topic '" + topic->topic() + "' partition " + std::to_string(p);
+    switch (st) {
+      case shm::Status::kBackPressured:
+        return Error{Errc::kBackPressured, where + ": a gating group has not consumed enough to free " +
+                                               std::to_string(size) + " bytes within the deadline"};
+      case shm::Status::kClosed:
+        return Error{Errc::kClosed, where + " was deleted (or re-created); attach a new producer"};
+      case shm::Status::kTooLarge:
+        return Error{Errc::kTooLarge, where + ": " + std::to_string(size) + " bytes in one claim exceed ring/2"};
+      default: return Error{Errc::kIo, where + ": claim failed"};
+    }
+  }
+
+  // Validates m and computes its sizes; the error says what was wrong.
+  Result<std::uint64_t> measure(const Message& m, std::size_t payload_len, std::size_t* meta) const {
+    if (m.key.size() > kMaxKeyBytes)
+      return fail(Errc::kInvalidArgument, "key is " + std::to_string(m.key.size()) + " bytes; the limit is " +
+                                              std::to_string(kMaxKeyBytes));
+    const char* bad = nullptr;
+    *meta = detail::meta_size(m, opts.source, &bad);
+    if (*meta == SIZE_MAX) return fail(detail::meta_error(m, bad));
+    if (m.partition >= 0 && static_cast<std::uint32_t>(m.partition) >= partitions)
+      return fail(Errc::kInvalidArgument, "partition " + std::to_string(m.partition) + " does not exist (topic '" +
+                                              topic->topic() + "' has " + std::to_string(partitions) + ")");
+    const std::uint64_t size = shm::record_size(m.key.size(), *meta, payload_len);
+    if (size > max_event)
+      return fail(Errc::kTooLarge, "event of " + std::to_string(size) + " bytes (payload " +
+                                       std::to_string(payload_len) + ", key " + std::to_string(m.key.size()) +
+                                       ", envelope " + std::to_string(shm::kRecordHeaderBytes + *meta) +
+                                       ") > max_event=" + std::to_string(max_event) + " of topic '" +
+                                       topic->topic() + "'");
+    return size;
+  }
+};
+
+Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Producer::Producer(Producer&&) noexcept = default;
+Producer& Producer::operator=(Producer&&) noexcept = default;
+Producer::~Producer() = default;
+
+Producer::Impl::~Impl() {
+  if (pending != nullptr) pending->abort();
+  shm::release_producer_slot(*topic, slot);
+}
+
+Result<Published> Producer::publish(const Message& m) {
+  Impl& I = *impl_;
+  I.check_thread();
+  std::size_t meta = 0;
+  // Fast validation inline; the slow path builds the message.
+  if (m.key.size() > kMaxKeyBytes || m.partition >= static_cast<std::int64_t>(I.partitions)) {
+    auto r = I.measure(m, m.payload.size(), &meta);
+    return fail(std::move(r).error());
+  }
+  const char* bad = nullptr;
+  meta = detail::meta_size(m, I.opts.source, &bad);
+  std::uint64_t size = shm::record_size(m.key.size(), meta, m.payload.size());
+  if (meta == SIZE_MAX || size > I.max_event) {
+    auto r = I.measure(m, m.payload.size(), &meta);
+    return fail(std::move(r).error());
+  }
+  if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is pending on this producer");
+  std::uint32_t p = 0;
+  I.pick(m, &p);
+  std::uint64_t pos = 0;
+  const shm::Status st = I.claim(p, size, &pos);
+  if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
+  const std::uint64_t now = m.time_ns != 0 ? m.time_ns : shm::realtime_ns();
+  const EventId id = I.write(p, pos, size, m, meta, m.payload.size(), now);
+  if (!m.payload.empty()) {
+    std::memcpy(I.topic->partition(p).bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta,
+                m.payload.data(), m.payload.size());
+  }
+  I.writer.commit_record(p, pos, static_cast<std::uint32_t>(size));
+  I.writer.finish(p);
+  ++I.sequence;
+  I.count(p, 1, size);
+  return Published{p, pos, id};
+}
+
+Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> batch) {
+  Impl& I = *impl_;
+  I.check_thread();
+  if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is pending on this producer");
+  const std::size_t n = batch.size();
+  if (I.batch_part.size() < n) {
+    I.batch_part.resize(n);
+    I.batch_size.resize(n);
+    I.batch_meta.resize(n);
+  }
+  // Validate everything first: bad input publishes nothing.
+  for (std::size_t i = 0; i < n; ++i) {
+    std::size_t meta = 0;
+    auto size = I.measure(batch[i], batch[i].payload.size(), &meta);
+    if (!size) return fail(std::move(size).error().with_context("batch event " + std::to_string(i)));
+    I.batch_size[i] = static_cast<std::uint32_t>(*size);
+    I.batch_meta[i] = static_cast<std::uint32_t>(meta);
+    I.pick(batch[i], &I.batch_part[i]);
+  }
+  const std::uint64_t now = shm::realtime_ns();  // one clock read for the batch
+  const std::uint64_t chunk_limit = I.topic->geometry().params.ring_bytes / 4;
+  BatchResult result;
+  // Partition by partition, in order of first appearance; within a
+  // partition, in batch order, in chunks of at most ring/4 bytes.
+  std::uint64_t done_mask[shm::kMaxPartitions / 64] = {};
+  for (std::size_t first = 0; first < n; ++first) {
+    const std::uint32_t p = I.batch_part[first];
+    if (done_mask[p / 64] >> (p % 64) & 1) continue;
+    done_mask[p / 64] |= 1ull << (p % 64);
+    std::size_t i = first;
+    while (i < n) {
+      // Gather the next chunk of events for p.
+      std::uint64_t total = 0;
+      std::size_t end = i;
+      std::size_t count = 0;
+      for (std::size_t j = i; j < n; ++j) {
+        if (I.batch_part[j] != p) continue;
+        if (count > 0 && total + I.batch_size[j] > chunk_limit) break;
+        total += I.batch_size[j];
+        end = j + 1;
+        ++count;
+      }
+      if (count == 0) break;
+      std::uint64_t pos = 0;
+      const shm::Status st = I.claim(p, total, &pos);
+      if (st != shm::Status::kOk) {
+        Error e = I.status_error(st, p, total);
+        if (result.published == 0) return fail(std::move(e));
+        result.error = std::move(e);
+        return result;
+      }
+      std::uint64_t at = pos;
+      for (std::size_t j = i; j < end; ++j) {
+        if (I.batch_part[j] != p) continue;
+        const Message& m = batch[j];
+        I.write(p, at, I.batch_size[j], m, I.batch_meta[j], m.payload.size(), now);
+        if (!m.payload.empty())
+          std::memcpy(I.topic->partition(p).bytes_at(at) + shm::kRecordHeaderBytes + m.key.size() + I.batch_meta[j],
+                      m.payload.data(), m.payload.size());
+        I.writer.commit_record(p, at, I.batch_size[j]);
+        at += I.batch_size[j];
+      }
+      I.writer.finish(p);  // one fence and one wake-up check for the chunk
+      I.sequence += count;
+      I.count(p, count, total);
+      result.published += count;
+      i = end;
+    }
+  }
+  return result;
+}
+
+Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in) {
+  Impl& I = *impl_;
+  I.check_thread();
+  if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is already pending on this producer");
+  std::size_t meta = 0;
+  auto size = I.measure(meta_in, payload_bytes, &meta);
+  if (!size) return fail(std::move(size).error());
+  std::uint32_t p = 0;
+  I.pick(meta_in, &p);
+  std::uint64_t pos = 0;
+  const shm::Status st = I.claim(p, *size, &pos);
+  if (st != shm::Status::kOk) return fail(I.status_error(st, p, *size));
+  const std::uint64_t now = meta_in.time_ns != 0 ? meta_in.time_ns : shm::realtime_ns();
+  Claim c;
+  c.id_ = I.write(p, pos, *size, meta_in, meta, payload_bytes, now);
+  c.impl_ = impl_.get();
+  c.partition_ = p;
+  c.position_ = pos;
+  c.payload_ = std::span<std::byte>(
+      I.topic->partition(p).bytes_at(pos) + shm::kRecordHeaderBytes + meta_in.key.size() + meta, payload_bytes);
+  return c;  // the move into the Result re-points I.pending (below)
+}
+
+Claim::Claim(Claim&& o) noexcept
+    : impl_(o.impl_), payload_(o.payload_), partition_(o.partition_), position_(o.position_), id_(o.id_) {
+  o.impl_ = nullptr;
+  if (impl_ != nullptr) impl_->pending = this;
+}
+
+Claim& Claim::operator=(Claim&& o) noexcept {
+  if (this == &o) return *this;
+  if (impl_ != nullptr) abort();
+  impl_ = o.impl_;
+  payload_ = o.payload_;
+  partition_ = o.partition_;
+  position_ = o.position_;
+  id_ = o.id_;
+  o.impl_ = nullptr;
+  if (impl_ != nullptr) impl_->pending = this;
+  return *this;
+}
+
+Claim::~Claim() {
+  if (impl_ != nullptr) abort();
+}
+
+Result<Published> Claim::commit(std::size_t used) {
+  if (impl_ == nullptr) return fail(Errc::kInvalidArgument, "commit on an empty claim (already committed or aborted)");
+  Producer::Impl& I = *impl_;
+  if (used == SIZE_MAX) used = payload_.size();
+  if (used > payload_.size())
+    return fail(Errc::kInvalidArgument, "commit of " + std::to_string(used) + " bytes > the " +
+                                            std::to_string(payload_.size()) + " claimed");
+  shm::RecordHeader* h = I.topic->partition(partition_).header_at(position_);
+  h->payload_len = static_cast<std::uint32_t>(used);
+  const std::uint32_t size = h->size;
+  I.writer.commit_record(partition_, position_, size);
+  I.writer.finish(partition_);
+  ++I.sequence;
+  I.count(partition_, 1, size);
+  I.pending = nullptr;
+  impl_ = nullptr;
+  return Published{partition_, position_, id_};
+}
+
+void Claim::abort() noexcept {
+  if (impl_ == nullptr) return;
+  impl_->writer.abort_rest(partition_, position_);
+  impl_->pending = nullptr;
+  impl_ = nullptr;
+}
+
+std::uint32_t Producer::partition_for(std::string_view key) const noexcept {
+  return detail::partition_for_key(key, impl_->partitions);
+}
+std::uint32_t Producer::partitions() const noexcept { return impl_->partitions; }
+const std::string& Producer::topic() const noexcept { return impl_->topic->topic(); }
+std::size_t Producer::max_event() const noexcept { return impl_->max_event; }
+
+std::size_t Producer::max_payload(const Message& meta) const noexcept {
+  const char* bad = nullptr;
+  const std::size_t m = detail::meta_size(meta, impl_->opts.source, &bad);
+  const std::size_t fixed = shm::kRecordHeaderBytes + meta.key.size() + (m == SIZE_MAX ? 0 : m);
+  return impl_->max_event > fixed ? impl_->max_event - fixed : 0;
+}
+
+ProducerStats Producer::stats() const noexcept {
+  ProducerStats s;
+  for (const auto& t : impl_->totals) {
+    s.events += t.events;
+    s.bytes += t.bytes;
+    s.backpressure_waits += t.waits;
+  }
+  return s;
+}
+
+Result<Producer> Bus::producer(std::string_view topic, const ProducerOptions& options) {
+  if (options.source.size() > kMaxShortField)
+    return fail(Errc::kInvalidArgument, "source is " + std::to_string(options.source.size()) +
+                                            " bytes; the limit is " + std::to_string(kMaxShortField));
+  if (options.deadline.count() < 0) return fail(Errc::kInvalidArgument, "deadline is negative");
+  auto map = impl_->map_topic(topic, shm::Access::kReadWrite, shm::Access::kReadOnly);
+  if (!map) return fail(std::move(map).error());
+  auto slot = shm::acquire_producer_slot(**map, options.producer_id);
+  if (!slot) return fail(std::move(slot).error());
+  // Once per process: with membarrier registered, publishes skip the
+  // seq_cst fence before the parked-reader check (ring_log.cpp F1).
+  static const bool fast_wake = shm::membarrier_register();
+  return Producer(std::make_unique<Producer::Impl>(std::move(map).value(), *slot, fast_wake, options));
+}
+
+}  // namespace herald
