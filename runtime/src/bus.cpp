@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -238,8 +239,10 @@ TopicInfo info_of(const shm::TopicRecord& r) {
 std::uint64_t time_at(const shm::PartitionView& v, std::uint64_t pos) {
   std::vector<std::byte> buf(v.max_event);
   std::uint32_t n = 0;
-  if (shm::read_copy(v, pos, buf.data(), &n) != shm::Status::kOk) return 0;
-  return reinterpret_cast<const shm::RecordHeader*>(buf.data())->time_ns;
+  if (buf.empty() || shm::read_copy(v, pos, buf.data(), &n) != shm::Status::kOk) return 0;
+  std::uint64_t t = 0;
+  std::memcpy(&t, buf.data() + offsetof(shm::RecordHeader, time_ns), sizeof t);
+  return t;
 }
 }  // namespace
 
