@@ -106,193 +106,26 @@ Result<void> Bus::destroy(std::string_view name_in) {
   return {};
 }
 
-namespace {
-
-Result<shm::TopicMap::Perms> perms_for(const TopicConfig& c) {
-  shm::TopicMap::Perms p;
-  if (c.unix_group.empty()) return p;
-  std::vector<char> buf(16384);
-  group grp{};
-  group* out = nullptr;
-  if (::getgrnam_r(c.unix_group.c_str(), &grp, buf.data(), buf.size(), &out) != 0 || out == nullptr)
-    return fail(Errc::kInvalidArgument, "unix group '" + c.unix_group + "' does not exist");
-  // Consumers only read the log; consumers and producers of the group write
-  // the state (cursors, waiter bits).
-  p.log = shm::SegmentPerms{0640, static_cast<long>(out->gr_gid)};
-  p.state = shm::SegmentPerms{0660, static_cast<long>(out->gr_gid)};
-  return p;
-}
-
-std::string size_text(std::uint64_t v) {
-  if (v >= (1ull << 20) && v % (1ull << 20) == 0) return std::to_string(v >> 20) + "M";
-  if (v >= 1024 && v % 1024 == 0) return std::to_string(v >> 10) + "K";
-  return std::to_string(v);
-}
-
-Result<void> validate_config(std::string_view name, const TopicConfig& c) {
-  if (auto r = shm::validate_entity_name(name, "topic"); !r) return r;
-  shm::LogParams p{c.partitions, c.ring_bytes, c.max_event, 0};
-  if (auto r = shm::validate_log_params(p); !r) return r;
-  if (c.default_policy == Policy::kDefault)
-    return fail(Errc::kInvalidArgument, "a topic's default_policy must be lossless, lossy or lag-out");
-  if (c.lagout_grace.count() < 0) return fail(Errc::kInvalidArgument, "lagout_grace is negative");
-  return {};
-}
-
-}  // namespace
-
 Result<TopicInfo> Bus::create_topic(std::string_view name, const TopicConfig& config) {
-  if (auto r = validate_config(name, config); !r)
-    return fail(std::move(r).error().with_context("create topic '" + shm::printable(name) + "'"));
-  auto perms = perms_for(config);
-  if (!perms) return fail(std::move(perms).error());
   auto lock = impl_->admin_lock();
   if (!lock) return fail(std::move(lock).error());
-  if (impl_->registry.find(name))
-    return fail(Errc::kAlreadyExists, "topic '" + std::string(name) + "' already exists on bus '" + impl_->name + "'");
-
-  shm::TopicRecord rec;
-  rec.name = std::string(name);
-  rec.params = shm::LogParams{config.partitions, config.ring_bytes, config.max_event,
-                              config.single_producer ? static_cast<std::uint32_t>(shm::kLogSingleProducer) : 0u};
-  rec.mode = config.unix_group.empty() ? 0600 : 0640;
-  rec.gid = perms->log.gid;
-  rec.default_policy = detail::to_shm(config.default_policy, shm::GroupPolicy::kLagOut);
-  rec.lagout_grace_ms = static_cast<std::uint64_t>(config.lagout_grace.count());
-  auto inserted = impl_->registry.insert(rec);  // allocates the incarnation
-  if (!inserted) return fail(std::move(inserted).error());
-  auto map = shm::TopicMap::create(impl_->name, inserted->name, inserted->incarnation, rec.params, *perms);
-  if (!map) {
-    (void)impl_->registry.erase(inserted->name, inserted->incarnation);
-    return fail(std::move(map).error().with_context("create topic '" + rec.name + "' (" +
-                                                    std::to_string(config.partitions) + " x " +
-                                                    size_text(config.ring_bytes) + ")"));
-  }
-  TopicInfo info;
-  info.name = inserted->name;
-  info.incarnation = inserted->incarnation;
-  info.partitions = config.partitions;
-  info.ring_bytes = config.ring_bytes;
-  info.max_event = config.max_event;
-  info.default_policy = config.default_policy;
-  info.single_producer = config.single_producer;
-  info.created_ns = inserted->created_ns;
-  return info;
+  return detail::create_topic_locked(impl_->registry, impl_->name, name, config);
 }
-
-namespace {
-// Live producers and consumers attached to a topic: "pid 12 (producer), ...".
-std::string users_of(const shm::TopicMap& m) {
-  std::string out;
-  auto add = [&](std::uint64_t owner, std::uint64_t start, const char* what) {
-    if (owner == 0 || owner == shm::kOwnerReclaiming) return;
-    const auto pid = static_cast<pid_t>(owner & 0xffffffffu);
-    if (!shm::process_alive(pid, start)) return;
-    if (!out.empty()) out += ", ";
-    out += "pid " + std::to_string(pid) + " (" + what + ")";
-  };
-  for (std::uint32_t s = 0; s < m.geometry().producer_slots; ++s)
-    add(m.producer(s)->owner.load(std::memory_order_acquire), m.producer(s)->start_time.load(), "producer");
-  for (std::uint32_t r = 0; r < m.state_geometry().reader_slots; ++r)
-    add(m.reader(r)->owner.load(std::memory_order_acquire), m.reader(r)->start_time.load(), "consumer");
-  return out;
-}
-}  // namespace
 
 Result<void> Bus::delete_topic(std::string_view name, const DeleteOptions& options) {
   auto lock = impl_->admin_lock();
   if (!lock) return fail(std::move(lock).error());
-  auto rec = impl_->find_topic(name);
-  if (!rec) return fail(std::move(rec).error());
-  auto map = shm::TopicMap::attach(impl_->name, rec->name, rec->incarnation, shm::Access::kReadWrite,
-                                   shm::Access::kReadWrite);
-  if (map) {
-    if (!options.force) {
-      const std::string users = users_of(*map);
-      if (!users.empty())
-        return fail(Errc::kBusy, "topic '" + rec->name + "' is in use by " + users +
-                                     "; stop them or delete with force");
-    }
-    // The closed bit first: every attached producer and consumer learns
-    // kClosed on its next call instead of writing into an unlinked segment.
-    map->close();
-  }
-  shm::TopicMap::remove(impl_->name, rec->name, rec->incarnation);
-  return impl_->registry.erase(rec->name, rec->incarnation);
+  return detail::delete_topic_locked(impl_->registry, impl_->name, name, options.force);
 }
-
-namespace {
-TopicInfo info_of(const shm::TopicRecord& r) {
-  TopicInfo info;
-  info.name = r.name;
-  info.incarnation = r.incarnation;
-  info.partitions = r.params.partitions;
-  info.ring_bytes = r.params.ring_bytes;
-  info.max_event = r.params.max_event;
-  info.default_policy = detail::from_shm(r.default_policy);
-  info.single_producer = (r.params.flags & shm::kLogSingleProducer) != 0;
-  info.created_ns = r.created_ns;
-  return info;
-}
-
-// The time of the event at pos (0 if none is readable there).
-std::uint64_t time_at(const shm::PartitionView& v, std::uint64_t pos) {
-  std::vector<std::byte> buf(v.max_event);
-  std::uint32_t n = 0;
-  if (buf.empty() || shm::read_copy(v, pos, buf.data(), &n) != shm::Status::kOk) return 0;
-  std::uint64_t t = 0;
-  std::memcpy(&t, buf.data() + offsetof(shm::RecordHeader, time_ns), sizeof t);
-  return t;
-}
-}  // namespace
 
 Result<std::vector<TopicInfo>> Bus::list_topics() const {
   std::vector<TopicInfo> out;
-  for (const shm::TopicRecord& r : impl_->registry.list()) out.push_back(info_of(r));
+  for (const shm::TopicRecord& r : impl_->registry.list()) out.push_back(detail::info_of(r));
   return out;
 }
 
 Result<TopicInfo> Bus::describe_topic(std::string_view name) const {
-  auto rec = impl_->find_topic(name);
-  if (!rec) return fail(std::move(rec).error());
-  auto map = shm::TopicMap::attach(impl_->name, rec->name, rec->incarnation, shm::Access::kReadOnly,
-                                   shm::Access::kReadOnly);
-  if (!map) return fail(std::move(map).error());
-  TopicInfo info = info_of(*rec);
-  for (std::uint32_t p = 0; p < map->partitions(); ++p) {
-    const shm::PartitionView& v = map->partition(p);
-    PartitionInfo pi;
-    pi.partition = p;
-    pi.tail = shm::load_tail(v);
-    pi.beginning = shm::beginning(v);
-    pi.beginning_time_ns = pi.beginning < pi.tail ? time_at(v, pi.beginning) : 0;
-    for (std::uint32_t s = 0; s < map->geometry().producer_slots; ++s) {
-      pi.events += map->counters(s, p)->events.load(std::memory_order_relaxed);
-      pi.bytes += map->counters(s, p)->bytes.load(std::memory_order_relaxed);
-    }
-    pi.aborted_records = v.part->aborted_records.load(std::memory_order_relaxed);
-    info.partition_info.push_back(pi);
-  }
-  for (const detail::GroupRecord& g : detail::list_groups(*map)) {
-    GroupInfo gi;
-    gi.name = g.name;
-    gi.policy = detail::from_shm(g.policy);
-    gi.gating = (map->group(g.slot)->flags.load(std::memory_order_relaxed) & shm::kGroupGating) != 0;
-    gi.members = map->group(g.slot)->members.load(std::memory_order_relaxed);
-    for (std::uint32_t p = 0; p < map->partitions(); ++p) {
-      const shm::GroupPartitionLayout* gp = map->group_partition(g.slot, p);
-      GroupPartitionInfo gpi;
-      gpi.partition = p;
-      gpi.committed = shm::cursor_pos(gp->cursor.load(std::memory_order_acquire));
-      const std::uint64_t tail = info.partition_info[p].tail;
-      gpi.lag_bytes = tail > gpi.committed ? tail - gpi.committed : 0;
-      gpi.gap_bytes = gp->gap_bytes.load(std::memory_order_relaxed);
-      gpi.gaps = gp->gap_events.load(std::memory_order_relaxed);
-      gi.partitions.push_back(gpi);
-    }
-    info.groups.push_back(std::move(gi));
-  }
-  return info;
+  return detail::describe_topic(impl_->registry, impl_->name, name);
 }
 
 }  // namespace herald
