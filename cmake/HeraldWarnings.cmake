@@ -4,10 +4,7 @@ function(herald_warnings target)
   target_compile_options(${target} PRIVATE
     -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
     -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
-    -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough
-    # g++ 12 warns on every designated initializer that omits a member, even
-    # one with a default: the API is built on those initializers.
-    -Wno-missing-field-initializers)
+    -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough)
   if(HERALD_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

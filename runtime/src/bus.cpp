@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "runtime/src/admin.hpp"
 #include "runtime/src/bus_impl.hpp"
 #include "runtime/src/groups.hpp"
 #include "shm/clock.hpp"

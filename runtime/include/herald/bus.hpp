@@ -23,7 +23,7 @@ struct TopicConfig {
   Policy default_policy = Policy::kLagOut; // for groups created without a policy
   std::chrono::milliseconds lagout_grace = std::chrono::seconds(30);
   bool single_producer = false;            // claims by plain store; a second producer is refused
-  std::string unix_group;                  // share with a Unix group: log 0640, state 0660
+  std::string unix_group{};                  // share with a Unix group: log 0640, state 0660
 };
 
 struct PartitionInfo {
@@ -45,15 +45,15 @@ struct GroupPartitionInfo {
 };
 
 struct GroupInfo {
-  std::string name;
+  std::string name{};
   Policy policy = Policy::kLagOut;
   bool gating = false;
   std::uint32_t members = 0;
-  std::vector<GroupPartitionInfo> partitions;
+  std::vector<GroupPartitionInfo> partitions{};
 };
 
 struct TopicInfo {
-  std::string name;
+  std::string name{};
   std::uint64_t incarnation = 0;
   std::uint32_t partitions = 0;
   std::uint64_t ring_bytes = 0;
@@ -61,8 +61,8 @@ struct TopicInfo {
   Policy default_policy = Policy::kLagOut;
   bool single_producer = false;
   std::uint64_t created_ns = 0;
-  std::vector<PartitionInfo> partition_info;  // filled by describe_topic
-  std::vector<GroupInfo> groups;              // filled by describe_topic
+  std::vector<PartitionInfo> partition_info{};  // filled by describe_topic
+  std::vector<GroupInfo> groups{};              // filled by describe_topic
 };
 
 struct DeleteOptions {
@@ -97,7 +97,7 @@ class Bus {
 
  private:
   explicit Bus(std::shared_ptr<Impl> impl);
-  std::shared_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_{};
 };
 
 }  // namespace herald

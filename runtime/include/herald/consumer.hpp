@@ -51,17 +51,17 @@ enum class CommitMode : std::uint8_t {
 // A handler's verdict. A handler may also return void (success) or bool.
 struct HandlerResult {
   bool ok = true;
-  std::string reason;
+  std::string reason{};
   static HandlerResult success() { return {}; }
   static HandlerResult failure(std::string why) { return {false, std::move(why)}; }
 };
 
 struct ConsumerOptions {
-  std::string group;                   // empty: a group-less reader
+  std::string group{};                   // empty: a group-less reader
   Policy policy = Policy::kDefault;    // used when this call creates the group
   Offset start = Offset::earliest();   // a new group's cursor, or a group-less reader's start
   OffsetReset on_overrun = OffsetReset::kEarliest;
-  std::vector<std::uint32_t> partitions;  // group-less readers: which partitions (empty: all)
+  std::vector<std::uint32_t> partitions{};  // group-less readers: which partitions (empty: all)
   CommitMode commit_mode = CommitMode::kAfterHandle;
   Wait wait = Wait::kPark;
 };
@@ -145,7 +145,7 @@ class Consumer {
   explicit Consumer(std::unique_ptr<Impl> impl);
   Result<std::size_t> poll_impl(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t max,
                                 std::chrono::nanoseconds timeout);
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_{};
 };
 
 }  // namespace herald

@@ -54,20 +54,20 @@ class Bytes {
 };
 
 struct Header {
-  std::string_view name;
-  std::string_view value;
+  std::string_view name{};
+  std::string_view value{};
 };
 
 // What a producer publishes. Views only: nothing is copied until publish.
 struct Message {
-  std::string_view key;            // partitioning key; same key, same partition, same order
-  std::string_view type;           // e.g. "OrderPlaced"
-  Bytes payload;
-  std::string_view source;         // default: the producer's `source` option
-  std::string_view correlation_id;
-  std::string_view causation_id;
-  std::string_view content_type;   // e.g. "application/json"
-  std::span<const Header> headers;
+  std::string_view key{};            // partitioning key; same key, same partition, same order
+  std::string_view type{};           // e.g. "OrderPlaced"
+  Bytes payload{};
+  std::string_view source{};         // default: the producer's `source` option
+  std::string_view correlation_id{};
+  std::string_view causation_id{};
+  std::string_view content_type{};   // e.g. "application/json"
+  std::span<const Header> headers{};
   EventId id{};                    // empty: generated (time-ordered)
   std::uint64_t time_ns = 0;       // 0: now (CLOCK_REALTIME)
   std::int32_t partition = -1;     // -1: by key (Kafka's murmur2), no key: sticky round-robin
@@ -123,7 +123,7 @@ class EventView {
   friend class Event;
   [[nodiscard]] std::string_view field(Field f) const noexcept;
   const std::byte* rec_ = nullptr;
-  std::string_view topic_;
+  std::string_view topic_{};
   std::uint64_t position_ = 0;
   std::uint32_t partition_ = 0;
   std::uint32_t size_ = 0;
@@ -161,8 +161,8 @@ class Event {
 
  private:
   friend class EventView;
-  std::vector<std::byte> bytes_;
-  std::string topic_;
+  std::vector<std::byte> bytes_{};
+  std::string topic_{};
   EventView view_;
 };
 

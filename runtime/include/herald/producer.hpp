@@ -26,7 +26,7 @@ struct ProducerOptions {
   std::chrono::nanoseconds deadline = std::chrono::seconds(1);
   Wait wait = Wait::kPark;
   // Default `source` for events that do not name one.
-  std::string source;
+  std::string source{};
   // Idempotence identity: a producer restarted with the same id learns its
   // last committed sequence (0: none).
   std::uint64_t producer_id = 0;
@@ -36,7 +36,7 @@ struct ProducerOptions {
 struct Published {
   std::uint32_t partition = 0;
   std::uint64_t position = 0;
-  EventId id;
+  EventId id{};
 };
 
 struct ProducerStats {
@@ -91,7 +91,7 @@ class Producer {
   friend class Bus;
   friend class Claim;
   explicit Producer(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_{};
 };
 
 // A zero-copy claim: write the payload in place, then commit(). Dropped
@@ -118,10 +118,10 @@ class Claim {
  private:
   friend class Producer;
   Producer::Impl* impl_ = nullptr;  // the producer's state (stable across moves of the Producer)
-  std::span<std::byte> payload_;
+  std::span<std::byte> payload_{};
   std::uint32_t partition_ = 0;
   std::uint64_t position_ = 0;
-  EventId id_;
+  EventId id_{};
 };
 
 }  // namespace herald
