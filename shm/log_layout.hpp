@@ -106,6 +106,9 @@ struct alignas(128) PartitionLayout {
   std::atomic<std::uint64_t> last_repair_ns;     // duration of the last repair (death noticed -> range aborted)
   std::atomic<std::uint64_t> max_repair_ns;
   std::atomic<std::uint64_t> ignored_gates;      // gates above tail or unaligned, ignored by producers (P)
+  std::atomic<std::uint64_t> stalled_pid;        // a live producer holding a claim past the report time (0: none)
+  std::atomic<std::uint64_t> stalled_position;   // the position it holds
+  std::atomic<std::uint64_t> stalled_claims;     // claims reported as stalled, ever
 };
 static_assert(std::is_standard_layout_v<PartitionLayout>);
 static_assert(sizeof(PartitionLayout) == 512);

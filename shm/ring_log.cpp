@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "shm/clock.hpp"
+#include "shm/crash_point.hpp"
 #include "shm/futex.hpp"
 
 namespace herald::shm {
@@ -137,6 +138,7 @@ Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint6
     // range), and a crash right after the CAS leaves a slot that names it.
     s.committed_to.store(t, std::memory_order_relaxed);
     s.word.store(t | kClaimCandidate, std::memory_order_relaxed);
+    HERALD_CRASH_POINT("claim.candidate");
     if (t + bytes > cached_gate_[p] + v.ring_bytes) {
       const std::uint64_t g = compute_gate(p);
       cached_gate_[p] = g;
@@ -155,7 +157,9 @@ Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint6
       // R2: the release orders our slot store before the new tail.
       continue;  // lost the race: rewrite the slot for the new tail
     }
+    HERALD_CRASH_POINT("claim.won_unmarked");
     s.word.store(t | kClaimWon, std::memory_order_relaxed);
+    HERALD_CRASH_POINT("claim.won");
     // The bytes we write next must not become visible before the new tail:
     // lossy readers validate a copy by re-reading tail after it. Free on x86
     // (the locked CAS already is a full barrier); a dmb on ARM.
@@ -219,6 +223,7 @@ inline void index_record(const PartitionView& v, std::uint64_t pos, std::uint64_
 
 void RingLogWriter::commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept {
   const PartitionView& v = topic_->partition(p);
+  HERALD_CRASH_POINT("commit.before_word");
   index_record(v, pos, size);
   // R1: publishes the record; pairs with A1 in read_gated / read_copy /
   // is_committed. Everything written to the record before is visible to a
@@ -226,11 +231,14 @@ void RingLogWriter::commit_record(std::uint32_t p, std::uint64_t pos, std::uint3
   v.header_at(pos)->word.store(pos ^ v.salt, std::memory_order_release);
   // Relaxed: read by heraldd after our death only; it walks the commit
   // words from here, and a word is always stored before this advances.
+  HERALD_CRASH_POINT("commit.word");
   v.claims[slot_].committed_to.store(pos + size, std::memory_order_relaxed);
+  HERALD_CRASH_POINT("commit.committed_to");
 }
 
 void RingLogWriter::finish(std::uint32_t p) noexcept {
   const PartitionView& v = topic_->partition(p);
+  HERALD_CRASH_POINT("finish.before_clear");
   // R3: pairs with A3 in compute_gate: a producer that sees this slot empty
   // may lap our records, and our writes to them happen before its writes.
   v.claims[slot_].word.store(kClaimEmpty, std::memory_order_release);

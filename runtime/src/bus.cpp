@@ -1,6 +1,7 @@
 #include "herald/bus.hpp"
 
 #include <grp.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -10,6 +11,7 @@
 
 #include "runtime/src/admin.hpp"
 #include "runtime/src/bus_impl.hpp"
+#include "runtime/src/control.hpp"
 #include "runtime/src/groups.hpp"
 #include "shm/clock.hpp"
 #include "shm/names.hpp"
@@ -54,6 +56,23 @@ Result<detail::FileLock> Bus::Impl::admin_lock() const {
   return detail::FileLock::acquire(detail::admin_lock_path(run_dir, name));
 }
 
+Result<nlohmann::json> Bus::Impl::call_daemon(nlohmann::json request) {
+  std::lock_guard lock(daemon_mu_);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!daemon_ || daemon_->broken() || daemon_->epoch() != registry_daemon_epoch()) {
+      daemon_.reset();
+      auto c = detail::DaemonClient::connect(detail::socket_path(run_dir, name));
+      if (!c && detail::autostart_enabled()) c = detail::start_daemon(name, run_dir);
+      if (!c) return fail(std::move(c).error());
+      daemon_ = std::move(c).value();
+    }
+    auto r = daemon_->call(request);
+    if (!r && r.error().code == Errc::kDaemonUnavailable && attempt == 0) continue;  // it restarted: once more
+    return r;
+  }
+  return fail(Errc::kDaemonUnavailable, "heraldd is not reachable");
+}
+
 // ---------------------------------------------------------------------------
 // Bus
 // ---------------------------------------------------------------------------
@@ -84,12 +103,31 @@ Result<Bus> Bus::attach(std::string_view name_in) {
   impl->name = name;
   impl->run_dir = std::move(dir).value();
   impl->registry = std::move(reg).value();
+  // Daemon mode if a daemon answers, or if we may start one.
+  auto c = detail::DaemonClient::connect(detail::socket_path(impl->run_dir, name));
+  if (!c && detail::autostart_enabled()) {
+    c = detail::start_daemon(name, impl->run_dir);
+    if (!c) return fail(std::move(c).error());
+  }
+  if (c) {
+    impl->daemon_mode = true;
+    impl->daemon_ = std::move(c).value();
+  }
   return Bus(std::move(impl));
 }
 
 Result<void> Bus::destroy(std::string_view name_in) {
   const std::string name = resolve_bus_name(name_in);
   if (auto r = shm::validate_bus_name(name); !r) return fail(std::move(r).error());
+  // A running daemon removes the bus itself and exits; wait for it (bounded).
+  if (auto dir = detail::run_dir()) {
+    if (auto c = detail::DaemonClient::connect(detail::socket_path(*dir, name))) {
+      const long pid = (*c)->daemon_pid();
+      (void)(*c)->call({{"op", "destroy"}});
+      for (int i = 0; i < 1000 && pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0; ++i)
+        ::usleep(5'000);  // polling for the daemon's exit, bounded at 5 s
+    }
+  }
   // Close every topic first so attached clients get kClosed, not a vanished log.
   if (auto reg = shm::Registry::open(name)) {
     for (const shm::TopicRecord& t : reg->list()) {
@@ -107,13 +145,54 @@ Result<void> Bus::destroy(std::string_view name_in) {
   return {};
 }
 
+namespace {
+const char* policy_text(Policy p) {
+  switch (p) {
+    case Policy::kLossless: return "lossless";
+    case Policy::kLossy: return "lossy";
+    case Policy::kLagOut: return "lag-out";
+    case Policy::kDefault: break;
+  }
+  return "default";
+}
+}  // namespace
+
 Result<TopicInfo> Bus::create_topic(std::string_view name, const TopicConfig& config) {
+  if (impl_->daemon_mode) {
+    if (auto r = detail::validate_topic_config(name, config, false); !r)
+      return fail(std::move(r).error().with_context("create topic '" + shm::printable(name) + "'"));
+    auto r = impl_->call_daemon({{"op", "create_topic"},
+                                 {"name", std::string(name)},
+                                 {"partitions", config.partitions},
+                                 {"ring_bytes", config.ring_bytes},
+                                 {"max_event", config.max_event},
+                                 {"policy", policy_text(config.default_policy)},
+                                 {"lagout_grace_ms", static_cast<std::uint64_t>(config.lagout_grace.count())},
+                                 {"single_producer", config.single_producer},
+                                 {"unix_group", config.unix_group}});
+    if (!r) return fail(std::move(r).error());
+    TopicInfo info;
+    info.name = std::string(name);
+    info.incarnation = control::get_u64_or(*r, "incarnation", 0);
+    info.created_ns = control::get_u64_or(*r, "created_ns", 0);
+    info.partitions = config.partitions;
+    info.ring_bytes = config.ring_bytes;
+    info.max_event = config.max_event;
+    info.default_policy = config.default_policy;
+    info.single_producer = config.single_producer;
+    return info;
+  }
   auto lock = impl_->admin_lock();
   if (!lock) return fail(std::move(lock).error());
   return detail::create_topic_locked(impl_->registry, impl_->name, name, config);
 }
 
 Result<void> Bus::delete_topic(std::string_view name, const DeleteOptions& options) {
+  if (impl_->daemon_mode) {
+    auto r = impl_->call_daemon({{"op", "delete_topic"}, {"name", std::string(name)}, {"force", options.force}});
+    if (!r) return fail(std::move(r).error());
+    return {};
+  }
   auto lock = impl_->admin_lock();
   if (!lock) return fail(std::move(lock).error());
   return detail::delete_topic_locked(impl_->registry, impl_->name, name, options.force);

@@ -8,7 +8,10 @@
 #include <string>
 #include <tuple>
 
+#include <nlohmann/json.hpp>
+
 #include "herald/bus.hpp"
+#include "runtime/src/daemon_client.hpp"
 #include "runtime/src/run_dir.hpp"
 #include "shm/registry.hpp"
 #include "shm/topic_map.hpp"
@@ -16,6 +19,7 @@
 namespace herald {
 
 struct Bus::Impl {
+  friend class Bus;
   std::string name;
   std::string run_dir;
   shm::Registry registry;
@@ -27,7 +31,21 @@ struct Bus::Impl {
   Result<shm::TopicRecord> find_topic(std::string_view topic) const;
   Result<detail::FileLock> admin_lock() const;
 
+  // Daemon mode: a heraldd answered (or was started) at attach, and admin,
+  // joins and rebalances go through it. Daemonless mode (no daemon and
+  // HERALD_NO_AUTOSTART=1): the runtime administers under the admin lock and
+  // group members take free partitions themselves.
+  bool daemon_mode = false;
+  // Calls heraldd, reconnecting (and restarting it when autostart is on)
+  // if the connection broke or another daemon took over (epoch changed).
+  Result<nlohmann::json> call_daemon(nlohmann::json request);
+  [[nodiscard]] std::uint64_t registry_daemon_epoch() const noexcept {
+    return registry.header()->daemon_epoch.load(std::memory_order_acquire);
+  }
+
  private:
+  std::mutex daemon_mu_;
+  std::unique_ptr<detail::DaemonClient> daemon_;
   std::mutex mu_;
   std::map<std::tuple<std::string, std::uint64_t, int>, std::weak_ptr<const shm::TopicMap>> maps_;
 };

@@ -12,8 +12,10 @@
 
 #include "herald/bus.hpp"
 #include "runtime/src/bus_impl.hpp"
+#include "runtime/src/control.hpp"
 #include "runtime/src/groups.hpp"
 #include "shm/clock.hpp"
+#include "shm/crash_point.hpp"
 #include "shm/names.hpp"
 #include "shm/ring_log.hpp"
 #include "shm/slots.hpp"
@@ -32,6 +34,7 @@ constexpr std::uint64_t kRejoinEveryNs = 100'000'000;  // an idle daemonless mem
 }  // namespace
 
 struct Consumer::Impl {
+  std::shared_ptr<Bus::Impl> bus;
   std::shared_ptr<const shm::TopicMap> topic;
   std::string group_name;
   std::uint32_t reader = 0;
@@ -58,8 +61,31 @@ struct Consumer::Impl {
   ConsumerStats stats;
   std::uint64_t last_rejoin_ns = 0;
   bool closed_seen = false;
+  // Daemon mode: heraldd assigns partitions through this reader's slot.
+  bool daemon_mode = false;
+  std::uint64_t member_id = 0;
+  std::uint64_t assign_epoch_seen = 0;
+  std::uint64_t daemon_epoch_seen = 0;
+  std::vector<std::uint32_t> changed;  // scratch for rebalance callbacks
+  std::vector<std::uint32_t> lost;
 
   ~Impl();
+
+  void bump_progress() noexcept {
+    // Relaxed: a liveness hint for heraldd (stuck detection); one writer.
+    shm::ReaderLayout* me = topic->reader(reader);
+    me->poll_count.store(me->poll_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  void report_lost() {
+    if (lost.empty()) return;
+    if (opts.on_lost) opts.on_lost(lost);
+    lost.clear();
+  }
+
+  void check_assignment();
+  void apply_assignment(std::uint64_t epoch);
+  void rejoin();
 
   shm::GroupPartitionLayout* gp(std::uint32_t p) const {
     return topic->group_partition(static_cast<std::uint32_t>(group), p);
@@ -86,7 +112,7 @@ struct Consumer::Impl {
   // Daemonless: an idle member (or one missing partitions) retries taking
   // partitions whose owner died.
   void maybe_rejoin() {
-    if (group < 0 || assigned.size() == parts.size()) return;
+    if (group < 0 || daemon_mode || assigned.size() == parts.size()) return;
     const std::uint64_t now = shm::monotonic_ns();
     if (now - last_rejoin_ns < kRejoinEveryNs) return;
     last_rejoin_ns = now;
@@ -130,6 +156,7 @@ struct Consumer::Impl {
       drop(p);
       return fail(std::move(e));
     }
+    HERALD_CRASH_POINT("consume.after_commit");
     pt.cursor = desired;
     if (pt.floor != 0 && pos >= pt.floor) {
       shm::clear_floor(*topic, static_cast<std::uint32_t>(group), p);
@@ -139,14 +166,21 @@ struct Consumer::Impl {
     return {};
   }
 
-  Result<void> commit_all() {
+  // Commits every owned partition. With `lose_fenced`, a partition whose
+  // commit is fenced (heraldd gave it to another member) is reported to
+  // on_lost and dropped instead of failing the call.
+  Result<void> commit_all(bool lose_fenced) {
     if (group < 0) return {};
     for (std::size_t i = 0; i < assigned.size();) {
       const std::uint32_t p = assigned[i];
       const std::size_t before = assigned.size();
-      if (auto r = commit_to(p, parts[p].handled); !r) return r;
+      if (auto r = commit_to(p, parts[p].handled); !r) {
+        if (!lose_fenced || r.error().code != Errc::kFenced) return r;
+        lost.push_back(p);
+      }
       if (assigned.size() == before) ++i;
     }
+    report_lost();
     return {};
   }
 
@@ -181,11 +215,75 @@ struct Consumer::Impl {
 
 Consumer::Impl::~Impl() {
   if (!topic) return;
-  if (group >= 0) {
+  if (group >= 0 && daemon_mode) {
+    if (member_id != 0) (void)bus->call_daemon({{"op", "leave"}, {"member_id", member_id}});
+  } else if (group >= 0) {
     for (std::uint32_t p : assigned) detail::release_partition(*topic, static_cast<std::uint32_t>(group), p, reader);
     topic->group(static_cast<std::uint32_t>(group))->members.fetch_sub(1, std::memory_order_relaxed);
   }
   shm::release_reader_slot(*topic, reader);
+}
+
+void Consumer::Impl::check_assignment() {
+  if (!daemon_mode || group < 0) return;
+  // A: pairs with the release bump of assign_epoch in heraldd's mirror():
+  // the bitmap and the cursor generations it wrote before are visible.
+  const std::uint64_t e = topic->reader(reader)->assign_epoch.load(std::memory_order_acquire);
+  if (e != assign_epoch_seen) apply_assignment(e);
+  if (bus->registry_daemon_epoch() != daemon_epoch_seen) rejoin();
+}
+
+void Consumer::Impl::apply_assignment(std::uint64_t epoch) {
+  assign_epoch_seen = epoch;
+  const shm::ReaderLayout* me = topic->reader(reader);
+  std::uint64_t words[shm::kAssignWords];
+  for (std::uint32_t w = 0; w < shm::kAssignWords; ++w) words[w] = me->assigned[w].load(std::memory_order_relaxed);
+  auto owned = [&](std::uint32_t p) { return (words[p / 64] >> (p % 64) & 1) != 0; };
+  // Revoked: commit what was handled, let go, tell the daemon.
+  changed.clear();
+  for (std::uint32_t p = 0; p < parts.size(); ++p) {
+    if (!parts[p].assigned || owned(p)) continue;
+    if (opts.commit_mode != CommitMode::kManual) {
+      if (auto r = commit_to(p, parts[p].handled); !r) {
+        if (r.error().code == Errc::kFenced) lost.push_back(p);
+        continue;  // commit_to dropped it
+      }
+    }
+    drop(p);
+    changed.push_back(p);
+  }
+  if (!changed.empty()) {
+    if (opts.on_revoked) opts.on_revoked(changed);
+    nlohmann::json ps = nlohmann::json::array();
+    for (std::uint32_t p : changed) ps.push_back(p);
+    // Best effort: a daemon that does not hear it forces the move at the
+    // member's deadline; nothing is lost either way (the commit is done).
+    (void)bus->call_daemon({{"op", "ack"}, {"member_id", member_id}, {"partitions", ps}});
+  }
+  report_lost();
+  // Assigned: start at the committed cursor (of the new generation).
+  changed.clear();
+  for (std::uint32_t p = 0; p < parts.size(); ++p)
+    if (owned(p) && !parts[p].assigned) changed.push_back(p);
+  if (!changed.empty()) {
+    set_assignment(changed);
+    if (opts.on_assigned) opts.on_assigned(changed);
+  }
+}
+
+void Consumer::Impl::rejoin() {
+  const std::uint64_t now = shm::monotonic_ns();
+  if (now - last_rejoin_ns < kRejoinEveryNs) return;
+  last_rejoin_ns = now;
+  auto r = bus->call_daemon({{"op", "rejoin"},
+                             {"topic", topic->topic()},
+                             {"group", group_name},
+                             {"reader", reader},
+                             {"assignor", opts.assignor == Assignor::kRange ? "range" : "sticky"},
+                             {"max_poll_interval_ms", static_cast<std::uint64_t>(opts.max_poll_interval.count())}});
+  if (!r) return;  // the daemon is still down: keep consuming what we own, try again later
+  member_id = control::get_u64_or(*r, "member_id", member_id);
+  daemon_epoch_seen = control::get_u64_or(*r, "epoch", bus->registry_daemon_epoch());
 }
 
 Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
@@ -240,6 +338,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
         return fail(std::move(r).error());
       }
     }
+    HERALD_CRASH_POINT("consume.before_handler");
     HandlerResult verdict;
     try {
       verdict = handler(view);
@@ -248,7 +347,9 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     } catch (...) {
       verdict = HandlerResult::failure("handler threw a non-standard exception");
     }
+    HERALD_CRASH_POINT("consume.after_handler");
     if (amo) gp(p)->lease.store(shm::kNoLease, std::memory_order_release);
+    bump_progress();
     if (!verdict.ok && !amo) {
       // At-least-once: the event stays; the next poll redelivers it (after
       // other partitions had their turn), counting its deliveries.
@@ -285,10 +386,13 @@ Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventVie
                                         std::chrono::nanoseconds timeout) {
   Impl& I = *impl_;
   shm::ReaderLayout* me = I.topic->reader(I.reader);
-  // Relaxed: liveness hints for heraldd; only this reader writes them.
-  me->flags.store(shm::kReaderInPoll, std::memory_order_relaxed);
+  // Liveness for heraldd: poll_count moves on every poll, every handled
+  // event and every timed wake; kReaderInPoll is set only while waiting
+  // here. A member is stuck when neither happens for max_poll_interval
+  // (a handler running too long counts as outside poll()).
   me->last_poll_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
-  me->poll_count.store(me->poll_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  I.bump_progress();
+  I.check_assignment();
   I.maybe_rejoin();
 
   std::size_t n = 0;
@@ -307,25 +411,28 @@ Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventVie
     if (I.closed_seen) break;
     const std::uint64_t now = shm::monotonic_ns();
     if (now >= deadline) break;
+    me->flags.store(shm::kReaderInPoll, std::memory_order_relaxed);
     if (backoff.step()) continue;
-    // Park on every owned partition at once (one wake word per reader).
+    // Park on every owned partition at once (one wake word per reader);
+    // heraldd also wakes this word when the assignment changes.
     for (std::size_t i = 0; i < I.assigned.size(); ++i) {
       I.wait_views[i] = &I.topic->partition(I.assigned[i]);
       I.wait_pos[i] = I.parts[I.assigned[i]].read;
     }
     const std::uint64_t slice = std::min(deadline - now, I.wait.park_timeout_ns);
     shm::park_reader(*I.topic, I.reader, I.wait_views, I.wait_pos, slice);
-    me->poll_count.store(me->poll_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    I.bump_progress();
     me->last_poll_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
+    I.check_assignment();
     I.maybe_rejoin();
   }
+  me->flags.store(0, std::memory_order_relaxed);
   if (outcome && I.group >= 0 && I.opts.commit_mode == CommitMode::kAfterHandle) {
-    if (auto c = I.commit_all(); !c) outcome = fail(std::move(c).error());
+    if (auto c = I.commit_all(/*lose_fenced=*/I.daemon_mode); !c) outcome = fail(std::move(c).error());
   }
   I.stats.events += n;
   me->events.store(I.stats.events, std::memory_order_relaxed);
   me->last_poll_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
-  me->flags.store(0, std::memory_order_relaxed);
   if (!outcome) return outcome;
   if (n == 0 && I.closed_seen && I.topic->closed())
     return fail(Errc::kClosed, "topic '" + I.topic->topic() + "' was deleted (or re-created); attach a new consumer");
@@ -349,7 +456,7 @@ Result<Event> Consumer::next(std::chrono::nanoseconds timeout) {
 
 Result<void> Consumer::commit() {
   if (impl_->group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
-  return impl_->commit_all();
+  return impl_->commit_all(/*lose_fenced=*/false);
 }
 
 Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
@@ -454,8 +561,42 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
   if (auto r = shm::validate_entity_name(options.group, "group"); !r) return fail(std::move(r).error());
   if (!options.partitions.empty())
     return fail(Errc::kInvalidArgument, "partitions are assigned to group members; `partitions` is for group-less readers");
+  if (options.max_poll_interval.count() <= 0) return fail(Errc::kInvalidArgument, "max_poll_interval must be positive");
   auto rec = impl_->find_topic(topic);
   if (!rec) return fail(std::move(rec).error());
+  if (impl_->daemon_mode) {
+    auto slot = shm::acquire_reader_slot(m, 0);
+    if (!slot) return fail(std::move(slot).error());
+    impl->topic = *map;  // from here the Impl destructor releases the slot
+    impl->reader = *slot;
+    impl->bus = impl_;
+    const char* start = options.start.kind == Offset::Kind::kEarliest   ? "earliest"
+                        : options.start.kind == Offset::Kind::kLatest   ? "latest"
+                        : options.start.kind == Offset::Kind::kPosition ? "position"
+                                                                        : "time";
+    const char* policy = options.policy == Policy::kLossless ? "lossless"
+                         : options.policy == Policy::kLossy  ? "lossy"
+                         : options.policy == Policy::kLagOut ? "lag-out"
+                                                             : "default";
+    auto r = impl_->call_daemon({{"op", "join"},
+                                 {"topic", std::string(topic)},
+                                 {"group", options.group},
+                                 {"reader", *slot},
+                                 {"policy", policy},
+                                 {"start", start},
+                                 {"start_value", options.start.value},
+                                 {"assignor", options.assignor == Assignor::kRange ? "range" : "sticky"},
+                                 {"max_poll_interval_ms", static_cast<std::uint64_t>(options.max_poll_interval.count())}});
+    if (!r) return fail(std::move(r).error());
+    impl->daemon_mode = true;
+    impl->member_id = control::get_u64_or(*r, "member_id", 0);
+    impl->daemon_epoch_seen = control::get_u64_or(*r, "epoch", impl_->registry_daemon_epoch());
+    impl->group = static_cast<int>(control::get_u64_or(*r, "group_slot", 0));
+    impl->group_name = options.group;
+    if (auto g = detail::find_group(m, options.group)) impl->policy = g->policy;
+    impl->check_assignment();
+    return Consumer(std::move(impl));
+  }
   auto g = detail::find_group(m, options.group);
   if (!g) {
     auto lock = impl_->admin_lock();

@@ -14,6 +14,7 @@
 #include "runtime/src/event_id.hpp"
 #include "runtime/src/partitioner.hpp"
 #include "shm/clock.hpp"
+#include "shm/crash_point.hpp"
 #include "shm/futex.hpp"
 #include "shm/names.hpp"
 #include "shm/ring_log.hpp"
@@ -143,6 +144,7 @@ struct Producer::Impl {
     h->key_len = static_cast<std::uint16_t>(m.key.size());
     h->meta_len = static_cast<std::uint16_t>(meta);
     h->producer_slot = static_cast<std::uint16_t>(slot);
+    HERALD_CRASH_POINT("write.header");
     std::byte* body = v.bytes_at(pos) + shm::kRecordHeaderBytes;
     if (!m.key.empty()) std::memcpy(body, m.key.data(), m.key.size());
     if (meta != 0) detail::encode_meta(body + m.key.size(), m, opts.source);
@@ -290,6 +292,7 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
           std::memcpy(I.topic->partition(p).bytes_at(at) + shm::kRecordHeaderBytes + m.key.size() + I.batch_meta[j],
                       m.payload.data(), m.payload.size());
         I.writer.commit_record(p, at, I.batch_size[j]);
+        HERALD_CRASH_POINT("batch.record_committed");
         at += I.batch_size[j];
       }
       I.writer.finish(p);  // one fence and one wake-up check for the chunk
@@ -410,6 +413,9 @@ Result<Producer> Bus::producer(std::string_view topic, const ProducerOptions& op
   // Once per process: with membarrier registered, publishes skip the
   // seq_cst fence before the parked-reader check (ring_log.cpp F1).
   static const bool fast_wake = shm::membarrier_register();
+  // Let heraldd watch this process now (it would find the slot on its next
+  // scan anyway): a producer that dies gets its claims repaired at once.
+  if (impl_->daemon_mode) (void)impl_->call_daemon({{"op", "producer"}, {"topic", std::string(topic)}});
   return Producer(std::make_unique<Producer::Impl>(std::move(map).value(), *slot, fast_wake, options));
 }
 

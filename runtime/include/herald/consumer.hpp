@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -48,6 +50,15 @@ enum class CommitMode : std::uint8_t {
   kManual,        // only commit() moves the cursor
 };
 
+// How a group's partitions are spread over its members (heraldd decides).
+enum class Assignor : std::uint8_t {
+  kSticky,  // cooperative-sticky: balanced, and only the partitions that must move are revoked
+  kRange,   // contiguous ranges in member order (Kafka's range)
+};
+
+// Partitions changing hands, reported inside poll().
+using PartitionsCallback = std::function<void(std::span<const std::uint32_t>)>;
+
 // A handler's verdict. A handler may also return void (success) or bool.
 struct HandlerResult {
   bool ok = true;
@@ -64,6 +75,14 @@ struct ConsumerOptions {
   std::vector<std::uint32_t> partitions{};  // group-less readers: which partitions (empty: all)
   CommitMode commit_mode = CommitMode::kAfterHandle;
   Wait wait = Wait::kPark;
+  // Group membership (with heraldd):
+  Assignor assignor = Assignor::kSticky;
+  // A member outside poll() longer than this is stuck: its partitions move
+  // to the others (it gets them back, if the assignor says so, once it polls).
+  std::chrono::milliseconds max_poll_interval = std::chrono::seconds(30);
+  PartitionsCallback on_assigned{};  // newly owned (reading starts at the committed cursor)
+  PartitionsCallback on_revoked{};   // given up in a rebalance; handled events were committed first
+  PartitionsCallback on_lost{};      // taken away without a chance to commit (this member was fenced)
 };
 
 struct ConsumerStats {

@@ -1,0 +1,43 @@
+// Watching processes for exit with pidfds (Linux >= 5.3): a pidfd becomes
+// readable when its process exits, and an epoll fd over all of them lets the
+// supervisor sleep until one does. Processes are (pid, start time): a pid
+// whose start time no longer matches was recycled, so its owner is gone.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <utility>
+#include <vector>
+
+namespace herald::daemon {
+
+// pidfd_open(2) by syscall: glibc 2.36's <sys/pidfd.h> lacks C linkage.
+int open_pidfd(pid_t pid) noexcept;
+
+class PidWatch {
+ public:
+  PidWatch();
+  ~PidWatch();
+  PidWatch(const PidWatch&) = delete;
+  PidWatch& operator=(const PidWatch&) = delete;
+
+  [[nodiscard]] int fd() const noexcept { return epfd_; }
+  // Starts watching; false if the process is already gone (or recycled).
+  bool add(pid_t pid, std::uint64_t start_time);
+  [[nodiscard]] bool watching(pid_t pid) const { return by_pid_.count(pid) != 0; }
+  void remove(pid_t pid);
+  // Watched processes that exited since the last call; never blocks.
+  std::vector<std::pair<pid_t, std::uint64_t>> exited();
+
+ private:
+  struct Entry {
+    int pidfd = -1;
+    std::uint64_t start_time = 0;
+  };
+  int epfd_ = -1;
+  std::map<pid_t, Entry> by_pid_;
+};
+
+}  // namespace herald::daemon

@@ -1,0 +1,179 @@
+// Producers and readers as the daemon watches them: new slot owners get a
+// pidfd; a dead producer's claim slots are repaired (shm/repair.cpp, the
+// rule checked with SPIN) and the time from noticing the death to the
+// partition flowing again is recorded per partition; a live producer holding
+// a claim too long is reported, never aborted; dead readers' slots and
+// waiter bits are reclaimed.
+#include <algorithm>
+
+#include "daemon/daemon.hpp"
+#include "daemon/state.hpp"
+#include "runtime/src/control.hpp"
+#include "runtime/src/groups.hpp"
+#include "shm/clock.hpp"
+#include "shm/names.hpp"
+#include "shm/repair.hpp"
+#include "shm/slots.hpp"
+
+namespace herald::daemon {
+
+void Daemon::watch(pid_t pid, std::uint64_t start_time) {
+  if (pid <= 0 || pids_.watching(pid)) return;
+  if (!pids_.add(pid, start_time)) process_exited(pid, start_time);  // already gone
+}
+
+nlohmann::json Daemon::op_producer(const Peer& peer, const nlohmann::json& req) {
+  const std::uint64_t id = control::get_u64_or(req, "id", 0);
+  auto tname = control::get_string(req, "topic", shm::kMaxDlqTopicName + 1);
+  if (!tname) return control::error_response(id, tname.error());
+  auto t = topic(*tname);
+  if (!t) return control::error_response(id, t.error());
+  watch(peer.pid, peer.start_time);
+  return control::ok_response(id);
+}
+
+void Daemon::process_exited(pid_t pid, std::uint64_t start_time) {
+  std::vector<std::uint64_t> gone;
+  for (const auto& [id, m] : members_)
+    if (m->pid == pid) gone.push_back(id);
+  for (std::uint64_t id : gone) remove_member(id, "process exited");
+  for (const auto& d : dead_)
+    if (d->pid == pid) return;  // already queued
+  auto d = std::make_unique<Dead>();
+  d->pid = pid;
+  d->start_time = start_time;
+  d->noticed_ns = clock_();
+  dead_.push_back(std::move(d));
+  repair_dead_producers();
+}
+
+void Daemon::repair_dead_producers() {
+  for (auto it = dead_.begin(); it != dead_.end();) {
+    const Dead& d = **it;
+    bool done = true;
+    for (auto& [name, t] : topics_) {
+      const shm::TopicMap& map = *t->map;
+      const std::uint32_t slots = map.geometry().producer_slots;
+      // Every slot of the dead process in this topic (the threads of one
+      // process die together), taken over by CAS so no one else repairs it.
+      std::uint64_t dead_mask = 0;
+      std::vector<std::uint32_t> mine;
+      for (std::uint32_t s = 0; s < slots; ++s) {
+        shm::ProducerSlotLayout* ps = map.producer(s);
+        std::uint64_t owner = ps->owner.load(std::memory_order_acquire);
+        const bool ours = t->producers[s].owner == shm::kOwnerReclaiming &&
+                          t->producers[s].start_time == d.start_time && owner == shm::kOwnerReclaiming;
+        if (!ours) {
+          if ((owner & 0xffffffffu) != static_cast<std::uint64_t>(d.pid) || owner == shm::kOwnerReclaiming) continue;
+          const std::uint64_t st = ps->start_time.load(std::memory_order_relaxed);
+          if (st != 0 && d.start_time != 0 && st != d.start_time) continue;  // a newer process with a recycled pid
+          if (!ps->owner.compare_exchange_strong(owner, shm::kOwnerReclaiming, std::memory_order_acq_rel)) continue;
+          t->producers[s] = {shm::kOwnerReclaiming, d.start_time};
+        }
+        dead_mask |= 1ull << s;
+        mine.push_back(s);
+      }
+      for (std::uint32_t s : mine) {
+        std::vector<std::uint32_t> touched;
+        for (std::uint32_t p = 0; p < map.partitions(); ++p)
+          if ((map.partition(p).claims[s].word.load(std::memory_order_acquire) & shm::kClaimStateMask) != 0)
+            touched.push_back(p);
+        if (!shm::repair_producer_slot(map, s, dead_mask)) {
+          done = false;  // a live producer races for the same position: retry on the next pass
+          continue;
+        }
+        t->producers[s] = {};
+        const std::uint64_t took = clock_() - d.noticed_ns;
+        for (std::uint32_t p : touched) {
+          shm::PartitionLayout* part = map.partition(p).part;
+          part->last_repair_ns.store(took, std::memory_order_relaxed);
+          if (took > part->max_repair_ns.load(std::memory_order_relaxed))
+            part->max_repair_ns.store(took, std::memory_order_relaxed);
+          log("repaired the claim of dead producer pid " + std::to_string(d.pid) + " on topic '" + name +
+              "' partition " + std::to_string(p) + " in " + std::to_string(took / 1000) + " us");
+        }
+      }
+    }
+    it = done ? dead_.erase(it) : std::next(it);
+  }
+}
+
+void Daemon::scan_slots() {
+  const std::uint64_t now = clock_();
+  for (auto& [name, tp] : topics_) {
+    TopicState& t = *tp;
+    const shm::TopicMap& map = *t.map;
+    const std::uint32_t slots = map.geometry().producer_slots;
+    // Producers: watch new owners; a dead one is repaired right away.
+    for (std::uint32_t s = 0; s < slots; ++s) {
+      shm::ProducerSlotLayout* ps = map.producer(s);
+      const std::uint64_t owner = ps->owner.load(std::memory_order_acquire);
+      if (owner == 0) {
+        if (t.producers[s].owner != shm::kOwnerReclaiming) t.producers[s] = {};
+        continue;
+      }
+      if (owner == shm::kOwnerReclaiming) continue;
+      const std::uint64_t start = ps->start_time.load(std::memory_order_relaxed);
+      if (t.producers[s].owner != owner || t.producers[s].start_time != start) {
+        t.producers[s] = {owner, start};
+        watch(static_cast<pid_t>(owner & 0xffffffffu), start);
+      }
+      // A claim held past stall_report_ns is reported with its pid, never
+      // aborted: its owner is alive and may still write it.
+      for (std::uint32_t p = 0; p < map.partitions(); ++p) {
+        TopicState::ClaimSeen& seen = t.claims[std::size_t{p} * slots + s];
+        const std::uint64_t w = map.partition(p).claims[s].word.load(std::memory_order_acquire);
+        if ((w & shm::kClaimStateMask) == 0) {
+          if (seen.reported) map.partition(p).part->stalled_pid.store(0, std::memory_order_relaxed);
+          seen = {};
+          continue;
+        }
+        if (seen.word != w) {
+          seen = {w, now, false};
+          continue;
+        }
+        if (!seen.reported && now - seen.since_ns > cfg_.stall_report_ns) {
+          seen.reported = true;
+          shm::PartitionLayout* part = map.partition(p).part;
+          part->stalled_pid.store(owner & 0xffffffffu, std::memory_order_relaxed);
+          part->stalled_position.store(w & ~shm::kClaimStateMask, std::memory_order_relaxed);
+          part->stalled_claims.fetch_add(1, std::memory_order_relaxed);
+          log("producer pid " + std::to_string(owner & 0xffffffffu) + " has held a claim on topic '" + name +
+              "' partition " + std::to_string(p) + " at position " + std::to_string(w & ~shm::kClaimStateMask) +
+              " for over " + std::to_string(cfg_.stall_report_ns / 1'000'000) +
+              " ms (reported, not aborted: its owner lives)");
+        }
+      }
+    }
+    // Readers: a dead reader's slot and waiter bits are reclaimed; a
+    // daemonless member's partitions are freed for the group.
+    const std::uint32_t readers = map.state_geometry().reader_slots;
+    for (std::uint32_t r = 0; r < readers; ++r) {
+      shm::ReaderLayout* rd = map.reader(r);
+      std::uint64_t owner = rd->owner.load(std::memory_order_acquire);
+      if (owner == 0 || owner == shm::kOwnerReclaiming) continue;
+      const auto pid = static_cast<pid_t>(owner & 0xffffffffu);
+      if (shm::process_alive(pid, rd->start_time.load(std::memory_order_relaxed))) continue;
+      bool member = false;
+      for (const auto& [id, m] : members_)
+        if (m->topic == name && m->reader == r) member = true;
+      if (member) continue;  // remove_member reclaims it
+      const std::uint32_t g = rd->group.load(std::memory_order_relaxed);
+      if (!rd->owner.compare_exchange_strong(owner, shm::kOwnerReclaiming, std::memory_order_acq_rel)) continue;
+      if (g != 0 && g - 1 < map.state_geometry().group_slots) {
+        for (std::uint32_t p = 0; p < map.partitions(); ++p) {
+          std::uint32_t mine = r + 1;
+          if (map.group_partition(g - 1, p)->owner_reader.compare_exchange_strong(mine, 0)) {
+            auto gs = groups_.find({name, g - 1});
+            if (gs != groups_.end()) gs->second->dirty = true;
+          }
+        }
+      }
+      shm::reclaim_reader_slot(map, r);
+    }
+    // Groups created by daemonless clients since we started.
+    restore_groups(t);
+  }
+}
+
+}  // namespace herald::daemon

@@ -1,0 +1,175 @@
+#include "runtime/src/daemon_client.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "runtime/src/run_dir.hpp"
+#include "shm/clock.hpp"
+
+extern char** environ;
+
+namespace herald::detail {
+
+namespace {
+
+std::uint64_t now_ms() { return shm::monotonic_ns() / 1'000'000; }
+
+bool executable(const std::string& p) { return !p.empty() && ::access(p.c_str(), X_OK) == 0; }
+
+}  // namespace
+
+Result<std::unique_ptr<DaemonClient>> DaemonClient::connect(const std::string& socket_path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof addr.sun_path)
+    return fail(Errc::kInvalidArgument, "socket path " + socket_path + " is too long");
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail(Errc::kIo, std::string("socket: ") + std::strerror(errno));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return fail(Errc::kDaemonUnavailable, "no heraldd answers on " + socket_path + " (" + std::strerror(e) + ")");
+  }
+  std::unique_ptr<DaemonClient> c(new DaemonClient());
+  c->fd_ = fd;
+  auto hello = c->call({{"op", "hello"}, {"pid", ::getpid()}, {"client", "herald-runtime 0.1"}}, 5'000);
+  if (!hello) return fail(std::move(hello).error().with_context("hello to heraldd"));
+  c->epoch_ = control::get_u64_or(*hello, "epoch", 0);
+  c->daemon_pid_ = static_cast<long>(control::get_u64_or(*hello, "daemon_pid", 0));
+  return c;
+}
+
+DaemonClient::~DaemonClient() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<nlohmann::json> DaemonClient::call(nlohmann::json request, int timeout_ms) {
+  std::lock_guard lock(mu_);
+  if (broken_) return fail(Errc::kDaemonUnavailable, "the connection to heraldd was lost");
+  const std::uint64_t id = next_id_++;
+  request["v"] = control::kVersion;
+  request["id"] = id;
+  const std::string frame = control::encode(request);
+  if (frame.size() - 4 > control::kMaxFrame) return fail(Errc::kInvalidArgument, "request too large for the control protocol");
+  std::size_t sent = 0;
+  while (sent < frame.size()) {
+    const ssize_t n = ::send(fd_, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      broken_ = true;
+      return fail(Errc::kDaemonUnavailable, std::string("heraldd went away: ") + std::strerror(errno));
+    }
+    sent += static_cast<std::size_t>(n);
+  }
+  const std::uint64_t deadline = now_ms() + static_cast<std::uint64_t>(timeout_ms);
+  for (;;) {
+    while (auto body = reader_.next()) {
+      auto j = control::parse(*body);
+      if (!j) {
+        broken_ = true;
+        return fail(Errc::kProtocol, "malformed response from heraldd: " + j.error().detail);
+      }
+      if (control::get_u64_or(*j, "id", 0) != id) continue;  // a stale response
+      if (!control::get_bool_or(*j, "ok", false)) return fail(control::response_error(*j));
+      return std::move(j).value();
+    }
+    if (!reader_.error().empty()) {
+      broken_ = true;
+      return fail(Errc::kProtocol, "heraldd sent a bad frame: " + reader_.error());
+    }
+    const std::uint64_t now = now_ms();
+    if (now >= deadline) return fail(Errc::kTimeout, "heraldd did not answer within " + std::to_string(timeout_ms) + " ms");
+    pollfd pfd{fd_, POLLIN, 0};
+    const int pr = ::poll(&pfd, 1, static_cast<int>(deadline - now));
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr <= 0) continue;
+    char buf[16384];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      broken_ = true;
+      return fail(Errc::kDaemonUnavailable, "heraldd closed the connection");
+    }
+    reader_.feed(buf, static_cast<std::size_t>(n));
+  }
+}
+
+bool autostart_enabled() {
+  const char* v = std::getenv("HERALD_NO_AUTOSTART");
+  return v == nullptr || *v == '\0' || std::strcmp(v, "0") == 0;
+}
+
+std::string daemon_binary() {
+  if (const char* env = std::getenv("HERALD_DAEMON"); env != nullptr && *env != '\0') return env;
+  char self[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    std::string dir(self, static_cast<std::size_t>(n));
+    dir = dir.substr(0, dir.rfind('/'));
+    if (executable(dir + "/heraldd")) return dir + "/heraldd";
+  }
+#ifdef HERALD_BUILD_DAEMON_PATH
+  if (executable(HERALD_BUILD_DAEMON_PATH)) return HERALD_BUILD_DAEMON_PATH;
+#endif
+#ifdef HERALD_INSTALL_DAEMON_PATH
+  if (executable(HERALD_INSTALL_DAEMON_PATH)) return HERALD_INSTALL_DAEMON_PATH;
+#endif
+  return "heraldd";
+}
+
+Result<std::unique_ptr<DaemonClient>> start_daemon(const std::string& bus, const std::string& run_dir, int timeout_ms) {
+  const std::string bin = daemon_binary();
+  const std::string log = daemon_log_path(run_dir, bus);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // the daemon inherits none of our descriptors
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  std::vector<std::string> args = {bin, "--daemonize", "--bus", bus, "--run-dir", run_dir};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const int r = ::posix_spawnp(&pid, bin.c_str(), &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (r != 0)
+    return fail(Errc::kDaemonUnavailable, "could not start heraldd (" + bin + "): " + std::strerror(r) +
+                                              "; set HERALD_DAEMON to its path, or HERALD_NO_AUTOSTART=1 to run without it");
+  // --daemonize: this child forks the daemon and exits at once; reap it so
+  // no zombie is left (init adopts the daemon).
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const std::string sock = socket_path(run_dir, bus);
+  const std::uint64_t deadline = now_ms() + static_cast<std::uint64_t>(timeout_ms);
+  Error last{Errc::kDaemonUnavailable, "heraldd did not start"};
+  while (now_ms() < deadline) {
+    auto c = DaemonClient::connect(sock);
+    if (c) return c;
+    last = std::move(c).error();
+    ::usleep(5'000);  // polling for the daemon's socket to appear, bounded by the deadline
+  }
+  return fail(Errc::kDaemonUnavailable, "started heraldd (" + bin + ") but it did not answer on " + sock + " within " +
+                                            std::to_string(timeout_ms) + " ms; see " + log + " (" + last.detail + ")");
+}
+
+}  // namespace herald::detail
