@@ -17,6 +17,7 @@
 #include "daemon/daemon.hpp"
 #include "daemon/state.hpp"
 #include "runtime/src/control.hpp"
+#include "runtime/src/dlq.hpp"
 #include "runtime/src/groups.hpp"
 #include "shm/clock.hpp"
 #include "shm/futex.hpp"
@@ -117,6 +118,10 @@ nlohmann::json Daemon::op_join(ConnId conn, const Peer& peer, const nlohmann::js
       auto made = detail::create_group(m, ng, positions);
       if (!made) return control::error_response(id, made.error());
       rec = std::move(made).value();
+      // The group's dead-letter topic is made with it.
+      if (auto d = detail::ensure_dlq_locked(reg_, cfg_.bus, ts.rec, rec->name); !d)
+        return control::error_response(id, d.error());
+      refresh_topics();
       log("group '" + *gname + "' created on topic '" + *tname + "' (" + detail::policy_name(ng.policy) + ")");
     }
   }

@@ -10,6 +10,7 @@
 #include "daemon/state.hpp"
 #include "runtime/src/admin.hpp"
 #include "runtime/src/control.hpp"
+#include "runtime/src/dlq.hpp"
 #include "runtime/src/groups.hpp"
 #include "shm/names.hpp"
 #include "shm/ring_log.hpp"
@@ -186,6 +187,8 @@ nlohmann::json Daemon::op_delete_group(const Peer& peer, const nlohmann::json& r
     groups_.erase(gs);
   }
   if (auto r = detail::delete_group(*(*t)->map, rec->slot); !r) return control::error_response(id, r.error());
+  detail::delete_dlqs_locked(reg_, cfg_.bus, *tname, rec->name);
+  refresh_topics();
   log("group '" + *gname + "' of topic '" + *tname + "' deleted by pid " + std::to_string(peer.pid));
   return control::ok_response(id);
 }
@@ -216,32 +219,15 @@ nlohmann::json Daemon::op_reset_group(const Peer& peer, const nlohmann::json& re
   if (!rec)
     return control::error_response(id, Error{Errc::kNotFound, "group '" + shm::printable(*gname) +
                                                                   "' does not exist on topic '" + *tname + "'"});
-  if (only >= static_cast<std::int64_t>(m.partitions()))
-    return control::error_response(id, Error{Errc::kInvalidArgument, "partition " + std::to_string(only) + " does not exist"});
   auto gs = groups_.find({*tname, rec->slot});
   if (execute && gs != groups_.end() && !gs->second->members.empty())
     return control::error_response(
         id, Error{Errc::kBusy, "group '" + *gname + "' has " + std::to_string(gs->second->members.size()) +
                                    " live members; stop them before resetting its cursors"});
+  auto steps = detail::reset_group_cursors(m, rec->slot, where, only, execute);
+  if (!steps) return control::error_response(id, steps.error());
   nlohmann::json plan = nlohmann::json::array();
-  for (std::uint32_t p = 0; p < m.partitions(); ++p) {
-    if (only >= 0 && p != static_cast<std::uint32_t>(only)) continue;
-    auto pos = detail::resolve_offset(m, p, where);
-    if (!pos) return control::error_response(id, pos.error());
-    const std::uint64_t cur = m.group_partition(rec->slot, p)->cursor.load(std::memory_order_acquire);
-    plan.push_back({{"partition", p}, {"from", shm::cursor_pos(cur)}, {"to", *pos}});
-    if (!execute) continue;
-    // A new generation fences anyone still holding the old cursor.
-    const std::uint64_t desired = shm::pack_cursor(shm::cursor_gen(cur) + 1, *pos);
-    if (*pos < shm::cursor_pos(cur)) {
-      std::uint64_t floor = 0;
-      (void)shm::lower_gate(m, rec->slot, p, cur, desired, &floor);
-    } else {
-      std::uint64_t expect = cur;
-      m.group_partition(rec->slot, p)->cursor.compare_exchange_strong(expect, desired, std::memory_order_seq_cst);
-      shm::wake_producers(m.partition(p));
-    }
-  }
+  for (const ResetStep& st : *steps) plan.push_back({{"partition", st.partition}, {"from", st.from}, {"to", st.to}});
   if (execute) log("group '" + *gname + "' of topic '" + *tname + "' reset to " + *kind + " by pid " + std::to_string(peer.pid));
   nlohmann::json r = control::ok_response(id);
   r["plan"] = plan;

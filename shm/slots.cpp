@@ -108,6 +108,37 @@ void release_producer_slot(const TopicMap& topic, std::uint32_t slot) noexcept {
   ps->owner.store(0, std::memory_order_release);
 }
 
+std::uint32_t reclaim_dead_producers(const TopicMap& topic) noexcept {
+  if (topic.log_access() != Access::kReadWrite) return 0;
+  const std::uint32_t n = topic.geometry().producer_slots;
+  // Take over every dead slot first, so the threads of one dead process are
+  // repaired together (the multi-dead candidate rule needs them all).
+  std::uint64_t taken = 0;
+  std::uint64_t owners[kProducerSlots] = {};
+  for (std::uint32_t i = 0; i < n; ++i) {
+    ProducerSlotLayout* ps = topic.producer(i);
+    std::uint64_t owner = ps->owner.load(std::memory_order_acquire);
+    if (owner == 0 || owner == kOwnerReclaiming) continue;
+    if (process_alive(static_cast<pid_t>(owner & 0xffffffffu), ps->start_time.load(std::memory_order_relaxed))) continue;
+    if (!ps->owner.compare_exchange_strong(owner, kOwnerReclaiming, std::memory_order_acq_rel)) continue;
+    taken |= 1ull << i;
+    owners[i] = owner;
+  }
+  std::uint32_t freed = 0;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if ((taken >> i & 1) == 0) continue;
+    std::uint64_t same = 0;
+    for (std::uint32_t j = 0; j < n; ++j)
+      if ((taken >> j & 1) && owners[j] == owners[i]) same |= 1ull << j;
+    if (repair_producer_slot(topic, i, same)) {
+      ++freed;
+    } else {
+      topic.producer(i)->owner.store(owners[i], std::memory_order_release);  // someone retries later
+    }
+  }
+  return freed;
+}
+
 void reclaim_reader_slot(const TopicMap& topic, std::uint32_t slot) noexcept {
   const std::uint64_t bit = 1ull << slot;
   for (std::uint32_t p = 0; p < topic.partitions(); ++p)

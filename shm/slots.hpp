@@ -29,6 +29,11 @@ void release_reader_slot(const TopicMap& topic, std::uint32_t slot) noexcept;
 // repair_claim_slot. The caller must have taken the slot over.
 bool repair_producer_slot(const TopicMap& topic, std::uint32_t slot, std::uint64_t dead_slots) noexcept;
 
+// Repairs and frees every producer slot whose owner died: what heraldd does,
+// for daemonless clients that find a dead producer in their way. Needs the
+// log read-write. Returns how many slots it freed.
+std::uint32_t reclaim_dead_producers(const TopicMap& topic) noexcept;
+
 // Frees a reader slot whose owner is dead: clears its waiter bits.
 void reclaim_reader_slot(const TopicMap& topic, std::uint32_t slot) noexcept;
 

@@ -55,19 +55,37 @@ constexpr std::uint32_t cursor_gen(std::uint64_t word) noexcept {
 }
 inline constexpr std::uint64_t kNoLease = ~0ull;
 
-// In-flight slot {position/64: 52 bits, deliveries: 11 bits, in-handler: 1 bit}.
+// In-flight slot, written by the owning member before and after each
+// handler call: {position/64: 52 bits, deliveries: 10 bits, marks: 1 bit,
+// in-handler: 1 bit}. It names the first event this member has not handled
+// successfully yet and how often that event was delivered. `marks` says the
+// member commits after handling (at-least-once), so everything before the
+// named position was handled and a new owner may resume there rather than at
+// the committed cursor. A member that dies with in-handler set counts one
+// delivery for that event only; one killed outside a handler counts nothing.
 inline constexpr std::uint64_t kInHandlerBit = 1;
-inline constexpr std::uint64_t kDeliveriesMask = 0x7ff;
-constexpr std::uint64_t pack_inflight(std::uint64_t pos, std::uint32_t deliveries, bool in_handler) noexcept {
-  return ((pos >> 6) & kPosUnitsMask) << 12 | (std::uint64_t{deliveries} & kDeliveriesMask) << 1 |
-         (in_handler ? kInHandlerBit : 0);
+inline constexpr std::uint64_t kHandledMarksBit = 2;
+inline constexpr std::uint64_t kDeliveriesMask = 0x3ff;
+inline constexpr std::uint32_t kMaxDeliveriesCounted = 0x3ff;
+constexpr std::uint64_t pack_inflight(std::uint64_t pos, std::uint32_t deliveries, bool in_handler,
+                                      bool marks) noexcept {
+  return ((pos >> 6) & kPosUnitsMask) << 12 | (std::uint64_t{deliveries} & kDeliveriesMask) << 2 |
+         (marks ? kHandledMarksBit : 0) | (in_handler ? kInHandlerBit : 0);
 }
 constexpr std::uint64_t inflight_pos(std::uint64_t w) noexcept { return ((w >> 12) & kPosUnitsMask) << 6; }
 constexpr std::uint32_t inflight_deliveries(std::uint64_t w) noexcept {
-  return static_cast<std::uint32_t>((w >> 1) & kDeliveriesMask);
+  return static_cast<std::uint32_t>((w >> 2) & kDeliveriesMask);
 }
 constexpr bool inflight_in_handler(std::uint64_t w) noexcept { return (w & kInHandlerBit) != 0; }
+constexpr bool inflight_marks(std::uint64_t w) noexcept { return (w & kHandledMarksBit) != 0; }
 inline constexpr std::uint64_t kNoInflight = 0;
+
+// DLQ move in progress: {DLQ position/64 << 1 | pending}. Written after the
+// DLQ claim and before its commit word; the source event is the in-flight
+// slot's position. Recovery finishes or redoes the move (consumer.cpp).
+constexpr std::uint64_t pack_dlq_pending(std::uint64_t dlq_pos) noexcept { return (dlq_pos >> 6) << 1 | 1; }
+constexpr bool dlq_pending_set(std::uint64_t w) noexcept { return (w & 1) != 0; }
+constexpr std::uint64_t dlq_pending_pos(std::uint64_t w) noexcept { return (w >> 1) << 6; }
 
 enum class GroupPolicy : std::uint32_t { kLossless = 0, kLossy = 1, kLagOut = 2 };
 
@@ -155,7 +173,7 @@ struct alignas(128) GroupPartitionLayout {
   std::atomic<std::uint64_t> committed_ns; // M: CLOCK_REALTIME of the last commit
   std::atomic<std::uint64_t> dead_letters; // M: events moved to the DLQ
   std::atomic<std::uint32_t> owner_reader; // D (daemonless: M): reader slot + 1 that owns it, 0 = none
-  std::uint32_t reserved0;
+  std::atomic<std::uint32_t> dlq_stalled;  // M: 1 while a dead letter waits for room in the full DLQ
 };
 static_assert(sizeof(GroupPartitionLayout) == 256);
 static_assert(offsetof(GroupPartitionLayout, inflight) == 128);

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "runtime/src/dlq.hpp"
 #include "runtime/src/groups.hpp"
 #include "shm/clock.hpp"
 #include "shm/names.hpp"
@@ -123,7 +124,11 @@ Result<void> delete_topic_locked(shm::Registry& reg, const std::string& bus, std
     map->close();
   }
   shm::TopicMap::remove(bus, rec->name, rec->incarnation);
-  return reg.erase(rec->name, rec->incarnation);
+  const std::string topic = rec->name;
+  auto erased = reg.erase(topic, rec->incarnation);
+  // Its groups' dead-letter topics go with it.
+  if ((rec->params.flags & shm::kLogDeadLetterTopic) == 0) delete_dlqs_locked(reg, bus, topic, "");
+  return erased;
 }
 
 TopicInfo info_of(const shm::TopicRecord& r) {

@@ -50,4 +50,12 @@ struct Bus::Impl {
   std::map<std::tuple<std::string, std::uint64_t, int>, std::weak_ptr<const shm::TopicMap>> maps_;
 };
 
+namespace detail {
+struct ProducerFactory {
+  // A producer with record flags set on every record it writes.
+  static Result<Producer> make(const std::shared_ptr<Bus::Impl>& bus, std::string_view topic,
+                               const ProducerOptions& options, std::uint16_t record_flags);
+};
+}  // namespace detail
+
 }  // namespace herald

@@ -7,12 +7,14 @@
 #include "herald/consumer.hpp"
 
 #include <cstring>
+#include <optional>
 #include <exception>
 #include <vector>
 
 #include "herald/bus.hpp"
 #include "runtime/src/bus_impl.hpp"
 #include "runtime/src/control.hpp"
+#include "runtime/src/dlq.hpp"
 #include "runtime/src/groups.hpp"
 #include "shm/clock.hpp"
 #include "shm/crash_point.hpp"
@@ -51,6 +53,10 @@ struct Consumer::Impl {
     std::uint64_t floor = 0;    // below it the bytes are not gated: read lossy
     std::uint64_t failed_pos = UINT64_MAX;  // the event whose handler last failed
     std::uint32_t deliveries = 0;           // deliveries of failed_pos so far
+    std::uint64_t retry_at = 0;             // CLOCK_MONOTONIC: not before this (backoff)
+    std::string reason;                     // of the last failure of failed_pos
+    std::uint64_t first_failure_ns = 0, last_failure_ns = 0;
+    bool recover = false;                   // takeover recovery still to do (group members)
   };
   std::vector<Part> parts;
   std::vector<std::uint32_t> assigned;
@@ -68,6 +74,12 @@ struct Consumer::Impl {
   std::uint64_t daemon_epoch_seen = 0;
   std::vector<std::uint32_t> changed;  // scratch for rebalance callbacks
   std::vector<std::uint32_t> lost;
+  // Dead letters: the source topic's registry record and, once needed, a
+  // producer on `<topic>.dlq.<group>` and a read-only map of it.
+  shm::TopicRecord source;
+  std::optional<Producer> dlq;
+  std::shared_ptr<const shm::TopicMap> dlq_map;
+  bool commit_requested = false;  // commit_async()
 
   ~Impl();
 
@@ -100,6 +112,8 @@ struct Consumer::Impl {
         pt.cursor = gp(p)->cursor.load(std::memory_order_acquire);
         pt.read = pt.handled = shm::cursor_pos(pt.cursor);
         pt.floor = gp(p)->gate_floor.load(std::memory_order_acquire);
+        pt.failed_pos = UINT64_MAX;
+        pt.recover = true;  // look at what the previous owner left (in-flight slot, DLQ move)
       }
     }
     assigned.clear();
@@ -204,9 +218,23 @@ struct Consumer::Impl {
       g->gap_bytes.store(g->gap_bytes.load(std::memory_order_relaxed) + (to - pt.read), std::memory_order_relaxed);
       g->gap_events.store(g->gap_events.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
+    if (opts.on_gap) opts.on_gap(GapReport{p, pt.read, to, to - pt.read});
     pt.read = pt.handled = to;
     return {};
   }
+
+  [[nodiscard]] bool tracks_deliveries() const noexcept {
+    return group >= 0 && opts.commit_mode != CommitMode::kBeforeHandle;
+  }
+  [[nodiscard]] bool marks() const noexcept { return opts.commit_mode == CommitMode::kAfterHandle; }
+  std::uint64_t backoff_ns(std::uint32_t delivery) const noexcept {
+    double d = static_cast<double>(opts.retry.initial.count()) * 1e6;
+    for (std::uint32_t i = 1; i < delivery && d < 1e15; ++i) d *= opts.retry.multiplier;
+    return static_cast<std::uint64_t>(std::min(d, static_cast<double>(opts.retry.max.count()) * 1e6));
+  }
+  Result<bool> recover(std::uint32_t p);
+  Result<bool> dead_letter(std::uint32_t p, const EventView& e, std::uint32_t deliveries, const std::string& reason);
+  Result<const shm::TopicMap*> dlq_view();
 
   Result<std::size_t> drain(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t budget);
   Result<std::size_t> drain_partition(std::uint32_t p, FunctionRef<HandlerResult(const EventView&)> handler,
@@ -286,11 +314,140 @@ void Consumer::Impl::rejoin() {
   daemon_epoch_seen = control::get_u64_or(*r, "epoch", bus->registry_daemon_epoch());
 }
 
+Result<const shm::TopicMap*> Consumer::Impl::dlq_view() {
+  if (!dlq_map) {
+    auto m = bus->map_topic(shm::dlq_topic_name(topic->topic(), group_name), shm::Access::kReadOnly,
+                            shm::Access::kReadOnly);
+    if (!m) return fail(std::move(m).error());
+    dlq_map = std::move(m).value();
+  }
+  return dlq_map.get();
+}
+
+// What the previous owner of p left: a DLQ move to finish or forget, and an
+// in-flight slot naming the first event it had not handled and how often
+// that event was delivered. Returns false while it must wait (a dead mover's
+// DLQ claim not yet repaired).
+Result<bool> Consumer::Impl::recover(std::uint32_t p) {
+  Part& pt = parts[p];
+  shm::GroupPartitionLayout* g = gp(p);
+  const shm::PartitionView& v = topic->partition(p);
+  const std::uint64_t pending = g->dlq_pending.load(std::memory_order_acquire);
+  if (shm::dlq_pending_set(pending)) {
+    const std::uint64_t x = shm::dlq_pending_pos(pending);
+    const std::uint64_t src = shm::inflight_pos(g->inflight.load(std::memory_order_acquire));
+    auto dm = dlq_view();
+    if (dm) {
+      const shm::PartitionView& dv = (*dm)->partition(0);
+      if (!shm::is_committed(dv, x) && shm::load_tail(dv) > x) {
+        // Claimed but neither committed nor aborted yet: heraldd (or, with
+        // no daemon, whoever reclaims the dead slot) repairs it. Wait.
+        if (!daemon_mode) {
+          if (auto w = bus->map_topic((*dm)->topic(), shm::Access::kReadWrite, shm::Access::kReadOnly))
+            shm::reclaim_dead_producers(**w);
+        }
+        return false;
+      }
+      std::vector<std::byte> rec(dv.max_event);
+      std::uint32_t n = 0;
+      bool moved = false;
+      if (shm::read_copy(dv, x, rec.data(), &n) == shm::Status::kOk &&
+          (reinterpret_cast<const shm::RecordHeader*>(rec.data())->flags & shm::kRecordAborted) == 0) {
+        const auto d = detail::parse_dead_letter(EventView::over(rec.data(), {}, 0, x, 1), x);
+        moved = d && d->partition == p && d->position == src && d->group == group_name;
+      }
+      if (moved) {
+        // The dead letter is in the DLQ: finish the move past its source.
+        std::uint32_t sn = 0;
+        const std::uint64_t next =
+            shm::read_copy(v, src, buf.data(), &sn) == shm::Status::kOk ? src + sn : shm::boundary_at_or_after(v, src + 64);
+        g->inflight.store(shm::pack_inflight(next, 0, false, true), std::memory_order_relaxed);
+        if (next > pt.read) pt.read = pt.handled = next;
+      }
+    }
+    g->dlq_pending.store(0, std::memory_order_release);
+  }
+  const std::uint64_t w = g->inflight.load(std::memory_order_acquire);
+  if (w != shm::kNoInflight) {
+    const std::uint64_t at = shm::inflight_pos(w);
+    if (at >= pt.read && shm::check_position(v, at) == shm::Status::kOk) {
+      // The previous owner handled everything before `at` (it commits after
+      // handling): resume there instead of redelivering its batch.
+      if (shm::inflight_marks(w) && marks()) pt.read = pt.handled = at;
+      const std::uint32_t d = shm::inflight_deliveries(w);
+      if (d > 0 && at == pt.read) {
+        pt.failed_pos = at;
+        pt.deliveries = d;
+        pt.reason = shm::inflight_in_handler(w) ? "consumer crashed"
+                                                : "handler failed (the previous owner's reason was not kept)";
+        pt.first_failure_ns = pt.last_failure_ns = shm::realtime_ns();
+      }
+    }
+  }
+  pt.recover = false;
+  return true;
+}
+
+// Moves the event at e.position() to the group's DLQ, exactly once even if
+// we die at any step: claim in the DLQ, note the claim in dlq_pending, write
+// and commit the dead letter, step past the source event, clear the note.
+// Returns false when the DLQ is full (the partition stalls until redrive or
+// purge frees it).
+Result<bool> Consumer::Impl::dead_letter(std::uint32_t p, const EventView& e, std::uint32_t deliveries,
+                                         const std::string& reason) {
+  shm::GroupPartitionLayout* g = gp(p);
+  if (!dlq) {
+    ProducerOptions po;
+    po.deadline = std::chrono::nanoseconds(0);  // a full DLQ stalls this partition; it does not block poll()
+    auto made = detail::ProducerFactory::make(bus, shm::dlq_topic_name(topic->topic(), group_name), po,
+                                              shm::kRecordDeadLetter);
+    if (!made) return fail(std::move(made).error().with_context("dead-letter topic of group '" + group_name + "'"));
+    dlq.emplace(std::move(made).value());
+  }
+  Part& pt = parts[p];
+  detail::DeadLetterMessage msg;
+  detail::build_dead_letter(e, source, group_name, reason, deliveries,
+                            pt.first_failure_ns ? pt.first_failure_ns : shm::realtime_ns(),
+                            pt.last_failure_ns ? pt.last_failure_ns : shm::realtime_ns(), &msg);
+  auto c = dlq->claim(e.payload().size(), msg.message);
+  if (!c) {
+    if (c.error().code != Errc::kBackPressured) return fail(std::move(c).error());
+    g->dlq_stalled.store(1, std::memory_order_relaxed);
+    return false;
+  }
+  g->dlq_pending.store(shm::pack_dlq_pending(c->position()), std::memory_order_release);
+  HERALD_CRASH_POINT("dlq.pending");
+  if (!e.payload().empty()) std::memcpy(c->payload().data(), e.payload().data(), e.payload().size());
+  if (auto r = c->commit(); !r) return fail(std::move(r).error());
+  HERALD_CRASH_POINT("dlq.committed");
+  const std::uint64_t next = e.next_position();
+  g->inflight.store(shm::pack_inflight(next, 0, false, marks()), std::memory_order_relaxed);
+  pt.read = pt.handled = next;
+  // Past a dead letter the cursor moves in every commit mode: it must not
+  // be handled again by the next owner.
+  if (auto r = commit_to(p, next); !r) return fail(std::move(r).error());
+  HERALD_CRASH_POINT("dlq.advanced");
+  g->dlq_pending.store(0, std::memory_order_release);
+  g->dlq_stalled.store(0, std::memory_order_relaxed);
+  g->dead_letters.store(g->dead_letters.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  stats.dead_lettered += 1;
+  pt.failed_pos = UINT64_MAX;
+  pt.first_failure_ns = pt.last_failure_ns = 0;
+  return true;
+}
+
 Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
                                                     FunctionRef<HandlerResult(const EventView&)> handler,
                                                     std::size_t budget) {
   Part& pt = parts[p];
   const shm::PartitionView& v = topic->partition(p);
+  if (pt.recover) {
+    auto r = recover(p);
+    if (!r) return fail(std::move(r).error());
+    if (!*r) return std::size_t{0};
+  }
+  const bool tracked = tracks_deliveries();
+  const bool amo = group >= 0 && opts.commit_mode == CommitMode::kBeforeHandle;
   std::size_t n = 0;
   while (n < budget) {
     const std::byte* rec = nullptr;
@@ -325,9 +482,25 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       pt.read = pt.handled = pos + size;
       continue;
     }
-    const std::uint32_t delivery = pt.failed_pos == pos ? pt.deliveries + 1 : 1;
-    const EventView view = EventView::over(rec, topic->topic(), p, pos, delivery);
-    const bool amo = group >= 0 && opts.commit_mode == CommitMode::kBeforeHandle;
+    const bool retrying = pt.failed_pos == pos;
+    const std::uint32_t prior = retrying ? pt.deliveries : 0;
+    const EventView view = EventView::over(rec, topic->topic(), p, pos, prior + 1);
+    if ((h->flags & shm::kRecordRedriven) != 0 && group >= 0 &&
+        view.header(detail::kHdrRedriveGroup).value_or(group_name) != group_name) {
+      // Redriven for another group: not ours to handle again.
+      stats.skipped_redrives += 1;
+      pt.read = pt.handled = pos + size;
+      continue;
+    }
+    if (tracked && opts.max_deliveries > 0 && prior >= opts.max_deliveries) {
+      // Delivered max_deliveries times already (crashes inside the handler
+      // included): dead-letter it without calling the handler again.
+      auto moved = dead_letter(p, view, prior, pt.reason.empty() ? "consumer crashed" : pt.reason);
+      if (!moved) return fail(std::move(moved).error());
+      if (!*moved) break;  // the DLQ is full: this partition waits
+      continue;
+    }
+    if (retrying && pt.retry_at != 0 && shm::monotonic_ns() < pt.retry_at) break;  // backing off
     if (amo) {
       // At-most-once: the lease (same generation as the cursor) keeps the
       // bytes gated while the handler runs; stored before the cursor CAS.
@@ -338,6 +511,8 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
         return fail(std::move(r).error());
       }
     }
+    // Relaxed: read by whoever owns the partition after our death only.
+    if (tracked) gp(p)->inflight.store(shm::pack_inflight(pos, prior + 1, true, marks()), std::memory_order_relaxed);
     HERALD_CRASH_POINT("consume.before_handler");
     HandlerResult verdict;
     try {
@@ -350,16 +525,27 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     HERALD_CRASH_POINT("consume.after_handler");
     if (amo) gp(p)->lease.store(shm::kNoLease, std::memory_order_release);
     bump_progress();
-    if (!verdict.ok && !amo) {
-      // At-least-once: the event stays; the next poll redelivers it (after
-      // other partitions had their turn), counting its deliveries.
-      pt.failed_pos = pos;
-      pt.deliveries = delivery;
-      break;
+    if (verdict.ok || amo) {
+      if (!verdict.ok) stats.failures += 1;  // at-most-once: not retried
+      if (tracked) gp(p)->inflight.store(shm::pack_inflight(pos + size, 0, false, marks()), std::memory_order_relaxed);
+      pt.failed_pos = UINT64_MAX;
+      pt.read = pt.handled = pos + size;
+      ++n;
+      continue;
     }
-    pt.failed_pos = UINT64_MAX;
-    pt.read = pt.handled = pos + size;
-    ++n;
+    // At-least-once: the event stays (order kept); it is delivered again
+    // after the backoff, or dead-lettered once it reached max_deliveries.
+    stats.failures += 1;
+    const std::uint64_t now_rt = shm::realtime_ns();
+    pt.failed_pos = pos;
+    pt.deliveries = std::min(prior + 1, shm::kMaxDeliveriesCounted);
+    pt.reason = std::move(verdict.reason);
+    if (pt.first_failure_ns == 0 || !retrying) pt.first_failure_ns = now_rt;
+    pt.last_failure_ns = now_rt;
+    if (tracked) gp(p)->inflight.store(shm::pack_inflight(pos, pt.deliveries, false, marks()), std::memory_order_relaxed);
+    if (tracked && opts.max_deliveries > 0 && pt.deliveries >= opts.max_deliveries) continue;  // dead-lettered next
+    pt.retry_at = shm::monotonic_ns() + backoff_ns(pt.deliveries);
+    break;
   }
   return n;
 }
@@ -394,6 +580,10 @@ Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventVie
   I.bump_progress();
   I.check_assignment();
   I.maybe_rejoin();
+  if (I.commit_requested) {
+    I.commit_requested = false;
+    if (auto c = I.commit_all(/*lose_fenced=*/I.daemon_mode); !c) return fail(std::move(c).error());
+  }
 
   std::size_t n = 0;
   Result<std::size_t> outcome = std::size_t{0};
@@ -458,6 +648,8 @@ Result<void> Consumer::commit() {
   if (impl_->group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
   return impl_->commit_all(/*lose_fenced=*/false);
 }
+
+void Consumer::commit_async() noexcept { impl_->commit_requested = true; }
 
 Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
   Impl& I = *impl_;
@@ -564,6 +756,8 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
   if (options.max_poll_interval.count() <= 0) return fail(Errc::kInvalidArgument, "max_poll_interval must be positive");
   auto rec = impl_->find_topic(topic);
   if (!rec) return fail(std::move(rec).error());
+  impl->source = *rec;
+  impl->bus = impl_;
   if (impl_->daemon_mode) {
     auto slot = shm::acquire_reader_slot(m, 0);
     if (!slot) return fail(std::move(slot).error());
@@ -616,6 +810,9 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
       auto made = detail::create_group(m, ng, start);
       if (!made) return fail(std::move(made).error());
       g = std::move(made).value();
+      // The group's dead-letter topic is made with it.
+      if (auto d = detail::ensure_dlq_locked(impl_->registry, impl_->name, *rec, g->name); !d)
+        return fail(std::move(d).error());
     }
   }
   if (options.policy != Policy::kDefault && detail::to_shm(options.policy, g->policy) != g->policy)

@@ -29,6 +29,10 @@ void walk_meta(const std::byte* rec, F&& f) noexcept {
       if (len > n - i) return;
       if (f(tag, std::string_view{}, std::string_view(reinterpret_cast<const char*>(p + i), len))) return;
       i += len;
+    } else if (tag == EventView::kProducerSeq) {
+      if (n - i < 16) return;
+      if (f(tag, std::string_view{}, std::string_view(reinterpret_cast<const char*>(p + i), 16))) return;
+      i += 16;
     } else if (tag == EventView::kHeader) {
       if (n - i < 3) return;
       const std::size_t nl = p[i];
@@ -82,6 +86,17 @@ std::string_view EventView::field(Field f) const noexcept {
       return true;
     }
     return false;
+  });
+  return out;
+}
+
+std::pair<std::uint64_t, std::uint64_t> EventView::producer_sequence() const noexcept {
+  std::pair<std::uint64_t, std::uint64_t> out{0, 0};
+  walk_meta(rec_, [&](std::uint8_t tag, std::string_view, std::string_view value) {
+    if (tag != kProducerSeq) return false;
+    std::memcpy(&out.first, value.data(), 8);
+    std::memcpy(&out.second, value.data() + 8, 8);
+    return true;
   });
   return out;
 }
@@ -156,8 +171,8 @@ Event& Event::operator=(Event&& o) noexcept {
 
 namespace detail {
 
-std::size_t meta_size(const Message& m, std::string_view source, const char** bad) noexcept {
-  std::size_t n = 0;
+std::size_t meta_size(const Message& m, std::string_view source, const char** bad, bool with_seq) noexcept {
+  std::size_t n = with_seq ? kSeqEntryBytes : 0;
   auto shortf = [&](std::string_view v, const char* name) {
     if (v.empty()) return true;
     if (v.size() > kMaxShortField) {
@@ -189,7 +204,8 @@ std::size_t meta_size(const Message& m, std::string_view source, const char** ba
   return n;
 }
 
-void encode_meta(std::byte* out, const Message& m, std::string_view source) noexcept {
+void encode_meta(std::byte* out, const Message& m, std::string_view source, std::uint64_t producer_id,
+                 std::uint64_t sequence) noexcept {
   auto* p = reinterpret_cast<std::uint8_t*>(out);
   auto shortf = [&](std::uint8_t tag, std::string_view v) {
     if (v.empty()) return;
@@ -212,6 +228,11 @@ void encode_meta(std::byte* out, const Message& m, std::string_view source) noex
     p += h.name.size();
     std::memcpy(p, h.value.data(), h.value.size());
     p += h.value.size();
+  }
+  if (producer_id != 0) {
+    *p++ = EventView::kProducerSeq;
+    std::memcpy(p, &producer_id, 8);
+    std::memcpy(p + 8, &sequence, 8);
   }
 }
 

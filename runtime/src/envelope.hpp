@@ -23,9 +23,13 @@ namespace herald::detail {
 // Bytes the meta section of `m` takes (with `source` standing in for an
 // empty m.source). Returns SIZE_MAX and sets *bad to a description when a
 // field is over its limit.
-std::size_t meta_size(const Message& m, std::string_view source, const char** bad) noexcept;
-// Writes it; `out` has room for meta_size() bytes.
-void encode_meta(std::byte* out, const Message& m, std::string_view source) noexcept;
+//   tag u8 = 7 (idempotent producer) producer id u64, sequence u64 (little-endian)
+std::size_t meta_size(const Message& m, std::string_view source, const char** bad, bool with_seq = false) noexcept;
+// Writes it; `out` has room for meta_size() bytes. A non-zero producer_id
+// adds the (producer id, sequence) entry.
+void encode_meta(std::byte* out, const Message& m, std::string_view source, std::uint64_t producer_id = 0,
+                 std::uint64_t sequence = 0) noexcept;
+inline constexpr std::size_t kSeqEntryBytes = 17;
 // A clear error for the field meta_size() rejected.
 Error meta_error(const Message& m, const char* bad);
 

@@ -246,6 +246,42 @@ bool live_member(const shm::TopicMap& topic, std::uint32_t g, std::uint32_t r) {
 }
 }  // namespace
 
+std::uint32_t live_members(const shm::TopicMap& topic, std::uint32_t g) {
+  std::uint32_t n = 0;
+  for (std::uint32_t r = 0; r < topic.state_geometry().reader_slots; ++r) n += live_member(topic, g, r) ? 1u : 0u;
+  return n;
+}
+
+Result<std::vector<ResetStep>> reset_group_cursors(const shm::TopicMap& topic, std::uint32_t g, const Offset& to,
+                                                   std::int64_t partition, bool execute) {
+  if (partition >= static_cast<std::int64_t>(topic.partitions()))
+    return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " does not exist (topic '" +
+                                            topic.topic() + "' has " + std::to_string(topic.partitions()) + ")");
+  std::vector<ResetStep> plan;
+  for (std::uint32_t p = 0; p < topic.partitions(); ++p) {
+    if (partition >= 0 && p != static_cast<std::uint32_t>(partition)) continue;
+    auto pos = resolve_offset(topic, p, to);
+    if (!pos) return fail(std::move(pos).error());
+    shm::GroupPartitionLayout* gp = topic.group_partition(g, p);
+    const std::uint64_t cur = gp->cursor.load(std::memory_order_acquire);
+    plan.push_back({p, shm::cursor_pos(cur), *pos});
+    if (!execute) continue;
+    const std::uint64_t desired = shm::pack_cursor(shm::cursor_gen(cur) + 1, *pos);
+    if (*pos < shm::cursor_pos(cur)) {
+      std::uint64_t floor = 0;
+      (void)shm::lower_gate(topic, g, p, cur, desired, &floor);
+    } else {
+      std::uint64_t expect = cur;
+      gp->cursor.compare_exchange_strong(expect, desired, std::memory_order_seq_cst);
+      shm::wake_producers(topic.partition(p));
+    }
+    // The in-flight slot and a pending DLQ move belong to the old position.
+    gp->inflight.store(shm::kNoInflight, std::memory_order_relaxed);
+    gp->dlq_pending.store(0, std::memory_order_relaxed);
+  }
+  return plan;
+}
+
 std::vector<std::uint32_t> take_free_partitions(const shm::TopicMap& topic, std::uint32_t g, std::uint32_t reader) {
   std::vector<std::uint32_t> taken;
   for (std::uint32_t p = 0; p < topic.partitions(); ++p) {

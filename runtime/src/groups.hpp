@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "herald/bus.hpp"
 #include "herald/consumer.hpp"
 #include "herald/result.hpp"
 #include "shm/state_layout.hpp"
@@ -44,6 +45,16 @@ struct NewGroup {
 Result<GroupRecord> create_group(const shm::TopicMap& topic, const NewGroup& g, std::span<const std::uint64_t> start);
 // Under the admin lock. Stops gating, wakes parked producers, frees the slot.
 Result<void> delete_group(const shm::TopicMap& topic, std::uint32_t slot);
+
+// Live members of group slot g (reader slots of the group whose process lives).
+std::uint32_t live_members(const shm::TopicMap& topic, std::uint32_t g);
+
+// Moves every partition's cursor (or only `partition` when >= 0) of group
+// slot g to `to`, with a new generation (fencing anyone holding the old
+// cursor) and the Disruptor rule when moving back. With execute = false
+// only computes the plan. The caller makes sure no member is live.
+Result<std::vector<ResetStep>> reset_group_cursors(const shm::TopicMap& topic, std::uint32_t g, const Offset& to,
+                                                   std::int64_t partition, bool execute);
 
 // Resolves an Offset to a position on partition p (kEarliest: the oldest
 // retained boundary; kLatest: tail; kPosition: must be a committed boundary

@@ -55,10 +55,13 @@ struct Producer::Impl {
   };
   std::vector<Totals> totals;
   Claim* pending = nullptr;  // the outstanding zero-copy claim, if any
+  std::uint16_t record_flags = 0;  // internal producers: dead letters, redrives
+  std::uint64_t last_seq = 0;      // idempotent producers: highest committed sequence
   // publish_batch scratch, grown once and reused.
   std::vector<std::uint32_t> batch_part;
   std::vector<std::uint32_t> batch_size;
   std::vector<std::uint32_t> batch_meta;
+  std::vector<std::uint64_t> batch_seq;
 #ifndef NDEBUG
   std::thread::id owner;
 #endif
@@ -128,9 +131,46 @@ struct Producer::Impl {
     return st;
   }
 
+  [[nodiscard]] bool idempotent() const noexcept { return opts.producer_id != 0; }
+
+  // Idempotent producers: the sequence this event gets, or 0 if it was
+  // already committed (a duplicate).
+  std::uint64_t next_sequence(const Message& m) const noexcept {
+    if (!idempotent()) return 0;
+    const std::uint64_t s = m.sequence != 0 ? m.sequence : last_seq + 1;
+    return s <= last_seq ? 0 : s;
+  }
+
+  // Scans every partition's retained window for this producer_id's events:
+  // a restarted idempotent producer continues after its last committed
+  // sequence (events of a claim cut short by a crash were aborted by heraldd
+  // and do not count).
+  void learn_last_sequence() {
+    std::vector<std::byte> buf(max_event);
+    for (std::uint32_t p = 0; p < partitions; ++p) {
+      const shm::PartitionView& v = topic->partition(p);
+      std::uint64_t q = shm::beginning(v);
+      for (;;) {
+        std::uint32_t n = 0;
+        const shm::Status st = shm::read_copy(v, q, buf.data(), &n);
+        if (st == shm::Status::kOverrun) {
+          q = shm::beginning(v);
+          continue;
+        }
+        if (st != shm::Status::kOk) break;
+        const auto* h = reinterpret_cast<const shm::RecordHeader*>(buf.data());
+        if ((h->flags & shm::kRecordAborted) == 0) {
+          const auto [id, seq] = EventView::over(buf.data(), {}, p, q, 0).producer_sequence();
+          if (id == opts.producer_id && seq > last_seq) last_seq = seq;
+        }
+        q += n;
+      }
+    }
+  }
+
   // Writes one record (everything but the commit word) at pos.
   EventId write(std::uint32_t p, std::uint64_t pos, std::uint64_t size, const Message& m, std::size_t meta,
-                std::size_t payload_len, std::uint64_t now) noexcept {
+                std::size_t payload_len, std::uint64_t now, std::uint64_t seq = 0) noexcept {
     const shm::PartitionView& v = topic->partition(p);
     shm::RecordHeader* h = v.header_at(pos);
     const std::uint64_t t = m.time_ns != 0 ? m.time_ns : now;
@@ -140,14 +180,14 @@ struct Producer::Impl {
     h->time_ns = t;
     h->id_hi = id.hi;
     h->id_lo = id.lo;
-    h->flags = 0;
+    h->flags = record_flags;
     h->key_len = static_cast<std::uint16_t>(m.key.size());
     h->meta_len = static_cast<std::uint16_t>(meta);
     h->producer_slot = static_cast<std::uint16_t>(slot);
     HERALD_CRASH_POINT("write.header");
     std::byte* body = v.bytes_at(pos) + shm::kRecordHeaderBytes;
     if (!m.key.empty()) std::memcpy(body, m.key.data(), m.key.size());
-    if (meta != 0) detail::encode_meta(body + m.key.size(), m, opts.source);
+    if (meta != 0) detail::encode_meta(body + m.key.size(), m, opts.source, idempotent() ? opts.producer_id : 0, seq);
     return id;
   }
 
@@ -171,7 +211,7 @@ struct Producer::Impl {
       return fail(Errc::kInvalidArgument, "key is " + std::to_string(m.key.size()) + " bytes; the limit is " +
                                               std::to_string(kMaxKeyBytes));
     const char* bad = nullptr;
-    *meta = detail::meta_size(m, opts.source, &bad);
+    *meta = detail::meta_size(m, opts.source, &bad, idempotent());
     if (*meta == SIZE_MAX) return fail(detail::meta_error(m, bad));
     if (m.partition >= 0 && static_cast<std::uint32_t>(m.partition) >= partitions)
       return fail(Errc::kInvalidArgument, "partition " + std::to_string(m.partition) + " does not exist (topic '" +
@@ -207,20 +247,22 @@ Result<Published> Producer::publish(const Message& m) {
     return fail(std::move(r).error());
   }
   const char* bad = nullptr;
-  meta = detail::meta_size(m, I.opts.source, &bad);
+  meta = detail::meta_size(m, I.opts.source, &bad, I.idempotent());
   std::uint64_t size = shm::record_size(m.key.size(), meta, m.payload.size());
   if (meta == SIZE_MAX || size > I.max_event) {
     auto r = I.measure(m, m.payload.size(), &meta);
     return fail(std::move(r).error());
   }
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is pending on this producer");
+  const std::uint64_t seq = I.next_sequence(m);
+  if (I.idempotent() && seq == 0) return Published{0, 0, m.id, true};
   std::uint32_t p = 0;
   I.pick(m, &p);
   std::uint64_t pos = 0;
   const shm::Status st = I.claim(p, size, &pos);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
   const std::uint64_t now = m.time_ns != 0 ? m.time_ns : shm::realtime_ns();
-  const EventId id = I.write(p, pos, size, m, meta, m.payload.size(), now);
+  const EventId id = I.write(p, pos, size, m, meta, m.payload.size(), now, seq);
   if (!m.payload.empty()) {
     std::memcpy(I.topic->partition(p).bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta,
                 m.payload.data(), m.payload.size());
@@ -228,8 +270,9 @@ Result<Published> Producer::publish(const Message& m) {
   I.writer.commit_record(p, pos, static_cast<std::uint32_t>(size));
   I.writer.finish(p);
   ++I.sequence;
+  if (seq != 0) I.last_seq = seq;
   I.count(p, 1, size);
-  return Published{p, pos, id};
+  return Published{p, pos, id, false};
 }
 
 Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> batch) {
@@ -251,15 +294,31 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
     I.batch_meta[i] = static_cast<std::uint32_t>(meta);
     I.pick(batch[i], &I.batch_part[i]);
   }
+  // Idempotent producers: sequences in batch order; duplicates are left out
+  // (partition kSkip) and count as published.
+  constexpr std::uint32_t kSkip = UINT32_MAX;
+  if (I.batch_seq.size() < n) I.batch_seq.resize(n);
+  std::uint64_t next = I.last_seq;
+  std::size_t skipped = 0;
+  for (std::size_t i = 0; i < n && I.idempotent(); ++i) {
+    const std::uint64_t s = batch[i].sequence != 0 ? batch[i].sequence : next + 1;
+    if (s <= next) {
+      I.batch_part[i] = kSkip;
+      ++skipped;
+      continue;
+    }
+    I.batch_seq[i] = next = s;
+  }
   const std::uint64_t now = shm::realtime_ns();  // one clock read for the batch
   const std::uint64_t chunk_limit = I.topic->geometry().params.ring_bytes / 4;
   BatchResult result;
+  result.published = skipped;
   // Partition by partition, in order of first appearance; within a
   // partition, in batch order, in chunks of at most ring/4 bytes.
   std::uint64_t done_mask[shm::kMaxPartitions / 64] = {};
   for (std::size_t first = 0; first < n; ++first) {
     const std::uint32_t p = I.batch_part[first];
-    if (done_mask[p / 64] >> (p % 64) & 1) continue;
+    if (p == kSkip || done_mask[p / 64] >> (p % 64) & 1) continue;
     done_mask[p / 64] |= 1ull << (p % 64);
     std::size_t i = first;
     while (i < n) {
@@ -287,11 +346,13 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
       for (std::size_t j = i; j < end; ++j) {
         if (I.batch_part[j] != p) continue;
         const Message& m = batch[j];
-        I.write(p, at, I.batch_size[j], m, I.batch_meta[j], m.payload.size(), now);
+        const std::uint64_t seq = I.idempotent() ? I.batch_seq[j] : 0;
+        I.write(p, at, I.batch_size[j], m, I.batch_meta[j], m.payload.size(), now, seq);
         if (!m.payload.empty())
           std::memcpy(I.topic->partition(p).bytes_at(at) + shm::kRecordHeaderBytes + m.key.size() + I.batch_meta[j],
                       m.payload.data(), m.payload.size());
         I.writer.commit_record(p, at, I.batch_size[j]);
+        if (seq > I.last_seq) I.last_seq = seq;
         HERALD_CRASH_POINT("batch.record_committed");
         at += I.batch_size[j];
       }
@@ -318,8 +379,15 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   const shm::Status st = I.claim(p, *size, &pos);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, *size));
   const std::uint64_t now = meta_in.time_ns != 0 ? meta_in.time_ns : shm::realtime_ns();
+  const std::uint64_t seq = I.next_sequence(meta_in);
+  if (I.idempotent() && seq == 0) {
+    I.writer.abort_rest(p, pos);  // nothing is written for a duplicate
+    return fail(Errc::kAlreadyExists, "sequence " + std::to_string(meta_in.sequence) + " of producer " +
+                                          std::to_string(I.opts.producer_id) + " was already committed");
+  }
   Claim c;
-  c.id_ = I.write(p, pos, *size, meta_in, meta, payload_bytes, now);
+  c.id_ = I.write(p, pos, *size, meta_in, meta, payload_bytes, now, seq);
+  c.sequence_ = seq;
   c.impl_ = impl_.get();
   c.partition_ = p;
   c.position_ = pos;
@@ -329,7 +397,12 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
 }
 
 Claim::Claim(Claim&& o) noexcept
-    : impl_(o.impl_), payload_(o.payload_), partition_(o.partition_), position_(o.position_), id_(o.id_) {
+    : impl_(o.impl_),
+      payload_(o.payload_),
+      partition_(o.partition_),
+      position_(o.position_),
+      id_(o.id_),
+      sequence_(o.sequence_) {
   o.impl_ = nullptr;
   if (impl_ != nullptr) impl_->pending = this;
 }
@@ -342,6 +415,7 @@ Claim& Claim::operator=(Claim&& o) noexcept {
   partition_ = o.partition_;
   position_ = o.position_;
   id_ = o.id_;
+  sequence_ = o.sequence_;
   o.impl_ = nullptr;
   if (impl_ != nullptr) impl_->pending = this;
   return *this;
@@ -364,10 +438,11 @@ Result<Published> Claim::commit(std::size_t used) {
   I.writer.commit_record(partition_, position_, size);
   I.writer.finish(partition_);
   ++I.sequence;
+  if (sequence_ > I.last_seq) I.last_seq = sequence_;
   I.count(partition_, 1, size);
   I.pending = nullptr;
   impl_ = nullptr;
-  return Published{partition_, position_, id_};
+  return Published{partition_, position_, id_, false};
 }
 
 void Claim::abort() noexcept {
@@ -386,10 +461,12 @@ std::size_t Producer::max_event() const noexcept { return impl_->max_event; }
 
 std::size_t Producer::max_payload(const Message& meta) const noexcept {
   const char* bad = nullptr;
-  const std::size_t m = detail::meta_size(meta, impl_->opts.source, &bad);
+  const std::size_t m = detail::meta_size(meta, impl_->opts.source, &bad, impl_->idempotent());
   const std::size_t fixed = shm::kRecordHeaderBytes + meta.key.size() + (m == SIZE_MAX ? 0 : m);
   return impl_->max_event > fixed ? impl_->max_event - fixed : 0;
 }
+
+std::uint64_t Producer::last_sequence() const noexcept { return impl_->last_seq; }
 
 ProducerStats Producer::stats() const noexcept {
   ProducerStats s;
@@ -401,12 +478,14 @@ ProducerStats Producer::stats() const noexcept {
   return s;
 }
 
-Result<Producer> Bus::producer(std::string_view topic, const ProducerOptions& options) {
+namespace detail {
+Result<Producer> ProducerFactory::make(const std::shared_ptr<Bus::Impl>& bus, std::string_view topic,
+                                       const ProducerOptions& options, std::uint16_t record_flags) {
   if (options.source.size() > kMaxShortField)
     return fail(Errc::kInvalidArgument, "source is " + std::to_string(options.source.size()) +
                                             " bytes; the limit is " + std::to_string(kMaxShortField));
   if (options.deadline.count() < 0) return fail(Errc::kInvalidArgument, "deadline is negative");
-  auto map = impl_->map_topic(topic, shm::Access::kReadWrite, shm::Access::kReadOnly);
+  auto map = bus->map_topic(topic, shm::Access::kReadWrite, shm::Access::kReadOnly);
   if (!map) return fail(std::move(map).error());
   auto slot = shm::acquire_producer_slot(**map, options.producer_id);
   if (!slot) return fail(std::move(slot).error());
@@ -415,8 +494,16 @@ Result<Producer> Bus::producer(std::string_view topic, const ProducerOptions& op
   static const bool fast_wake = shm::membarrier_register();
   // Let heraldd watch this process now (it would find the slot on its next
   // scan anyway): a producer that dies gets its claims repaired at once.
-  if (impl_->daemon_mode) (void)impl_->call_daemon({{"op", "producer"}, {"topic", std::string(topic)}});
-  return Producer(std::make_unique<Producer::Impl>(std::move(map).value(), *slot, fast_wake, options));
+  if (bus->daemon_mode) (void)bus->call_daemon({{"op", "producer"}, {"topic", std::string(topic)}});
+  auto impl = std::make_unique<Producer::Impl>(std::move(map).value(), *slot, fast_wake, options);
+  impl->record_flags = record_flags;
+  if (options.producer_id != 0) impl->learn_last_sequence();
+  return Producer(std::move(impl));
+}
+}  // namespace detail
+
+Result<Producer> Bus::producer(std::string_view topic, const ProducerOptions& options) {
+  return detail::ProducerFactory::make(impl_, topic, options, 0);
 }
 
 }  // namespace herald

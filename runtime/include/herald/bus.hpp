@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,6 +67,43 @@ struct TopicInfo {
   std::vector<GroupInfo> groups{};              // filled by describe_topic
 };
 
+// A dead letter: the original event (envelope and payload intact, plus its
+// herald.dlq.* headers) and why it was dead-lettered.
+struct DeadLetter {
+  Event event{};
+  std::uint64_t dlq_position = 0;      // where it sits in <topic>.dlq.<group>
+  std::string topic{};                 // where it came from
+  std::uint64_t incarnation = 0;
+  std::uint32_t partition = 0;
+  std::uint64_t position = 0;
+  std::uint64_t time_ns = 0;           // the original event's time
+  std::string group{};
+  std::string reason{};                // the handler's message, or "consumer crashed"
+  std::uint32_t deliveries = 0;
+  std::uint64_t first_failure_ns = 0;
+  std::uint64_t last_failure_ns = 0;
+};
+
+struct RedriveOptions {
+  std::optional<std::uint64_t> position{};  // one dead letter (its dlq_position); default: all
+  std::string type{};                       // only dead letters of this type
+  std::string header_name{};                // only those with this header...
+  std::string header_value{};               // ...set to this value
+  double rate = 0;                          // events per second; 0: as fast as possible
+  std::function<void(std::uint64_t done, std::uint64_t total)> progress{};
+};
+
+struct RedriveResult {
+  std::uint64_t redriven = 0;  // republished to the topic, for the group only
+  std::uint64_t matched = 0;   // dead letters the options selected
+};
+
+struct ResetStep {
+  std::uint32_t partition = 0;
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
+};
+
 struct DeleteOptions {
   bool force = false;  // delete even while producers or consumers are attached (they get kClosed)
 };
@@ -87,6 +126,22 @@ class Bus {
   Result<void> delete_topic(std::string_view name, const DeleteOptions& options = {});
   Result<std::vector<TopicInfo>> list_topics() const;
   Result<TopicInfo> describe_topic(std::string_view name) const;
+
+  // Groups. Deleting a group also deletes its dead-letter topic. A reset
+  // moves every partition's cursor (refused while the group has live
+  // members); with execute = false it only returns the plan.
+  Result<void> delete_group(std::string_view topic, std::string_view group, bool force = false);
+  Result<std::vector<ResetStep>> reset_group(std::string_view topic, std::string_view group, Offset to,
+                                             bool execute = true);
+
+  // Dead letters of a group (not yet redriven or purged), in DLQ order.
+  Result<std::vector<DeadLetter>> dead_letters(std::string_view topic, std::string_view group) const;
+  // Republishes dead letters to their topic and partition, marked for this
+  // group only (other groups skip them), with a herald.redriven-from header;
+  // each once, in order.
+  Result<RedriveResult> redrive(std::string_view topic, std::string_view group, const RedriveOptions& options = {});
+  // Drops every dead letter of the group; returns how many.
+  Result<std::uint64_t> purge_dead_letters(std::string_view topic, std::string_view group);
 
   Result<Producer> producer(std::string_view topic, const ProducerOptions& options = {});
   Result<Consumer> consumer(std::string_view topic, const ConsumerOptions& options = {});

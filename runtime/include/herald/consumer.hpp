@@ -66,6 +66,25 @@ struct HandlerResult {
   static HandlerResult success() { return {}; }
   static HandlerResult failure(std::string why) { return {false, std::move(why)}; }
 };
+// A negative acknowledgement: the event is retried (with backoff, in order)
+// and dead-lettered after max_deliveries.
+inline HandlerResult nack(std::string reason) { return HandlerResult::failure(std::move(reason)); }
+
+// Backoff between deliveries of a failing event: initial, times multiplier
+// per retry, at most max. The partition waits; other partitions go on.
+struct RetryPolicy {
+  std::chrono::milliseconds initial = std::chrono::milliseconds(100);
+  double multiplier = 2.0;
+  std::chrono::milliseconds max = std::chrono::seconds(10);
+};
+
+// Events a lossy read could not get (overwritten before this group read them).
+struct GapReport {
+  std::uint32_t partition = 0;
+  std::uint64_t from = 0;   // the position the group was at
+  std::uint64_t to = 0;     // where it resumed (per on_overrun)
+  std::uint64_t bytes = 0;  // to - from
+};
 
 struct ConsumerOptions {
   std::string group{};                   // empty: a group-less reader
@@ -83,13 +102,23 @@ struct ConsumerOptions {
   PartitionsCallback on_assigned{};  // newly owned (reading starts at the committed cursor)
   PartitionsCallback on_revoked{};   // given up in a rebalance; handled events were committed first
   PartitionsCallback on_lost{};      // taken away without a chance to commit (this member was fenced)
+  // Delivery (at-least-once groups): a failing event is retried with backoff
+  // and, after max_deliveries deliveries (crashes inside the handler
+  // included), moved to the group's dead-letter topic `<topic>.dlq.<group>`.
+  // 0: retry forever.
+  std::uint32_t max_deliveries = 5;
+  RetryPolicy retry{};
+  std::function<void(const GapReport&)> on_gap{};
 };
 
 struct ConsumerStats {
-  std::uint64_t events = 0;     // delivered to handlers / next()
+  std::uint64_t events = 0;     // handled successfully (poll) or returned (next)
   std::uint64_t gap_bytes = 0;  // lost to overruns (lossy reading), exact in bytes
   std::uint64_t gaps = 0;       // number of overruns
   std::uint64_t aborted_skipped = 0;  // aborted records passed over
+  std::uint64_t failures = 0;         // handler failures (each is retried or dead-lettered)
+  std::uint64_t dead_lettered = 0;    // events moved to the group's DLQ
+  std::uint64_t skipped_redrives = 0; // redriven events meant for another group
 };
 
 // A non-owning, non-allocating reference to a callable (the handler).
@@ -145,6 +174,11 @@ class Consumer {
   Result<void> commit();
   // Commits `position` (a next_position() of a handled event) on a partition.
   Result<void> commit(std::uint32_t partition, std::uint64_t position);
+  // Commits at the start of the next poll (coalescing many calls into one
+  // CAS per partition). A commit is a CAS in shared memory, so the
+  // synchronous commit() costs tens of nanoseconds already; this only saves
+  // repeated ones in a per-event loop.
+  void commit_async() noexcept;
 
   // Moves the read position (and, in a group, the committed cursor).
   Result<void> seek(std::uint32_t partition, Offset where);

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "herald/result.hpp"
@@ -71,6 +72,10 @@ struct Message {
   EventId id{};                    // empty: generated (time-ordered)
   std::uint64_t time_ns = 0;       // 0: now (CLOCK_REALTIME)
   std::int32_t partition = -1;     // -1: by key (Kafka's murmur2), no key: sticky round-robin
+  // Idempotent producers (ProducerOptions::producer_id != 0): the event's
+  // sequence; 0 means the producer's last sequence + 1. A sequence at or
+  // below the last one committed is not published again (Published::duplicate).
+  std::uint64_t sequence = 0;
 };
 
 // Limits of the envelope's variable fields (bytes).
@@ -115,7 +120,9 @@ class EventView {
   [[nodiscard]] Event to_event() const;
 
   // Internal: built by the runtime over a validated record.
-  enum Field : std::uint8_t { kType = 1, kSource, kContentType, kCorrelation, kCausation, kHeader };
+  enum Field : std::uint8_t { kType = 1, kSource, kContentType, kCorrelation, kCausation, kHeader, kProducerSeq };
+  // The (producer id, sequence) of an idempotent producer's event; {0, 0} if none.
+  [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> producer_sequence() const noexcept;
   static EventView over(const std::byte* record, std::string_view topic, std::uint32_t partition,
                         std::uint64_t position, std::uint32_t delivery) noexcept;
 

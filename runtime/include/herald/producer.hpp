@@ -37,6 +37,7 @@ struct Published {
   std::uint32_t partition = 0;
   std::uint64_t position = 0;
   EventId id{};
+  bool duplicate = false;  // an idempotent producer's sequence that was already committed: not published
 };
 
 struct ProducerStats {
@@ -46,6 +47,9 @@ struct ProducerStats {
 };
 
 class Claim;
+namespace detail {
+struct ProducerFactory;  // the runtime's internal producers (dead letters, redrives)
+}
 
 class Producer {
  public:
@@ -84,12 +88,16 @@ class Producer {
   // The largest payload an event with this envelope can carry.
   [[nodiscard]] std::size_t max_payload(const Message& meta = {}) const noexcept;
   [[nodiscard]] ProducerStats stats() const noexcept;
+  // Idempotent producers: the highest sequence committed under this
+  // producer_id, learned from the log when the producer was created.
+  [[nodiscard]] std::uint64_t last_sequence() const noexcept;
 
   struct Impl;
 
  private:
   friend class Bus;
   friend class Claim;
+  friend struct detail::ProducerFactory;
   explicit Producer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_{};
 };
@@ -114,6 +122,8 @@ class Claim {
   // Gives the claim up; readers skip it.
   void abort() noexcept;
   [[nodiscard]] bool pending() const noexcept { return impl_ != nullptr; }
+  [[nodiscard]] std::uint32_t partition() const noexcept { return partition_; }
+  [[nodiscard]] std::uint64_t position() const noexcept { return position_; }
 
  private:
   friend class Producer;
@@ -122,6 +132,7 @@ class Claim {
   std::uint32_t partition_ = 0;
   std::uint64_t position_ = 0;
   EventId id_{};
+  std::uint64_t sequence_ = 0;
 };
 
 }  // namespace herald

@@ -1,0 +1,356 @@
+#include "runtime/src/dlq.hpp"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <set>
+#include <thread>
+
+#include "runtime/src/admin.hpp"
+#include "runtime/src/bus_impl.hpp"
+#include "runtime/src/control.hpp"
+#include "runtime/src/groups.hpp"
+#include "shm/clock.hpp"
+#include "shm/names.hpp"
+#include "shm/ring_log.hpp"
+#include "shm/slots.hpp"
+
+namespace herald::detail {
+
+TopicConfig dlq_config(const shm::TopicRecord& source) {
+  TopicConfig c;
+  c.partitions = 1;
+  // Room for the source's largest event plus the dead-letter headers.
+  std::uint64_t max_event = shm::align_up(source.params.max_event + 8192, 64);
+  std::uint64_t ring = 16ull << 20;
+  while (ring / 4 < max_event) ring <<= 1;
+  c.ring_bytes = ring;
+  c.max_event = max_event;
+  c.default_policy = Policy::kLossless;
+  return c;
+}
+
+Result<void> ensure_dlq_locked(shm::Registry& reg, const std::string& bus, const shm::TopicRecord& source,
+                               const std::string& group) {
+  if ((source.params.flags & shm::kLogDeadLetterTopic) != 0) return {};  // a DLQ has no DLQ
+  const std::string name = shm::dlq_topic_name(source.name, group);
+  if (!reg.find(name)) {
+    CreateTopicOptions o;
+    o.internal = true;
+    o.extra_flags = shm::kLogDeadLetterTopic;
+    auto made = create_topic_locked(reg, bus, name, dlq_config(source), o);
+    if (!made && made.error().code != Errc::kAlreadyExists) return fail(std::move(made).error());
+  }
+  auto rec = reg.find(name);
+  if (!rec) return fail(Errc::kNotFound, "dead-letter topic '" + name + "' vanished while being created");
+  auto map = shm::TopicMap::attach(bus, name, rec->incarnation, shm::Access::kReadWrite, shm::Access::kReadWrite);
+  if (!map) return fail(std::move(map).error());
+  if (find_group(*map, kDlqCursorGroup)) return {};
+  NewGroup ng;
+  ng.name = kDlqCursorGroup;
+  ng.policy = shm::GroupPolicy::kLossless;
+  ng.extra_flags = shm::kGroupInternal;
+  const std::uint64_t start[1] = {shm::beginning(map->partition(0))};
+  auto g = create_group(*map, ng, start);
+  if (!g) return fail(std::move(g).error());
+  return {};
+}
+
+void delete_dlqs_locked(shm::Registry& reg, const std::string& bus, const std::string& topic,
+                        const std::string& group) {
+  const std::string prefix = topic + ".dlq.";
+  for (const shm::TopicRecord& r : reg.list()) {
+    if (r.name.rfind(prefix, 0) != 0) continue;
+    if (!group.empty() && r.name != prefix + group) continue;
+    (void)delete_topic_locked(reg, bus, r.name, /*force=*/true);
+  }
+}
+
+namespace {
+std::string num(std::uint64_t v) { return std::to_string(v); }
+std::uint64_t parse_u64(std::string_view s) {
+  std::uint64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+}  // namespace
+
+void build_dead_letter(const EventView& e, const shm::TopicRecord& source, const std::string& group,
+                       const std::string& reason, std::uint32_t deliveries, std::uint64_t first_failure_ns,
+                       std::uint64_t last_failure_ns, DeadLetterMessage* out) {
+  out->strings = {source.name,     num(source.incarnation), num(e.partition()),      num(e.position()),
+                  num(e.time_ns()), group,                  reason.substr(0, 4096),  num(deliveries),
+                  num(first_failure_ns), num(last_failure_ns)};
+  const char* names[] = {kHdrTopic,  kHdrIncarnation, kHdrPartition, kHdrPosition,     kHdrTime,
+                         kHdrGroup, kHdrReason,      kHdrDeliveries, kHdrFirstFailure, kHdrLastFailure};
+  out->headers.clear();
+  // The original headers first (intact), then ours.
+  for (std::size_t i = 0; i < e.header_count() && out->headers.size() < kMaxHeaders - 10; ++i)
+    out->headers.push_back(e.header_at(i));
+  for (std::size_t i = 0; i < 10; ++i) out->headers.push_back({names[i], out->strings[i]});
+  Message& m = out->message;
+  m = Message{};
+  m.key = e.key();
+  m.type = e.type();
+  m.payload = Bytes(e.payload());
+  m.source = e.source();
+  m.correlation_id = e.correlation_id();
+  m.causation_id = e.causation_id();
+  m.content_type = e.content_type();
+  m.headers = out->headers;
+  m.id = e.id();
+  m.time_ns = e.time_ns();
+  m.partition = 0;
+}
+
+std::optional<DeadLetter> parse_dead_letter(const EventView& e, std::uint64_t dlq_position) {
+  auto topic = e.header(kHdrTopic);
+  if (!topic) return std::nullopt;
+  DeadLetter d;
+  d.event = e.to_event();
+  d.dlq_position = dlq_position;
+  d.topic = std::string(*topic);
+  d.incarnation = parse_u64(e.header(kHdrIncarnation).value_or("0"));
+  d.partition = static_cast<std::uint32_t>(parse_u64(e.header(kHdrPartition).value_or("0")));
+  d.position = parse_u64(e.header(kHdrPosition).value_or("0"));
+  d.time_ns = parse_u64(e.header(kHdrTime).value_or("0"));
+  d.group = std::string(e.header(kHdrGroup).value_or(""));
+  d.reason = std::string(e.header(kHdrReason).value_or(""));
+  d.deliveries = static_cast<std::uint32_t>(parse_u64(e.header(kHdrDeliveries).value_or("0")));
+  d.first_failure_ns = parse_u64(e.header(kHdrFirstFailure).value_or("0"));
+  d.last_failure_ns = parse_u64(e.header(kHdrLastFailure).value_or("0"));
+  return d;
+}
+
+}  // namespace herald::detail
+
+namespace herald {
+
+namespace {
+
+// The DLQ of (topic, group), mapped to read and to move its cursor.
+struct DlqView {
+  std::shared_ptr<const shm::TopicMap> map;
+  std::string name;
+  std::uint32_t cursor_slot = 0;
+  shm::TopicRecord source;
+};
+
+Result<DlqView> open_dlq(Bus::Impl& bus, std::string_view topic, std::string_view group) {
+  auto src = bus.find_topic(topic);
+  if (!src) return fail(std::move(src).error());
+  DlqView v;
+  v.source = *src;
+  v.name = shm::dlq_topic_name(topic, group);
+  if (!bus.registry.find(v.name))
+    return fail(Errc::kNotFound, "group '" + std::string(group) + "' of topic '" + std::string(topic) +
+                                     "' has no dead-letter topic (" + v.name + ")");
+  auto map = bus.map_topic(v.name, shm::Access::kReadWrite, shm::Access::kReadWrite);
+  if (!map) return fail(std::move(map).error());
+  v.map = std::move(map).value();
+  auto g = detail::find_group(*v.map, detail::kDlqCursorGroup);
+  if (!g) return fail(Errc::kCorrupt, "dead-letter topic " + v.name + " has no cursor group");
+  v.cursor_slot = g->slot;
+  return v;
+}
+
+struct DlqScan {
+  std::vector<DeadLetter> pending;     // not resolved, in order
+  std::set<std::uint64_t> resolved;    // positions of resolved dead letters
+  // Records from the cursor on: position, whether resolved (markers count as resolved).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> records;  // (position, next position)
+  std::vector<bool> record_resolved;
+  std::uint64_t cursor = 0;
+};
+
+DlqScan scan(const DlqView& v) {
+  DlqScan s;
+  const shm::PartitionView& pv = v.map->partition(0);
+  s.cursor = shm::cursor_pos(v.map->group_partition(v.cursor_slot, 0)->cursor.load(std::memory_order_acquire));
+  std::vector<std::byte> buf(pv.max_event);
+  std::vector<std::pair<std::uint64_t, bool>> kinds;  // position, is-marker
+  std::vector<DeadLetter> letters;
+  std::uint64_t q = s.cursor;
+  for (;;) {
+    std::uint32_t n = 0;
+    const shm::Status st = shm::read_copy(pv, q, buf.data(), &n);
+    if (st != shm::Status::kOk) break;  // the cursor gates the rest: nothing is overwritten
+    const auto* h = reinterpret_cast<const shm::RecordHeader*>(buf.data());
+    const EventView e = EventView::over(buf.data(), v.name, 0, q, 1);
+    if ((h->flags & shm::kRecordAborted) == 0) {
+      if (e.type() == detail::kResolvedType) {
+        if (auto r = e.header(detail::kHdrResolves)) {
+          std::uint64_t pos = 0;
+          std::from_chars(r->data(), r->data() + r->size(), pos);
+          s.resolved.insert(pos);
+        }
+        kinds.emplace_back(q, true);
+      } else if (auto d = detail::parse_dead_letter(e, q)) {
+        letters.push_back(std::move(*d));
+        kinds.emplace_back(q, false);
+      } else {
+        kinds.emplace_back(q, true);  // not ours: nothing to resolve
+      }
+    } else {
+      kinds.emplace_back(q, true);
+    }
+    s.records.emplace_back(q, q + n);
+    q += n;
+  }
+  for (DeadLetter& d : letters)
+    if (!s.resolved.count(d.dlq_position)) s.pending.push_back(std::move(d));
+  for (const auto& [pos, marker] : kinds) s.record_resolved.push_back(marker || s.resolved.count(pos) != 0);
+  return s;
+}
+
+// Moves the DLQ's cursor forward over the longest prefix that is resolved.
+void advance_cursor(const DlqView& v) {
+  const DlqScan s = scan(v);
+  std::uint64_t to = s.cursor;
+  for (std::size_t i = 0; i < s.records.size() && s.record_resolved[i]; ++i) to = s.records[i].second;
+  if (to == s.cursor) return;
+  shm::GroupPartitionLayout* gp = v.map->group_partition(v.cursor_slot, 0);
+  std::uint64_t cur = gp->cursor.load(std::memory_order_acquire);
+  if (shm::cursor_pos(cur) >= to) return;
+  // R4: as a member's commit (frees the DLQ for new dead letters).
+  gp->cursor.compare_exchange_strong(cur, shm::pack_cursor(shm::cursor_gen(cur), to), std::memory_order_seq_cst);
+  shm::wake_producers(v.map->partition(0));
+}
+
+}  // namespace
+
+Result<std::vector<DeadLetter>> Bus::dead_letters(std::string_view topic, std::string_view group) const {
+  auto v = open_dlq(*impl_, topic, group);
+  if (!v) return fail(std::move(v).error());
+  return scan(*v).pending;
+}
+
+Result<RedriveResult> Bus::redrive(std::string_view topic, std::string_view group, const RedriveOptions& o) {
+  auto v = open_dlq(*impl_, topic, group);
+  if (!v) return fail(std::move(v).error());
+  if (o.rate < 0) return fail(Errc::kInvalidArgument, "redrive rate must not be negative");
+  DlqScan s = scan(*v);
+  std::vector<const DeadLetter*> chosen;
+  for (const DeadLetter& d : s.pending) {
+    if (o.position && d.dlq_position != *o.position) continue;
+    if (!o.type.empty() && d.event.type() != o.type) continue;
+    if (!o.header_name.empty() && d.event.header(o.header_name).value_or("\x01") != o.header_value) continue;
+    chosen.push_back(&d);
+  }
+  if (o.position && chosen.empty())
+    return fail(Errc::kNotFound, "no pending dead letter at position " + std::to_string(*o.position) + " of " + v->name);
+  RedriveResult res;
+  res.matched = chosen.size();
+  if (chosen.empty()) return res;
+  auto out = detail::ProducerFactory::make(impl_, topic, {}, shm::kRecordRedriven);
+  if (!out) return fail(std::move(out).error());
+  auto marks = detail::ProducerFactory::make(impl_, v->name, {}, 0);
+  if (!marks) return fail(std::move(marks).error());
+  const std::string group_s(group);
+  const std::uint64_t start = shm::monotonic_ns();
+  for (const DeadLetter* d : chosen) {
+    if (o.rate > 0) {
+      const auto due = start + static_cast<std::uint64_t>(static_cast<double>(res.redriven) * 1e9 / o.rate);
+      while (shm::monotonic_ns() < due) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    const EventView& e = d->event.view();
+    // The original envelope; herald.dlq.* headers replaced by where it came from.
+    std::vector<Header> hs;
+    const std::string from = v->name + "@" + std::to_string(d->dlq_position);
+    for (std::size_t i = 0; i < e.header_count(); ++i)
+      if (e.header_at(i).name.rfind("herald.dlq.", 0) != 0) hs.push_back(e.header_at(i));
+    hs.push_back({detail::kHdrRedrivenFrom, from});
+    hs.push_back({detail::kHdrRedriveGroup, group_s});
+    Message m;
+    m.key = e.key();
+    m.type = e.type();
+    m.payload = Bytes(e.payload());
+    m.source = e.source();
+    m.correlation_id = e.correlation_id();
+    m.causation_id = e.causation_id();
+    m.content_type = e.content_type();
+    m.headers = hs;
+    m.id = e.id();
+    m.time_ns = e.time_ns();
+    m.partition = d->partition < out->partitions() ? static_cast<std::int32_t>(d->partition) : -1;
+    if (auto r = out->publish(m); !r) return fail(std::move(r).error().with_context("redrive " + from));
+    const std::string pos = std::to_string(d->dlq_position);
+    const Header mh[] = {{detail::kHdrResolves, pos}, {detail::kHdrAction, "redrive"}};
+    if (auto r = marks->publish({.type = detail::kResolvedType, .headers = mh}); !r)
+      return fail(std::move(r).error().with_context("mark " + from + " redriven"));
+    ++res.redriven;
+    if (o.progress) o.progress(res.redriven, res.matched);
+  }
+  advance_cursor(*v);
+  return res;
+}
+
+Result<std::uint64_t> Bus::purge_dead_letters(std::string_view topic, std::string_view group) {
+  auto v = open_dlq(*impl_, topic, group);
+  if (!v) return fail(std::move(v).error());
+  const DlqScan s = scan(*v);
+  // Everything up to tail is dropped: move the cursor there.
+  shm::GroupPartitionLayout* gp = v->map->group_partition(v->cursor_slot, 0);
+  const std::uint64_t to = s.records.empty() ? s.cursor : s.records.back().second;
+  std::uint64_t cur = gp->cursor.load(std::memory_order_acquire);
+  if (shm::cursor_pos(cur) < to) {
+    gp->cursor.compare_exchange_strong(cur, shm::pack_cursor(shm::cursor_gen(cur), to), std::memory_order_seq_cst);
+    shm::wake_producers(v->map->partition(0));
+  }
+  return static_cast<std::uint64_t>(s.pending.size());
+}
+
+Result<void> Bus::delete_group(std::string_view topic, std::string_view group, bool force) {
+  if (impl_->daemon_mode) {
+    auto r = impl_->call_daemon({{"op", "delete_group"}, {"topic", std::string(topic)}, {"group", std::string(group)}, {"force", force}});
+    if (!r) return fail(std::move(r).error());
+    return {};
+  }
+  auto lock = impl_->admin_lock();
+  if (!lock) return fail(std::move(lock).error());
+  auto map = impl_->map_topic(topic, shm::Access::kReadWrite, shm::Access::kReadWrite);
+  if (!map) return fail(std::move(map).error());
+  auto g = detail::find_group(**map, group);
+  if (!g) return fail(Errc::kNotFound, "group '" + shm::printable(group) + "' does not exist on topic '" + std::string(topic) + "'");
+  if (!force) {
+    const std::uint32_t live = detail::live_members(**map, g->slot);
+    if (live > 0)
+      return fail(Errc::kBusy, "group '" + g->name + "' has " + std::to_string(live) +
+                                   " live members; stop them or delete with force");
+  }
+  if (auto r = detail::delete_group(**map, g->slot); !r) return r;
+  detail::delete_dlqs_locked(impl_->registry, impl_->name, std::string(topic), g->name);
+  return {};
+}
+
+Result<std::vector<ResetStep>> Bus::reset_group(std::string_view topic, std::string_view group, Offset to,
+                                                bool execute) {
+  if (impl_->daemon_mode) {
+    const char* kind = to.kind == Offset::Kind::kEarliest   ? "earliest"
+                       : to.kind == Offset::Kind::kLatest   ? "latest"
+                       : to.kind == Offset::Kind::kPosition ? "position"
+                                                            : "time";
+    auto r = impl_->call_daemon({{"op", "reset_group"}, {"topic", std::string(topic)}, {"group", std::string(group)},
+                                 {"to", kind}, {"value", to.value}, {"execute", execute}});
+    if (!r) return fail(std::move(r).error());
+    std::vector<ResetStep> plan;
+    for (const auto& step : (*r)["plan"])
+      plan.push_back({step["partition"].get<std::uint32_t>(), step["from"].get<std::uint64_t>(), step["to"].get<std::uint64_t>()});
+    return plan;
+  }
+  auto lock = impl_->admin_lock();
+  if (!lock) return fail(std::move(lock).error());
+  auto map = impl_->map_topic(topic, shm::Access::kReadWrite, shm::Access::kReadWrite);
+  if (!map) return fail(std::move(map).error());
+  auto g = detail::find_group(**map, group);
+  if (!g) return fail(Errc::kNotFound, "group '" + shm::printable(group) + "' does not exist on topic '" + std::string(topic) + "'");
+  if (execute) {
+    const std::uint32_t live = detail::live_members(**map, g->slot);
+    if (live > 0)
+      return fail(Errc::kBusy, "group '" + g->name + "' has " + std::to_string(live) +
+                                   " live members; stop them before resetting its cursors");
+  }
+  return detail::reset_group_cursors(**map, g->slot, to, -1, execute);
+}
+
+}  // namespace herald

@@ -1,0 +1,117 @@
+// Retries, dead letters and redrive through the public API (one process).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "herald/herald.hpp"
+#include "tests/support/test_env.hpp"
+
+namespace herald {
+namespace {
+
+class DeliveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto b = Bus::attach(guard_.bus());
+    ASSERT_TRUE(b) << b.error().message();
+    bus_ = std::make_unique<Bus>(std::move(b).value());
+    ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 4096}));
+  }
+  ConsumerOptions opts(std::string group) {
+    ConsumerOptions o;
+    o.group = std::move(group);
+    o.retry = {std::chrono::milliseconds(0), 1.0, std::chrono::milliseconds(0)};
+    o.max_deliveries = 3;
+    return o;
+  }
+  std::vector<std::string> drain(Consumer& c, std::vector<std::string>* seen) {
+    std::vector<std::string> handled;
+    for (int i = 0; i < 50; ++i) {
+      auto n = c.poll(
+          [&](const EventView& e) -> HandlerResult {
+            seen->emplace_back(e.payload_text());
+            if (e.payload_text() == "poison") return nack("cannot parse order");
+            handled.emplace_back(e.payload_text());
+            return {};
+          },
+          16);
+      EXPECT_TRUE(n) << n.error().message();
+    }
+    return handled;
+  }
+  test::BusGuard guard_;
+  std::unique_ptr<Bus> bus_;
+};
+
+TEST_F(DeliveryTest, PoisonEventIsRetriedThenDeadLetteredAndOrderKept) {
+  auto producer = bus_->producer("orders").value();
+  const Header h[] = {{"tenant", "acme"}};
+  for (const char* p : {"a", "b", "poison", "c"})
+    ASSERT_TRUE(producer.publish({.key = "k", .type = "OrderPlaced", .payload = p, .correlation_id = "corr-1", .headers = h}));
+  auto consumer = bus_->consumer("orders", opts("shipping")).value();
+  std::vector<std::string> seen;
+  const auto handled = drain(consumer, &seen);
+  EXPECT_EQ(handled, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), "poison"), 3);
+  EXPECT_EQ(consumer.stats().dead_lettered, 1u);
+  auto dls = bus_->dead_letters("orders", "shipping");
+  ASSERT_TRUE(dls) << dls.error().message();
+  ASSERT_EQ(dls->size(), 1u);
+  const DeadLetter& d = dls->front();
+  EXPECT_EQ(d.event.payload_text(), "poison");
+  EXPECT_EQ(d.event.type(), "OrderPlaced");
+  EXPECT_EQ(d.event.correlation_id(), "corr-1");
+  EXPECT_EQ(d.event.header("tenant").value_or(""), "acme");
+  EXPECT_EQ(d.reason, "cannot parse order");
+  EXPECT_EQ(d.deliveries, 3u);
+  EXPECT_EQ(d.group, "shipping");
+  EXPECT_EQ(d.topic, "orders");
+
+  // Another group is not affected, and does not see the redrive.
+  auto audit = bus_->consumer("orders", {.group = "audit", .max_deliveries = 0}).value();
+  std::size_t audit_seen = 0;
+  ASSERT_TRUE(audit.poll([&](const EventView&) { ++audit_seen; }, 100));
+  EXPECT_EQ(audit_seen, 4u);
+
+  auto rr = bus_->redrive("orders", "shipping");
+  ASSERT_TRUE(rr) << rr.error().message();
+  EXPECT_EQ(rr->redriven, 1u);
+  EXPECT_TRUE(bus_->dead_letters("orders", "shipping")->empty());
+  // shipping sees it again (its handler now accepts it: nothing is special
+  // about the payload for a fixed consumer), audit skips it.
+  std::vector<std::string> again;
+  ASSERT_TRUE(consumer.poll([&](const EventView& e) {
+    again.emplace_back(e.payload_text());
+    EXPECT_TRUE(e.header("herald.redriven-from").has_value());
+  }, 16));
+  EXPECT_EQ(again, (std::vector<std::string>{"poison"}));
+  std::size_t audit_again = 0;
+  ASSERT_TRUE(audit.poll([&](const EventView&) { ++audit_again; }, 100));
+  EXPECT_EQ(audit_again, 0u);
+  EXPECT_EQ(audit.stats().skipped_redrives, 1u);
+}
+
+TEST_F(DeliveryTest, FailingThenSucceedingHandlerHasNoDeadLetter) {
+  auto producer = bus_->producer("orders").value();
+  for (const char* p : {"a", "flaky", "b"}) ASSERT_TRUE(producer.publish({.payload = p}));
+  auto consumer = bus_->consumer("orders", opts("g")).value();
+  int flaky_failures = 0;
+  std::vector<std::string> ok;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(consumer.poll([&](const EventView& e) -> bool {
+      if (e.payload_text() == "flaky" && flaky_failures < 2) {
+        ++flaky_failures;
+        return false;
+      }
+      ok.emplace_back(e.payload_text());
+      return true;
+    }, 16));
+  }
+  EXPECT_EQ(ok, (std::vector<std::string>{"a", "flaky", "b"}));
+  EXPECT_TRUE(bus_->dead_letters("orders", "g")->empty());
+}
+
+}  // namespace
+}  // namespace herald
