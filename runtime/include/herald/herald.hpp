@@ -5,5 +5,6 @@
 #include "herald/consumer.hpp"
 #include "herald/errc.hpp"
 #include "herald/event.hpp"
+#include "herald/idempotent.hpp"
 #include "herald/producer.hpp"
 #include "herald/result.hpp"
