@@ -53,6 +53,11 @@ struct Producer::Impl {
     std::uint64_t events = 0, bytes = 0, waits = 0, claims = 0;
   };
   std::vector<Totals> totals;
+  // The slot's counter row as its previous owner left it. The row is the
+  // topic's running total for this slot (describe_topic sums the rows), so
+  // we add to it rather than restart it from zero, which would drop every
+  // event the previous owner counted.
+  std::vector<Totals> base;
   Claim* pending = nullptr;  // the outstanding zero-copy claim, if any
   // publish_batch scratch, grown once and reused.
   std::vector<std::uint32_t> batch_part;
@@ -70,8 +75,16 @@ struct Producer::Impl {
         wait(wait_policy(o.wait)),
         partitions(topic->partitions()),
         max_event(topic->geometry().params.max_event),
-        totals(partitions) {
+        totals(partitions),
+        base(partitions) {
     sticky = static_cast<std::uint32_t>(shm::random_u64() % partitions);
+    for (std::uint32_t p = 0; p < partitions; ++p) {
+      // Relaxed: our CAS that took the slot (acq_rel) ordered the previous
+      // owner's last stores before these loads.
+      const shm::ProducerCountersLayout* c = topic->counters(slot, p);
+      base[p] = {c->events.load(std::memory_order_relaxed), c->bytes.load(std::memory_order_relaxed),
+                 c->backpressure_waits.load(std::memory_order_relaxed), c->claims.load(std::memory_order_relaxed)};
+    }
   }
 
   ~Impl();
@@ -92,9 +105,9 @@ struct Producer::Impl {
     t.claims += 1;
     shm::ProducerCountersLayout* c = topic->counters(slot, p);
     // Relaxed: a statistic; only this producer writes its row.
-    c->events.store(t.events, std::memory_order_relaxed);
-    c->bytes.store(t.bytes, std::memory_order_relaxed);
-    c->claims.store(t.claims, std::memory_order_relaxed);
+    c->events.store(base[p].events + t.events, std::memory_order_relaxed);
+    c->bytes.store(base[p].bytes + t.bytes, std::memory_order_relaxed);
+    c->claims.store(base[p].claims + t.claims, std::memory_order_relaxed);
   }
 
   // Picks the partition: explicit, by key, or sticky round-robin.
@@ -120,7 +133,7 @@ struct Producer::Impl {
     shm::Status st = writer.try_claim(p, bytes, sequence, pos);
     if (st != shm::Status::kBackPressured || opts.deadline.count() <= 0) return st;
     Totals& t = totals[p];
-    topic->counters(slot, p)->backpressure_waits.store(++t.waits, std::memory_order_relaxed);
+    topic->counters(slot, p)->backpressure_waits.store(base[p].waits + ++t.waits, std::memory_order_relaxed);
     const std::uint64_t deadline = shm::monotonic_ns() + static_cast<std::uint64_t>(opts.deadline.count());
     st = writer.claim(p, bytes, sequence, deadline, wait);
     if (st == shm::Status::kOk) *pos = writer.claimed_pos();
