@@ -265,52 +265,43 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
   const std::uint64_t now = shm::realtime_ns();  // one clock read for the batch
   const std::uint64_t chunk_limit = I.topic->geometry().params.ring_bytes / 4;
   BatchResult result;
-  // Partition by partition, in order of first appearance; within a
-  // partition, in batch order, in chunks of at most ring/4 bytes.
-  std::uint64_t done_mask[shm::kMaxPartitions / 64] = {};
-  for (std::size_t first = 0; first < n; ++first) {
-    const std::uint32_t p = I.batch_part[first];
-    if (done_mask[p / 64] >> (p % 64) & 1) continue;
-    done_mask[p / 64] |= 1ull << (p % 64);
-    std::size_t i = first;
-    while (i < n) {
-      // Gather the next chunk of events for p.
-      std::uint64_t total = 0;
-      std::size_t end = i;
-      std::size_t count = 0;
-      for (std::size_t j = i; j < n; ++j) {
-        if (I.batch_part[j] != p) continue;
-        if (count > 0 && total + I.batch_size[j] > chunk_limit) break;
-        total += I.batch_size[j];
-        end = j + 1;
-        ++count;
-      }
-      if (count == 0) break;
-      std::uint64_t pos = 0;
-      const shm::Status st = I.claim(p, total, &pos);
-      if (st != shm::Status::kOk) {
-        Error e = I.status_error(st, p, total);
-        if (result.published == 0) return fail(std::move(e));
-        result.error = std::move(e);
-        return result;
-      }
-      std::uint64_t at = pos;
-      for (std::size_t j = i; j < end; ++j) {
-        if (I.batch_part[j] != p) continue;
-        const Message& m = batch[j];
-        I.write(p, at, I.batch_size[j], m, I.batch_meta[j], m.payload.size(), now);
-        if (!m.payload.empty())
-          std::memcpy(I.topic->partition(p).bytes_at(at) + shm::kRecordHeaderBytes + m.key.size() + I.batch_meta[j],
-                      m.payload.data(), m.payload.size());
-        I.writer.commit_record(p, at, I.batch_size[j]);
-        at += I.batch_size[j];
-      }
-      I.writer.finish(p);  // one fence and one wake-up check for the chunk
-      I.sequence += count;
-      I.count(p, count, total);
-      result.published += count;
-      i = end;
+  // In batch order, one claim per run of consecutive events bound for the
+  // same partition (at most ring/4 bytes). Not partition by partition: when
+  // a claim fails part way, what was published must be exactly the first
+  // `published` events of the batch, or a caller that retries the rest
+  // (batch.subspan(published)) duplicates some events and loses others.
+  for (std::size_t i = 0; i < n;) {
+    const std::uint32_t p = I.batch_part[i];
+    std::uint64_t total = 0;
+    std::size_t end = i;
+    while (end < n && I.batch_part[end] == p && (end == i || total + I.batch_size[end] <= chunk_limit)) {
+      total += I.batch_size[end];
+      ++end;
     }
+    const std::size_t count = end - i;
+    std::uint64_t pos = 0;
+    const shm::Status st = I.claim(p, total, &pos);
+    if (st != shm::Status::kOk) {
+      Error e = I.status_error(st, p, total);
+      if (result.published == 0) return fail(std::move(e));
+      result.error = std::move(e);
+      return result;
+    }
+    std::uint64_t at = pos;
+    for (std::size_t j = i; j < end; ++j) {
+      const Message& m = batch[j];
+      I.write(p, at, I.batch_size[j], m, I.batch_meta[j], m.payload.size(), now);
+      if (!m.payload.empty())
+        std::memcpy(I.topic->partition(p).bytes_at(at) + shm::kRecordHeaderBytes + m.key.size() + I.batch_meta[j],
+                    m.payload.data(), m.payload.size());
+      I.writer.commit_record(p, at, I.batch_size[j]);
+      at += I.batch_size[j];
+    }
+    I.writer.finish(p);  // one fence and one wake-up check for the run
+    I.sequence += count;
+    I.count(p, count, total);
+    result.published += count;
+    i = end;
   }
   return result;
 }
