@@ -200,6 +200,50 @@ TEST_F(ProducerTest, BatchWithOneBadEventPublishesNothing) {
   EXPECT_EQ(empty->published, 0u);
 }
 
+TEST_F(ProducerTest, BatchThatStopsPartWayPublishedExactlyItsFirstEvents) {
+  // The caller of a batch that stopped part way (`published` < size, error
+  // kBackPressured) retries the rest: that is only correct if the events
+  // published are exactly the first `published` of the batch. Partition 1 is
+  // full (a lossless group has not committed), partition 0 is free; the
+  // batch interleaves them.
+  ASSERT_TRUE(bus_->create_topic("b", {.partitions = 2, .ring_bytes = 1 << 14, .max_event = 1024}));
+  auto group = bus_->consumer("b", {.group = "g", .policy = Policy::kLossless, .commit_mode = CommitMode::kManual})
+                   .value();
+  auto producer = bus_->producer("b", {.deadline = std::chrono::milliseconds(1)}).value();
+  const std::string filler(400, 'f');
+  while (producer.publish({.payload = filler, .partition = 1})) {
+  }
+  while (producer.publish({.payload = "x", .partition = 1})) {  // to the last 64 bytes
+  }
+  ASSERT_TRUE(producer.publish({.payload = "fits", .partition = 0}));
+  const Message batch[] = {{.payload = "a", .partition = 0},
+                           {.payload = "b", .partition = 1},  // refused: partition 1 is full
+                           {.payload = "c", .partition = 0},
+                           {.payload = "d", .partition = 0}};
+  auto r = producer.publish_batch(batch);
+  ASSERT_TRUE(r) << r.error().message();  // "a" went out, so a partial result, not an error
+  ASSERT_TRUE(r->error.has_value());
+  EXPECT_EQ(r->error->code, Errc::kBackPressured);
+  ASSERT_EQ(r->published, 1u);
+  // Partition 0 holds "fits" and "a" only: "c" and "d" come after the
+  // refused "b", so the caller's retry of batch[1..] must not duplicate them.
+  auto reader = bus_->consumer("b", {.partitions = {0}}).value();
+  std::vector<std::string> p0;
+  ASSERT_TRUE(reader.poll([&](const EventView& e) { p0.emplace_back(e.payload_text()); }, 100));
+  EXPECT_EQ(p0, (std::vector<std::string>{"fits", "a"}));
+  // Once the group commits, the retry of the rest publishes each event once.
+  while (group.poll([](const EventView&) {}, 1000).value() > 0) {
+  }
+  ASSERT_TRUE(group.commit());
+  auto rest = producer.publish_batch(std::span<const Message>(batch).subspan(r->published));
+  ASSERT_TRUE(rest) << rest.error().message();
+  EXPECT_EQ(rest->published, 3u);
+  EXPECT_FALSE(rest->error.has_value());
+  p0.clear();
+  ASSERT_TRUE(reader.poll([&](const EventView& e) { p0.emplace_back(e.payload_text()); }, 100));
+  EXPECT_EQ(p0, (std::vector<std::string>{"c", "d"}));
+}
+
 TEST_F(ProducerTest, BatchLargerThanAQuarterRingIsSplitIntoClaims) {
   // A batch of 3 rings' worth of bytes into a ring nobody gates: it is
   // claimed in chunks of at most ring/4, each committed before the next.
