@@ -390,11 +390,47 @@ __attribute__((no_sanitize_thread)) Status read_copy(const PartitionView& v, std
   return Status::kOk;
 }
 
+namespace {
+// Walks record lengths from `from` (a committed boundary at or before x) to
+// the first boundary at or after x; UINT64_MAX when a hop does not validate.
+// The headers walked may be overwritten under us (x is near the lapped end
+// of the window), so every hop checks its commit word and the length's
+// bounds, and the caller checks the result's commit word: a deliberate,
+// validated race, as in read_copy.
+__attribute__((no_sanitize_thread)) std::uint64_t walk_records(const PartitionView& v, std::uint64_t from,
+                                                                std::uint64_t x, std::uint64_t t) noexcept {
+  std::uint64_t r = from;
+  while (r < x) {
+    if (t - r > v.ring_bytes || !is_committed(v, r)) return UINT64_MAX;
+    const std::uint64_t n = v.header_at(r)->size;
+    if (n < kRecordAlign || n > v.max_event || n % kRecordAlign != 0) return UINT64_MAX;
+    r += n;
+  }
+  return r;
+}
+}  // namespace
+
 std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noexcept {
   const std::uint64_t t = load_tail(v);
   x = align_up(x, kRecordAlign);
   if (x >= t) return t;
   if (t - x <= v.ring_bytes && is_committed(v, x)) return x;
+  // x may fall inside a record. The index names the first record start in
+  // x's own page: at or before x, walk record lengths from it; after x, it
+  // is the answer. (Scanning only from the next page on would skip up to
+  // 4 KiB of retained records: "beginning" must be the first boundary at or
+  // after tail - N + max_event, not the first one at a page.) Exact whenever
+  // max_event >= the index page; with a smaller max_event the entry of x's
+  // page may already belong to the next lap (tail > page + N), and then only
+  // the scan from the next page is left.
+  const std::uint64_t page = x & ~(kIndexPageBytes - 1);
+  // Relaxed: a hint, validated against the commit word.
+  const std::uint64_t e0 = v.boundary_for(page).load(std::memory_order_relaxed);
+  if (e0 >= page && e0 - page <= v.max_event && e0 < t && e0 % kRecordAlign == 0 && t - e0 <= v.ring_bytes &&
+      is_committed(v, e0)) {
+    const std::uint64_t r = e0 >= x ? e0 : walk_records(v, e0, x, t);
+    if (r != UINT64_MAX && r <= t && (r == t || is_committed(v, r))) return r;
+  }
   for (std::uint64_t b = align_up(x + 1, kIndexPageBytes); b < t; b += kIndexPageBytes) {
     // Relaxed: the entry is only a hint, validated against the commit word.
     const std::uint64_t e = v.boundary_for(b).load(std::memory_order_relaxed);

@@ -140,6 +140,7 @@ TopicInfo info_of(const shm::TopicRecord& r) {
   info.max_event = r.params.max_event;
   info.default_policy = from_shm(r.default_policy);
   info.single_producer = (r.params.flags & shm::kLogSingleProducer) != 0;
+  info.dead_letter = (r.params.flags & shm::kLogDeadLetterTopic) != 0;
   info.created_ns = r.created_ns;
   return info;
 }

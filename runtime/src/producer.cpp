@@ -54,6 +54,11 @@ struct Producer::Impl {
     std::uint64_t events = 0, bytes = 0, waits = 0, claims = 0;
   };
   std::vector<Totals> totals;
+  // The slot's counter row as its previous owner left it. The row is the
+  // topic's running total for this slot (describe_topic sums the rows), so
+  // we add to it rather than restart it from zero, which would drop every
+  // event the previous owner counted.
+  std::vector<Totals> base;
   Claim* pending = nullptr;  // the outstanding zero-copy claim, if any
   std::uint16_t record_flags = 0;  // internal producers: dead letters, redrives
   std::uint64_t last_seq = 0;      // idempotent producers: highest committed sequence
@@ -74,8 +79,16 @@ struct Producer::Impl {
         wait(wait_policy(o.wait)),
         partitions(topic->partitions()),
         max_event(topic->geometry().params.max_event),
-        totals(partitions) {
+        totals(partitions),
+        base(partitions) {
     sticky = static_cast<std::uint32_t>(shm::random_u64() % partitions);
+    for (std::uint32_t p = 0; p < partitions; ++p) {
+      // Relaxed: our CAS that took the slot (acq_rel) ordered the previous
+      // owner's last stores before these loads.
+      const shm::ProducerCountersLayout* c = topic->counters(slot, p);
+      base[p] = {c->events.load(std::memory_order_relaxed), c->bytes.load(std::memory_order_relaxed),
+                 c->backpressure_waits.load(std::memory_order_relaxed), c->claims.load(std::memory_order_relaxed)};
+    }
   }
 
   ~Impl();
@@ -96,9 +109,9 @@ struct Producer::Impl {
     t.claims += 1;
     shm::ProducerCountersLayout* c = topic->counters(slot, p);
     // Relaxed: a statistic; only this producer writes its row.
-    c->events.store(t.events, std::memory_order_relaxed);
-    c->bytes.store(t.bytes, std::memory_order_relaxed);
-    c->claims.store(t.claims, std::memory_order_relaxed);
+    c->events.store(base[p].events + t.events, std::memory_order_relaxed);
+    c->bytes.store(base[p].bytes + t.bytes, std::memory_order_relaxed);
+    c->claims.store(base[p].claims + t.claims, std::memory_order_relaxed);
   }
 
   // Picks the partition: explicit, by key, or sticky round-robin.
@@ -124,7 +137,7 @@ struct Producer::Impl {
     shm::Status st = writer.try_claim(p, bytes, sequence, pos);
     if (st != shm::Status::kBackPressured || opts.deadline.count() <= 0) return st;
     Totals& t = totals[p];
-    topic->counters(slot, p)->backpressure_waits.store(++t.waits, std::memory_order_relaxed);
+    topic->counters(slot, p)->backpressure_waits.store(base[p].waits + ++t.waits, std::memory_order_relaxed);
     const std::uint64_t deadline = shm::monotonic_ns() + static_cast<std::uint64_t>(opts.deadline.count());
     st = writer.claim(p, bytes, sequence, deadline, wait);
     if (st == shm::Status::kOk) *pos = writer.claimed_pos();
@@ -299,12 +312,10 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
   constexpr std::uint32_t kSkip = UINT32_MAX;
   if (I.batch_seq.size() < n) I.batch_seq.resize(n);
   std::uint64_t next = I.last_seq;
-  std::size_t skipped = 0;
   for (std::size_t i = 0; i < n && I.idempotent(); ++i) {
     const std::uint64_t s = batch[i].sequence != 0 ? batch[i].sequence : next + 1;
     if (s <= next) {
       I.batch_part[i] = kSkip;
-      ++skipped;
       continue;
     }
     I.batch_seq[i] = next = s;
@@ -312,56 +323,52 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
   const std::uint64_t now = shm::realtime_ns();  // one clock read for the batch
   const std::uint64_t chunk_limit = I.topic->geometry().params.ring_bytes / 4;
   BatchResult result;
-  result.published = skipped;
-  // Partition by partition, in order of first appearance; within a
-  // partition, in batch order, in chunks of at most ring/4 bytes.
-  std::uint64_t done_mask[shm::kMaxPartitions / 64] = {};
-  for (std::size_t first = 0; first < n; ++first) {
-    const std::uint32_t p = I.batch_part[first];
-    if (p == kSkip || done_mask[p / 64] >> (p % 64) & 1) continue;
-    done_mask[p / 64] |= 1ull << (p % 64);
-    std::size_t i = first;
-    while (i < n) {
-      // Gather the next chunk of events for p.
-      std::uint64_t total = 0;
-      std::size_t end = i;
-      std::size_t count = 0;
-      for (std::size_t j = i; j < n; ++j) {
-        if (I.batch_part[j] != p) continue;
-        if (count > 0 && total + I.batch_size[j] > chunk_limit) break;
-        total += I.batch_size[j];
-        end = j + 1;
-        ++count;
-      }
-      if (count == 0) break;
-      std::uint64_t pos = 0;
-      const shm::Status st = I.claim(p, total, &pos);
-      if (st != shm::Status::kOk) {
-        Error e = I.status_error(st, p, total);
-        if (result.published == 0) return fail(std::move(e));
-        result.error = std::move(e);
-        return result;
-      }
-      std::uint64_t at = pos;
-      for (std::size_t j = i; j < end; ++j) {
-        if (I.batch_part[j] != p) continue;
-        const Message& m = batch[j];
-        const std::uint64_t seq = I.idempotent() ? I.batch_seq[j] : 0;
-        I.write(p, at, I.batch_size[j], m, I.batch_meta[j], m.payload.size(), now, seq);
-        if (!m.payload.empty())
-          std::memcpy(I.topic->partition(p).bytes_at(at) + shm::kRecordHeaderBytes + m.key.size() + I.batch_meta[j],
-                      m.payload.data(), m.payload.size());
-        I.writer.commit_record(p, at, I.batch_size[j]);
-        if (seq > I.last_seq) I.last_seq = seq;
-        HERALD_CRASH_POINT("batch.record_committed");
-        at += I.batch_size[j];
-      }
-      I.writer.finish(p);  // one fence and one wake-up check for the chunk
-      I.sequence += count;
-      I.count(p, count, total);
-      result.published += count;
-      i = end;
+  // In batch order, one claim per run of consecutive events bound for the
+  // same partition (at most ring/4 bytes). Not partition by partition: when
+  // a claim fails part way, what was published must be exactly the first
+  // `published` events of the batch, or a caller that retries the rest
+  // (batch.subspan(published)) duplicates some events and loses others.
+  // An idempotent producer's duplicates (kSkip) count as published, in order.
+  for (std::size_t i = 0; i < n;) {
+    const std::uint32_t p = I.batch_part[i];
+    if (p == kSkip) {
+      ++result.published;
+      ++i;
+      continue;
     }
+    std::uint64_t total = 0;
+    std::size_t end = i;
+    while (end < n && I.batch_part[end] == p && (end == i || total + I.batch_size[end] <= chunk_limit)) {
+      total += I.batch_size[end];
+      ++end;
+    }
+    const std::size_t count = end - i;
+    std::uint64_t pos = 0;
+    const shm::Status st = I.claim(p, total, &pos);
+    if (st != shm::Status::kOk) {
+      Error e = I.status_error(st, p, total);
+      if (result.published == 0) return fail(std::move(e));
+      result.error = std::move(e);
+      return result;
+    }
+    std::uint64_t at = pos;
+    for (std::size_t j = i; j < end; ++j) {
+      const Message& m = batch[j];
+      const std::uint64_t seq = I.idempotent() ? I.batch_seq[j] : 0;
+      I.write(p, at, I.batch_size[j], m, I.batch_meta[j], m.payload.size(), now, seq);
+      if (!m.payload.empty())
+        std::memcpy(I.topic->partition(p).bytes_at(at) + shm::kRecordHeaderBytes + m.key.size() + I.batch_meta[j],
+                    m.payload.data(), m.payload.size());
+      I.writer.commit_record(p, at, I.batch_size[j]);
+      if (seq > I.last_seq) I.last_seq = seq;
+      HERALD_CRASH_POINT("batch.record_committed");
+      at += I.batch_size[j];
+    }
+    I.writer.finish(p);  // one fence and one wake-up check for the run
+    I.sequence += count;
+    I.count(p, count, total);
+    result.published += count;
+    i = end;
   }
   return result;
 }

@@ -62,6 +62,7 @@ struct TopicInfo {
   std::uint64_t max_event = 0;
   Policy default_policy = Policy::kLagOut;
   bool single_producer = false;
+  bool dead_letter = false;  // a group's dead-letter topic (<topic>.dlq.<group>)
   std::uint64_t created_ns = 0;
   std::vector<PartitionInfo> partition_info{};  // filled by describe_topic
   std::vector<GroupInfo> groups{};              // filled by describe_topic

@@ -64,12 +64,15 @@ class Producer {
   // kBackPressured (the deadline passed), kClosed (the topic was deleted).
   Result<Published> publish(const Message& m);
 
-  // Publishes many events: one claim, one clock read and one wake-up check
-  // per partition touched (per ring/4 of bytes). Every event is validated
+  // Publishes many events, in batch order: one clock read for the batch, and
+  // one claim and one wake-up check per run of consecutive events bound for
+  // the same partition (per ring/4 of bytes). Every event is validated
   // before anything is claimed, so bad input publishes nothing. If a claim
   // then fails (kBackPressured, kClosed), the events claimed before it stay
   // published: the result is an error when none were, else a value with
-  // `published` < batch.size() and `error` saying why it stopped.
+  // `published` < batch.size() and `error` saying why it stopped. The
+  // published events are exactly the first `published` of the batch, so
+  // retrying batch.subspan(published) publishes each event once.
   struct BatchResult {
     std::size_t published = 0;
     std::optional<Error> error;

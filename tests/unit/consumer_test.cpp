@@ -1,0 +1,602 @@
+// runtime/src/consumer.cpp (and groups.cpp): reading through the public API.
+// Lossless backpressure, lossy gaps, commit modes, seeks, resume at the
+// committed cursor, fan-out to groups, redelivery after a failed handler,
+// and the figures describe_topic reports.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "herald/herald.hpp"
+#include "tests/support/payload.hpp"
+#include "tests/support/test_env.hpp"
+
+namespace herald {
+namespace {
+
+using std::chrono::milliseconds;
+
+class ConsumerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto b = Bus::attach(guard_.bus());
+    ASSERT_TRUE(b) << b.error().message();
+    bus_ = std::make_unique<Bus>(std::move(b).value());
+  }
+
+  // Tails, beginnings, cursors and gaps of a topic, for failure messages.
+  std::string state_of(const std::string& topic) const {
+    auto info = bus_->describe_topic(topic);
+    if (!info) return "describe_topic failed: " + info.error().message();
+    std::string s;
+    for (const auto& p : info->partition_info)
+      s += " p" + std::to_string(p.partition) + "{tail=" + std::to_string(p.tail) +
+           " beginning=" + std::to_string(p.beginning) + " events=" + std::to_string(p.events) + "}";
+    for (const auto& g : info->groups)
+      for (const auto& gp : g.partitions)
+        s += " " + g.name + "/p" + std::to_string(gp.partition) + "{committed=" + std::to_string(gp.committed) +
+             " lag=" + std::to_string(gp.lag_bytes) + " gap=" + std::to_string(gp.gap_bytes) + "}";
+    return s;
+  }
+
+  // Publishes `n` stamped events (producer id 1, consecutive seqs from
+  // *seq) on partition `p`, optionally with given times.
+  static void publish_n(Producer& producer, int n, std::uint64_t* seq, std::int32_t p = 0,
+                        std::uint64_t time_base = 0) {
+    for (int i = 0; i < n; ++i) {
+      const std::string payload = test::make_payload(40, {1, 0, *seq});
+      auto r = producer.publish(
+          {.payload = payload, .time_ns = time_base == 0 ? 0 : time_base * (*seq + 1), .partition = p});
+      ASSERT_TRUE(r) << r.error().message();
+      ++*seq;
+    }
+  }
+
+  // Polls (timeout 0) until nothing is left; returns the seqs seen.
+  static std::vector<std::uint64_t> drain(Consumer& c, std::size_t max = 256) {
+    std::vector<std::uint64_t> out;
+    for (;;) {
+      auto n = c.poll(
+          [&](const EventView& e) {
+            auto s = test::check_payload(e.payload());
+            EXPECT_TRUE(s) << "corrupt payload at position " << e.position();
+            if (s) out.push_back(s->seq);
+          },
+          max);
+      EXPECT_TRUE(n) << n.error().message();
+      if (!n || *n == 0) return out;
+    }
+  }
+
+  test::BusGuard guard_;
+  std::unique_ptr<Bus> bus_;
+};
+
+std::vector<std::uint64_t> iota(std::uint64_t from, std::uint64_t to) {
+  std::vector<std::uint64_t> v;
+  for (std::uint64_t i = from; i < to; ++i) v.push_back(i);
+  return v;
+}
+
+// ---------------------------------------------------------------------------
+// Lossless and lossy
+// ---------------------------------------------------------------------------
+
+TEST_F(ConsumerTest, LosslessGroupBackPressuresThenReadsEveryAcceptedEvent) {
+  constexpr std::uint64_t kRing = 1 << 16;
+  constexpr std::uint64_t kMaxEvent = 4096;
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = kRing, .max_event = kMaxEvent}));
+  auto group = bus_->consumer("t", {.group = "audit", .policy = Policy::kLossless, .commit_mode = CommitMode::kManual})
+                   .value();
+  auto producer = bus_->producer("t", {.deadline = milliseconds(10)}).value();
+  test::SplitMix rng(test::seed("lossless sizes"));
+  std::uint64_t accepted = 0, accepted_bytes = 0, failed_size = 0;
+  for (;;) {
+    const std::size_t len = rng.in(test::kStampBytes, 1000);
+    const std::string payload = test::make_payload(len, {1, 0, accepted});
+    auto r = producer.publish({.payload = payload});
+    if (!r) {
+      ASSERT_EQ(r.error().code, Errc::kBackPressured) << r.error().message();
+      EXPECT_NE(r.error().detail.find("partition 0"), std::string::npos) << r.error().message();
+      failed_size = (48 + len + 63) / 64 * 64;
+      break;
+    }
+    EXPECT_EQ(r->position, accepted_bytes);
+    accepted_bytes += (48 + len + 63) / 64 * 64;
+    ++accepted;
+    ASSERT_LE(accepted_bytes, kRing) << state_of("t");
+  }
+  EXPECT_LE(accepted_bytes, kRing);
+  EXPECT_GT(accepted_bytes + failed_size, kRing) << "refused although the event fit";
+  EXPECT_GT(producer.stats().backpressure_waits, 0u);
+  // Still full: nobody has committed.
+  auto again = producer.publish({.payload = std::string(900, 'x')});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, Errc::kBackPressured);
+
+  // The group reads every accepted event intact, in order (zero-copy).
+  EXPECT_EQ(drain(group), iota(0, accepted)) << state_of("t");
+  // Reading alone does not free the ring (kManual); one commit does.
+  ASSERT_FALSE(producer.publish({.payload = std::string(900, 'x')}));
+  ASSERT_TRUE(group.commit());
+  auto after = producer.publish({.payload = test::make_payload(100, {1, 0, accepted})});
+  ASSERT_TRUE(after) << after.error().message() << state_of("t");
+  EXPECT_EQ(drain(group), iota(accepted, accepted + 1));
+}
+
+TEST_F(ConsumerTest, LossyReadersCountExactGapsAfterBeingLappedTwice) {
+  constexpr std::uint64_t kRing = 1 << 16;
+  constexpr std::uint64_t kMaxEvent = 4096;
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = kRing, .max_event = kMaxEvent}));
+  auto lossy = bus_->consumer("t", {.group = "dash", .policy = Policy::kLossy}).value();
+  auto tail_reader = bus_->consumer("t", {.start = Offset::earliest()}).value();
+  auto producer = bus_->producer("t", {.deadline = milliseconds(10)}).value();
+  test::SplitMix rng(test::seed("lossy sizes"));
+
+  // Both readers stop at position 0 while the producer laps them twice: wait
+  // on the tail (describe_topic), not on time. A lossy group never gates, so
+  // every publish succeeds.
+  std::uint64_t seq = 0;
+  while (bus_->describe_topic("t").value().partition_info[0].tail < 2 * kRing) {
+    const std::string payload = test::make_payload(rng.in(test::kStampBytes, 2000), {1, 0, seq});
+    auto r = producer.publish({.payload = payload});
+    ASSERT_TRUE(r) << r.error().message() << state_of("t");
+    ++seq;
+  }
+  const auto info = bus_->describe_topic("t").value();
+  const std::uint64_t tail = info.partition_info[0].tail;
+  const std::uint64_t beginning = info.partition_info[0].beginning;
+  ASSERT_GE(beginning, tail - kRing + kMaxEvent);
+
+  for (Consumer* c : {&lossy, &tail_reader}) {
+    SCOPED_TRACE(c == &lossy ? "lossy group" : "group-less reader");
+    std::uint64_t delivered_bytes = 0, first_pos = UINT64_MAX;
+    std::int64_t last_seq = -1;
+    std::uint64_t bad = 0, n = 0;
+    for (;;) {
+      auto got = c->poll(
+          [&](const EventView& e) {
+            auto s = test::check_payload(e.payload());
+            if (!s) {
+              ++bad;
+              return;
+            }
+            if (first_pos == UINT64_MAX) first_pos = e.position();
+            EXPECT_GT(static_cast<std::int64_t>(s->seq), last_seq) << "order or duplicate at " << e.position();
+            last_seq = static_cast<std::int64_t>(s->seq);
+            delivered_bytes += e.next_position() - e.position();
+            ++n;
+          },
+          256);
+      ASSERT_TRUE(got) << got.error().message();
+      if (*got == 0) break;
+    }
+    const ConsumerStats st = c->stats();
+    EXPECT_EQ(bad, 0u) << "events failing their checksum";
+    EXPECT_GT(n, 0u);
+    EXPECT_EQ(first_pos, beginning) << "resynchronised at the oldest retained boundary";
+    EXPECT_EQ(last_seq, static_cast<std::int64_t>(seq) - 1) << "read up to the tail";
+    EXPECT_GE(st.gap_bytes, kRing - kMaxEvent);
+    EXPECT_EQ(st.gaps, 1u);
+    // Exact in bytes: everything below the tail was either delivered or
+    // counted as lost.
+    EXPECT_EQ(delivered_bytes + st.gap_bytes, tail) << state_of("t");
+    EXPECT_EQ(st.events, n);
+  }
+  // The lossy group's gap is visible in describe_topic too; it never gated.
+  const auto after = bus_->describe_topic("t").value();
+  ASSERT_EQ(after.groups.size(), 1u);
+  EXPECT_EQ(after.groups[0].policy, Policy::kLossy);
+  EXPECT_FALSE(after.groups[0].gating);
+  EXPECT_EQ(after.groups[0].partitions[0].gap_bytes, lossy.stats().gap_bytes);
+  EXPECT_EQ(after.groups[0].partitions[0].gaps, 1u);
+  EXPECT_EQ(after.groups[0].partitions[0].committed, tail);
+}
+
+// ---------------------------------------------------------------------------
+// Commit modes
+// ---------------------------------------------------------------------------
+
+TEST_F(ConsumerTest, AfterHandleCommitsEachPolledBatchAfterItsHandlers) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("t").value();
+  std::uint64_t seq = 0;
+  publish_n(producer, 10, &seq);
+  auto c = bus_->consumer("t", {.group = "g"}).value();  // kAfterHandle is the default
+  std::uint64_t last_next = 0;
+  auto n = c.poll(
+      [&](const EventView& e) {
+        // Not yet committed while the batch is being handled.
+        EXPECT_EQ(c.committed(0).value(), 0u);
+        last_next = e.next_position();
+      },
+      4);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 4u);
+  EXPECT_EQ(c.committed(0).value(), last_next);
+  EXPECT_EQ(c.position(0), last_next);
+}
+
+TEST_F(ConsumerTest, ManualCommitMovesTheCursorOnlyWhenAsked) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("t").value();
+  std::uint64_t seq = 0;
+  publish_n(producer, 10, &seq);
+  auto c = bus_->consumer("t", {.group = "g", .commit_mode = CommitMode::kManual}).value();
+  std::vector<std::uint64_t> next_positions;
+  ASSERT_EQ(c.poll([&](const EventView& e) { next_positions.push_back(e.next_position()); }, 6).value(), 6u);
+  EXPECT_EQ(c.committed(0).value(), 0u);
+  // An explicit position of a handled event.
+  ASSERT_TRUE(c.commit(0, next_positions[1]));
+  EXPECT_EQ(c.committed(0).value(), next_positions[1]);
+  // Not past what was read, not backwards, not between boundaries.
+  auto past = c.commit(0, next_positions[5] + 64);
+  ASSERT_FALSE(past);
+  EXPECT_EQ(past.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(past.error().detail.find(std::to_string(next_positions[5] + 64)), std::string::npos);
+  EXPECT_FALSE(c.commit(0, 0));
+  EXPECT_FALSE(c.commit(0, next_positions[2] + 8));
+  EXPECT_FALSE(c.commit(7, next_positions[2])) << "partition 7 does not exist";
+  // commit() commits everything handled.
+  ASSERT_TRUE(c.commit());
+  EXPECT_EQ(c.committed(0).value(), next_positions[5]);
+  ASSERT_TRUE(c.commit());  // nothing pending: a no-op
+  EXPECT_EQ(c.committed(0).value(), next_positions[5]);
+}
+
+TEST_F(ConsumerTest, BeforeHandleCommitsFirstAndNeverRedelivers) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("t").value();
+  std::uint64_t seq = 0;
+  publish_n(producer, 5, &seq);
+  auto c = bus_->consumer("t", {.group = "g", .commit_mode = CommitMode::kBeforeHandle}).value();
+  std::vector<std::uint64_t> seen;
+  for (int round = 0; round < 10; ++round) {
+    auto n = c.poll(
+        [&](const EventView& e) {
+          // At-most-once: the cursor is already past this event.
+          EXPECT_EQ(c.committed(0).value(), e.next_position());
+          EXPECT_EQ(e.delivery(), 1u);
+          seen.push_back(test::check_payload(e.payload())->seq);
+          return seen.size() != 2;  // the second event's handler fails
+        },
+        256);
+    ASSERT_TRUE(n) << n.error().message();
+    if (*n == 0) break;
+  }
+  EXPECT_EQ(seen, iota(0, 5)) << "the failed event is not delivered again";
+  EXPECT_EQ(c.committed(0).value(), bus_->describe_topic("t").value().partition_info[0].tail);
+}
+
+// ---------------------------------------------------------------------------
+// Seek, resume, fan-out, redelivery
+// ---------------------------------------------------------------------------
+
+TEST_F(ConsumerTest, SeekToEarliestLatestPositionAndTime) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("t").value();
+  std::uint64_t seq = 0;
+  publish_n(producer, 10, &seq, 0, /*time_base=*/1000);  // event i at time 1000 * (i + 1)
+  auto group = bus_->consumer("t", {.group = "g", .commit_mode = CommitMode::kManual}).value();
+  auto reader = bus_->consumer("t", {.start = Offset::latest()}).value();
+  std::vector<std::uint64_t> positions;
+  {
+    auto scout = bus_->consumer("t").value();
+    ASSERT_TRUE(scout.poll([&](const EventView& e) { positions.push_back(e.position()); }, 100));
+  }
+  ASSERT_EQ(positions.size(), 10u);
+  const std::uint64_t tail = bus_->describe_topic("t").value().partition_info[0].tail;
+
+  for (Consumer* c : {&group, &reader}) {
+    SCOPED_TRACE(c == &group ? "group member" : "group-less reader");
+    ASSERT_TRUE(c->seek(Offset::latest()));
+    EXPECT_EQ(c->position(0), tail);
+    EXPECT_TRUE(drain(*c).empty());
+    if (c == &group) {
+      EXPECT_EQ(c->committed(0).value(), tail);
+    }
+
+    ASSERT_TRUE(c->seek(Offset::earliest()));  // a group seeking back lowers its gate
+    EXPECT_EQ(drain(*c), iota(0, 10));
+
+    ASSERT_TRUE(c->seek(0, Offset::at(positions[5])));
+    EXPECT_EQ(drain(*c), iota(5, 10));
+    if (c == &group) {
+      EXPECT_EQ(c->committed(0).value(), positions[5]);
+    }
+
+    ASSERT_TRUE(c->seek(Offset::at_time(5500)));  // the first event at or after 5500 ns: time 6000
+    EXPECT_EQ(drain(*c), iota(5, 10));
+    ASSERT_TRUE(c->seek(Offset::at_time(1000)));
+    EXPECT_EQ(drain(*c), iota(0, 10));
+    ASSERT_TRUE(c->seek(Offset::at_time(1'000'000)));  // after every event: the tail
+    EXPECT_EQ(c->position(0), tail);
+    EXPECT_TRUE(drain(*c).empty());
+    ASSERT_TRUE(c->seek(0, Offset::at(tail)));  // the tail itself is a boundary
+  }
+  ASSERT_TRUE(group.seek(Offset::earliest()));
+  EXPECT_EQ(group.committed(0).value(), 0u) << "a seek moves a group's committed cursor";
+}
+
+TEST_F(ConsumerTest, ResumesAtTheCommittedCursorAfterRecreation) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 2, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("t").value();
+  std::uint64_t seq = 0;
+  publish_n(producer, 10, &seq, 0);
+  publish_n(producer, 10, &seq, 1);
+  std::vector<std::uint64_t> first;
+  {
+    auto c = bus_->consumer("t", {.group = "g", .commit_mode = CommitMode::kManual}).value();
+    ASSERT_EQ(c.assignment().size(), 2u);
+    ASSERT_EQ(c.poll([&](const EventView& e) { first.push_back(test::check_payload(e.payload())->seq); }, 7).value(),
+              7u);
+    ASSERT_TRUE(c.commit());
+    // Read further but do not commit: those are read again after the restart.
+    ASSERT_EQ(c.poll([](const EventView&) {}, 3).value(), 3u);
+  }
+  // A new member of the same group (its start option applies to new groups
+  // only) resumes at the committed cursors.
+  auto c = bus_->consumer("t", {.group = "g", .start = Offset::latest()}).value();
+  std::vector<std::uint64_t> rest = drain(c);
+  std::vector<std::uint64_t> all = first;
+  all.insert(all.end(), rest.begin(), rest.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all, iota(0, 20)) << "nothing lost or duplicated across the restart";
+  // ...and its own batches were committed (kAfterHandle).
+  const auto info = bus_->describe_topic("t").value();
+  for (const auto& gp : info.groups[0].partitions) EXPECT_EQ(gp.lag_bytes, 0u) << "partition " << gp.partition;
+}
+
+TEST_F(ConsumerTest, EveryGroupSeesEveryEvent) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 4, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto shipping = bus_->consumer("t", {.group = "shipping", .policy = Policy::kLossless}).value();
+  auto billing = bus_->consumer("t", {.group = "billing"}).value();
+  auto producer = bus_->producer("t").value();
+  std::vector<std::string> keys, payloads;
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = "k" + std::to_string(i % 17);
+    const std::string payload = test::make_payload(64, {1, 0, std::uint64_t(i)});
+    ASSERT_TRUE(producer.publish({.key = key, .payload = payload}));
+  }
+  // A third group created afterwards from the earliest position sees them too.
+  auto late = bus_->consumer("t", {.group = "late", .start = Offset::earliest()}).value();
+  for (Consumer* c : {&shipping, &billing, &late}) {
+    auto seqs = drain(*c);
+    std::sort(seqs.begin(), seqs.end());
+    EXPECT_EQ(seqs, iota(0, 200)) << c->group();
+  }
+}
+
+TEST_F(ConsumerTest, FailedHandlerRedeliversTheSameEventInOrder) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("t").value();
+  std::uint64_t seq = 0;
+  publish_n(producer, 6, &seq);
+  // No backoff between deliveries (the default waits 100 ms, then 200 ms).
+  auto c = bus_->consumer("t", {.group = "g", .retry = {std::chrono::milliseconds(0), 1.0, std::chrono::milliseconds(0)}})
+               .value();
+  struct Delivery {
+    std::uint64_t seq;
+    std::uint32_t delivery;
+  };
+  std::vector<Delivery> log;
+  int calls_on_2 = 0;
+  for (int round = 0; round < 20; ++round) {
+    auto n = c.poll(
+        [&](const EventView& e) -> HandlerResult {
+          const std::uint64_t s = test::check_payload(e.payload())->seq;
+          log.push_back({s, e.delivery()});
+          if (s == 2) {
+            ++calls_on_2;
+            if (calls_on_2 == 1) return HandlerResult::failure("not yet");
+            if (calls_on_2 == 2) throw std::runtime_error("handler blew up");
+          }
+          if (s == 4 && e.delivery() == 1) return HandlerResult{false, "once more"};
+          return HandlerResult::success();
+        },
+        256);
+    ASSERT_TRUE(n) << n.error().message();
+    if (*n == 0 && log.size() >= 9) break;
+  }
+  const std::vector<std::pair<std::uint64_t, std::uint32_t>> want = {{0, 1}, {1, 1}, {2, 1}, {2, 2}, {2, 3},
+                                                                     {3, 1}, {4, 1}, {4, 2}, {5, 1}};
+  ASSERT_EQ(log.size(), want.size());
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(log[i].seq, want[i].first) << "delivery " << i;
+    EXPECT_EQ(log[i].delivery, want[i].second) << "delivery " << i;
+  }
+  EXPECT_EQ(c.committed(0).value(), bus_->describe_topic("t").value().partition_info[0].tail);
+
+  // bool handlers: false is a failure too, redelivered with delivery() + 1.
+  publish_n(producer, 1, &seq);
+  std::vector<std::uint32_t> deliveries;
+  for (int round = 0; round < 5 && deliveries.size() < 3; ++round) {
+    ASSERT_TRUE(c.poll(
+        [&](const EventView& e) {
+          deliveries.push_back(e.delivery());
+          return e.delivery() >= 3;
+        },
+        256));
+  }
+  EXPECT_EQ(deliveries, (std::vector<std::uint32_t>{1, 2, 3}));
+}
+
+TEST_F(ConsumerTest, NextPullsOneEventOrTimesOut) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto c = bus_->consumer("t", {.group = "g", .wait = Wait::kSpinYield}).value();
+  auto none = c.next(milliseconds(1));
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, Errc::kTimeout);
+  auto producer = bus_->producer("t").value();
+  ASSERT_TRUE(producer.publish({.type = "One", .payload = "1"}));
+  ASSERT_TRUE(producer.publish({.type = "Two", .payload = "2"}));
+  auto one = c.next();
+  ASSERT_TRUE(one) << one.error().message();
+  EXPECT_EQ(one->type(), "One");
+  auto two = c.next();
+  ASSERT_TRUE(two) << two.error().message();
+  EXPECT_EQ(two->type(), "Two");
+  EXPECT_EQ(c.committed(0).value(), two->next_position());
+}
+
+// ---------------------------------------------------------------------------
+// describe_topic
+// ---------------------------------------------------------------------------
+
+TEST_F(ConsumerTest, DescribeTopicReportsTailsBeginningsEventsGroupsAndLag) {
+  constexpr std::uint64_t kRing = 1 << 14;
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 2, .ring_bytes = kRing, .max_event = 1024,
+                                       .default_policy = Policy::kLossless}));
+  auto audit = bus_->consumer("t", {.group = "audit", .commit_mode = CommitMode::kManual}).value();
+  auto dash = bus_->consumer("t", {.group = "dash", .policy = Policy::kLossy}).value();
+  auto producer = bus_->producer("t").value();
+  std::uint64_t seq = 0;
+  publish_n(producer, 3, &seq, 0, 1000);  // 128-byte records (48-byte header + 40-byte payload, padded)
+  publish_n(producer, 2, &seq, 1, 1000);
+  const std::uint64_t rec = (48 + 40 + 63) / 64 * 64;
+
+  std::vector<std::uint64_t> p0_next;
+  ASSERT_EQ(audit.poll(
+                  [&](const EventView& e) {
+                    if (e.partition() == 0) p0_next.push_back(e.next_position());
+                  },
+                  100)
+                .value(),
+            5u);
+  ASSERT_EQ(p0_next.size(), 3u);
+  ASSERT_TRUE(audit.commit(0, p0_next[1]));  // two of partition 0's three events
+
+  auto info = bus_->describe_topic("t");
+  ASSERT_TRUE(info) << info.error().message();
+  EXPECT_EQ(info->name, "t");
+  EXPECT_GT(info->incarnation, 0u);
+  EXPECT_EQ(info->partitions, 2u);
+  EXPECT_EQ(info->ring_bytes, kRing);
+  EXPECT_EQ(info->max_event, 1024u);
+  EXPECT_EQ(info->default_policy, Policy::kLossless);
+  EXPECT_GT(info->created_ns, 0u);
+  ASSERT_EQ(info->partition_info.size(), 2u);
+  EXPECT_EQ(info->partition_info[0].tail, 3 * rec);
+  EXPECT_EQ(info->partition_info[1].tail, 2 * rec);
+  EXPECT_EQ(info->partition_info[0].events, 3u);
+  EXPECT_EQ(info->partition_info[1].events, 2u);
+  EXPECT_EQ(info->partition_info[0].bytes, 3 * rec);
+  EXPECT_EQ(info->partition_info[0].beginning, 0u);
+  EXPECT_EQ(info->partition_info[0].beginning_time_ns, 1000u);  // event seq 0
+  EXPECT_EQ(info->partition_info[1].beginning_time_ns, 4000u);  // event seq 3
+  EXPECT_EQ(info->partition_info[0].aborted_records, 0u);
+  ASSERT_EQ(info->groups.size(), 2u);
+  const GroupInfo& a = info->groups[0].name == "audit" ? info->groups[0] : info->groups[1];
+  const GroupInfo& d = info->groups[0].name == "audit" ? info->groups[1] : info->groups[0];
+  EXPECT_EQ(a.name, "audit");
+  EXPECT_EQ(a.policy, Policy::kLossless);  // the topic's default
+  EXPECT_TRUE(a.gating);
+  EXPECT_EQ(a.members, 1u);
+  ASSERT_EQ(a.partitions.size(), 2u);
+  EXPECT_EQ(a.partitions[0].committed, 2 * rec);
+  EXPECT_EQ(a.partitions[0].lag_bytes, rec);
+  EXPECT_EQ(a.partitions[1].committed, 0u);
+  EXPECT_EQ(a.partitions[1].lag_bytes, 2 * rec);
+  EXPECT_EQ(d.name, "dash");
+  EXPECT_EQ(d.policy, Policy::kLossy);
+  EXPECT_FALSE(d.gating);
+  EXPECT_EQ(d.partitions[0].lag_bytes, 3 * rec);
+
+  // The member leaves: the group stays, with no members.
+  {
+    auto leaving = std::move(audit);
+  }
+  auto lossy_only = bus_->describe_topic("t").value();
+  EXPECT_EQ(lossy_only.groups[0].name == "audit" ? lossy_only.groups[0].members : lossy_only.groups[1].members, 0u);
+
+  // The topic, and the dead-letter topics made with its two groups.
+  auto list = bus_->list_topics();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 3u);
+  std::vector<std::string> dlqs;
+  for (const TopicInfo& t : *list) {
+    if (t.dead_letter) {
+      dlqs.push_back(t.name);
+      continue;
+    }
+    EXPECT_EQ(t.name, "t");
+    EXPECT_EQ(t.partitions, 2u);
+  }
+  std::sort(dlqs.begin(), dlqs.end());
+  EXPECT_EQ(dlqs, (std::vector<std::string>{"t.dlq.audit", "t.dlq.dash"}));
+}
+
+TEST_F(ConsumerTest, DescribeTopicBeginningAfterTheRingWraps) {
+  constexpr std::uint64_t kRing = 1 << 14;
+  constexpr std::uint64_t kMaxEvent = 1024;
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = kRing, .max_event = kMaxEvent}));
+  auto producer = bus_->producer("t").value();
+  std::uint64_t seq = 0;
+  const std::uint64_t rec = (48 + 40 + 63) / 64 * 64;
+  publish_n(producer, static_cast<int>(3 * kRing / rec), &seq, 0, 1000);
+  const auto info = bus_->describe_topic("t").value();
+  const PartitionInfo& p = info.partition_info[0];
+  EXPECT_EQ(p.tail, seq * rec);
+  // The first record boundary at or after tail - ring + max_event.
+  const std::uint64_t floor = p.tail - kRing + kMaxEvent;
+  EXPECT_EQ(p.beginning, (floor + rec - 1) / rec * rec);
+  EXPECT_EQ(p.beginning_time_ns, 1000 * (p.beginning / rec + 1));
+  EXPECT_EQ(p.events, seq);
+  // The earliest offset is that beginning.
+  auto reader = bus_->consumer("t", {.start = Offset::earliest()}).value();
+  EXPECT_EQ(reader.position(0), p.beginning);
+}
+
+TEST_F(ConsumerTest, BeginningIsTheFirstBoundaryAtOrAfterTheRetentionFloor) {
+  // DESIGN: "Beginning = the first committed boundary at or after
+  // tail - N + max_event". With 448-byte records that floor usually falls
+  // inside a record (N - max_event is not a multiple of 448), and the next
+  // boundary is rarely at a 4 KiB boundary-index page.
+  constexpr std::uint64_t kRing = 1 << 14;
+  constexpr std::uint64_t kRec = 448;
+  const std::string payload = test::make_payload(kRec - 48, {1, 0, 0});
+  // Exact when max_event >= the 4 KiB index page (the page holding the floor
+  // is still indexed for this lap); with a smaller max_event its entry may
+  // already be the next lap's, and the beginning is then the first boundary
+  // the next page's entry names: never below the floor, never more than a
+  // page (plus a record) above it.
+  for (const std::uint64_t max_event : {std::uint64_t{4096}, std::uint64_t{1024}}) {
+    SCOPED_TRACE("max_event " + std::to_string(max_event));
+    const std::string topic = "t" + std::to_string(max_event);
+    ASSERT_TRUE(bus_->create_topic(topic, {.partitions = 1, .ring_bytes = kRing, .max_event = max_event}));
+    auto producer = bus_->producer(topic).value();
+    int checked = 0;
+    for (int i = 0; i < 300; ++i) {
+      ASSERT_TRUE(producer.publish({.payload = payload}));
+      const PartitionInfo p = bus_->describe_topic(topic).value().partition_info[0];
+      if (p.tail + max_event <= kRing) {
+        EXPECT_EQ(p.beginning, 0u);
+        continue;
+      }
+      const std::uint64_t floor = p.tail - kRing + max_event;
+      const std::uint64_t first = (floor + kRec - 1) / kRec * kRec;
+      ++checked;
+      if (max_event >= 4096) {
+        EXPECT_EQ(p.beginning, first) << "tail " << p.tail << " floor " << floor;
+      } else {
+        EXPECT_GE(p.beginning, first) << "tail " << p.tail << " floor " << floor;
+        EXPECT_EQ(p.beginning % kRec, 0u) << "tail " << p.tail << " floor " << floor;
+        EXPECT_LE(p.beginning, (floor | 4095) + 1 + kRec) << "tail " << p.tail << " floor " << floor;
+      }
+      // The earliest offset is exactly that beginning, and it reads.
+      auto reader = bus_->consumer(topic, {.start = Offset::earliest()});
+      ASSERT_TRUE(reader) << reader.error().message();
+      EXPECT_EQ(reader->position(0), p.beginning);
+      auto e = reader->next();
+      ASSERT_TRUE(e) << e.error().message();
+      EXPECT_TRUE(test::check_payload(e->payload()));
+    }
+    EXPECT_GT(checked, 200);
+  }
+}
+
+}  // namespace
+}  // namespace herald

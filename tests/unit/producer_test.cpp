@@ -1,0 +1,376 @@
+// runtime/src/producer.cpp: publish, publish_batch and zero-copy claims
+// through the public API: records crossing the ring's end, the maximum event
+// size, batches, claims (commit, partial commit, abort, RAII) and statistics.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "herald/herald.hpp"
+#include "tests/support/payload.hpp"
+#include "tests/support/test_env.hpp"
+
+namespace herald {
+namespace {
+
+class ProducerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto b = Bus::attach(guard_.bus());
+    ASSERT_TRUE(b) << b.error().message();
+    bus_ = std::make_unique<Bus>(std::move(b).value());
+  }
+
+  // Drains `c` (timeout 0), checking each payload; returns the stamps seen.
+  static std::vector<test::Stamp> drain(Consumer& c) {
+    std::vector<test::Stamp> out;
+    for (;;) {
+      auto n = c.poll(
+          [&](const EventView& e) {
+            auto s = test::check_payload(e.payload());
+            EXPECT_TRUE(s) << "corrupt payload at position " << e.position();
+            if (s) out.push_back(*s);
+          },
+          256);
+      EXPECT_TRUE(n) << n.error().message();
+      if (!n || *n == 0) return out;
+    }
+  }
+
+  test::BusGuard guard_;
+  std::unique_ptr<Bus> bus_;
+};
+
+TEST_F(ProducerTest, RecordCrossingTheRingEndIsReadIntact) {
+  // 4 KiB ring, 192-byte records: 4096 is not a multiple of 192, so records
+  // straddle the end of the ring on most laps (the ring is mapped twice).
+  constexpr std::uint64_t kRing = 4096;
+  ASSERT_TRUE(bus_->create_topic("wrap", {.partitions = 1, .ring_bytes = kRing, .max_event = 1024}));
+  auto group = bus_->consumer("wrap", {.group = "g", .policy = Policy::kLossless}).value();
+  auto producer = bus_->producer("wrap", {.deadline = std::chrono::nanoseconds(0)}).value();
+  constexpr std::size_t kPayload = 192 - 48;  // a 192-byte record
+  int crossings = 0;
+  std::uint64_t seq = 0;
+  std::vector<test::Stamp> seen;
+  std::vector<std::uint64_t> crossing_positions;
+  for (int round = 0; round < 20; ++round) {
+    const std::size_t crossings_before = crossing_positions.size();
+    for (int i = 0; i < 10; ++i) {
+      const std::string payload = test::make_payload(kPayload, {1, 0, seq});
+      auto r = producer.publish({.payload = payload});
+      ASSERT_TRUE(r) << r.error().message();
+      if (r->position % kRing + 192 > kRing) {
+        ++crossings;
+        crossing_positions.push_back(r->position);
+      }
+      ++seq;
+    }
+    // A group-less reader at this round's crossing record (copy path) sees it intact.
+    if (crossing_positions.size() > crossings_before) {
+      auto reader = bus_->consumer("wrap", {.start = Offset::at(crossing_positions.back())});
+      ASSERT_TRUE(reader) << reader.error().message();
+      auto e = reader->next();
+      ASSERT_TRUE(e) << e.error().message();
+      EXPECT_EQ(e->position(), crossing_positions.back());
+      EXPECT_TRUE(test::check_payload(e->payload())) << "crossing record at " << e->position();
+    }
+    auto got = drain(group);  // zero-copy path; frees the ring (lossless)
+    seen.insert(seen.end(), got.begin(), got.end());
+  }
+  EXPECT_GE(crossings, 5);
+  ASSERT_EQ(seen.size(), seq);
+  for (std::uint64_t i = 0; i < seq; ++i) EXPECT_EQ(seen[i].seq, i);
+}
+
+TEST_F(ProducerTest, MaximumEventSizeExactlyFitsAndOneByteMoreIsTooLarge) {
+  constexpr std::uint64_t kMaxEvent = 4096;
+  ASSERT_TRUE(bus_->create_topic("max", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = kMaxEvent}));
+  auto producer = bus_->producer("max").value();
+  const Header hs[] = {{"h", "v"}};
+  const Message meta{.key = "k-1", .type = "Big", .headers = hs};
+  const std::size_t max_payload = producer.max_payload(meta);
+  ASSERT_EQ(producer.max_event(), kMaxEvent);
+  ASSERT_GT(max_payload, 0u);
+
+  std::string payload = test::make_payload(max_payload, {1, 0, 0});
+  Message m = meta;
+  m.payload = payload;
+  auto ok = producer.publish(m);
+  ASSERT_TRUE(ok) << ok.error().message();
+
+  auto check_too_large = [&](const Error& e, const char* what) {
+    EXPECT_EQ(e.code, Errc::kTooLarge) << what << ": " << e.message();
+    // Names the sizes: the event's and the limit.
+    EXPECT_NE(e.detail.find("max_event=" + std::to_string(kMaxEvent)), std::string::npos) << what << ": " << e.message();
+    EXPECT_NE(e.detail.find(std::to_string(kMaxEvent + 64)), std::string::npos) << what << ": " << e.message();
+    EXPECT_NE(e.detail.find("payload " + std::to_string(max_payload + 1)), std::string::npos)
+        << what << ": " << e.message();
+  };
+  std::string bigger = payload + "x";
+  m.payload = bigger;
+  auto too_large = producer.publish(m);
+  ASSERT_FALSE(too_large);
+  check_too_large(too_large.error(), "publish");
+
+  const Message batch[] = {m};
+  auto b = producer.publish_batch(batch);
+  ASSERT_FALSE(b);
+  check_too_large(b.error(), "publish_batch");
+
+  auto c = producer.claim(max_payload + 1, meta);
+  ASSERT_FALSE(c);
+  check_too_large(c.error(), "claim");
+  auto c_ok = producer.claim(max_payload, meta);
+  ASSERT_TRUE(c_ok) << c_ok.error().message();
+  std::memcpy(c_ok->payload().data(), payload.data(), payload.size());
+  ASSERT_TRUE(c_ok->commit());
+
+  // Exactly two max-size events landed, each occupying max_event bytes.
+  auto reader = bus_->consumer("max", {.start = Offset::earliest()}).value();
+  int n = 0;
+  ASSERT_TRUE(reader.poll(
+      [&](const EventView& e) {
+        ++n;
+        EXPECT_EQ(e.next_position() - e.position(), kMaxEvent);
+        EXPECT_EQ(e.payload().size(), max_payload);
+        EXPECT_TRUE(test::check_payload(e.payload()));
+        EXPECT_EQ(e.key(), "k-1");
+      },
+      10));
+  EXPECT_EQ(n, 2);
+}
+
+TEST_F(ProducerTest, BatchSpreadsOverPartitionsKeepingPerKeyOrder) {
+  ASSERT_TRUE(bus_->create_topic("b", {.partitions = 4, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("b").value();
+  std::vector<std::string> keys, payloads;
+  std::vector<Message> batch;
+  constexpr int kEvents = 200;
+  for (int i = 0; i < kEvents; ++i) {
+    keys.push_back("entity-" + std::to_string(i % 13));
+    payloads.push_back(test::make_payload(64, {0, static_cast<std::uint32_t>(i % 13), std::uint64_t(i)}));
+  }
+  for (std::size_t i = 0; i < keys.size(); ++i) batch.push_back({.key = keys[i], .payload = payloads[i]});
+  auto r = producer.publish_batch(batch);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->published, static_cast<std::size_t>(kEvents));
+  EXPECT_FALSE(r->error.has_value());
+  EXPECT_EQ(producer.stats().events, static_cast<std::uint64_t>(kEvents));
+
+  auto reader = bus_->consumer("b", {.start = Offset::earliest()}).value();
+  std::map<std::uint32_t, std::int64_t> last_seq_per_key;
+  int n = 0;
+  for (;;) {
+    auto got = reader.poll(
+        [&](const EventView& e) {
+          auto s = test::check_payload(e.payload());
+          ASSERT_TRUE(s);
+          EXPECT_EQ(e.partition(), producer.partition_for(e.key()));
+          auto [it, fresh] = last_seq_per_key.try_emplace(s->key, -1);
+          EXPECT_LT(it->second, static_cast<std::int64_t>(s->seq)) << "key " << s->key;
+          it->second = static_cast<std::int64_t>(s->seq);
+          ++n;
+        },
+        256);
+    ASSERT_TRUE(got);
+    if (*got == 0) break;
+  }
+  EXPECT_EQ(n, kEvents);
+}
+
+TEST_F(ProducerTest, BatchWithOneBadEventPublishesNothing) {
+  ASSERT_TRUE(bus_->create_topic("b", {.partitions = 2, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("b").value();
+  std::vector<Message> batch(5, Message{.payload = "fine"});
+  const std::string long_type(300, 't');
+  batch[3].type = long_type;
+  auto r = producer.publish_batch(batch);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(r.error().detail.find("batch event 3"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().detail.find("type is 300 bytes"), std::string::npos) << r.error().message();
+  auto info = bus_->describe_topic("b").value();
+  for (const auto& p : info.partition_info) EXPECT_EQ(p.tail, 0u) << "partition " << p.partition;
+  // An empty batch is not an error.
+  auto empty = producer.publish_batch({});
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->published, 0u);
+}
+
+TEST_F(ProducerTest, BatchThatStopsPartWayPublishedExactlyItsFirstEvents) {
+  // The caller of a batch that stopped part way (`published` < size, error
+  // kBackPressured) retries the rest: that is only correct if the events
+  // published are exactly the first `published` of the batch. Partition 1 is
+  // full (a lossless group has not committed), partition 0 is free; the
+  // batch interleaves them.
+  ASSERT_TRUE(bus_->create_topic("b", {.partitions = 2, .ring_bytes = 1 << 14, .max_event = 1024}));
+  auto group = bus_->consumer("b", {.group = "g", .policy = Policy::kLossless, .commit_mode = CommitMode::kManual})
+                   .value();
+  auto producer = bus_->producer("b", {.deadline = std::chrono::milliseconds(1)}).value();
+  const std::string filler(400, 'f');
+  while (producer.publish({.payload = filler, .partition = 1})) {
+  }
+  while (producer.publish({.payload = "x", .partition = 1})) {  // to the last 64 bytes
+  }
+  ASSERT_TRUE(producer.publish({.payload = "fits", .partition = 0}));
+  const Message batch[] = {{.payload = "a", .partition = 0},
+                           {.payload = "b", .partition = 1},  // refused: partition 1 is full
+                           {.payload = "c", .partition = 0},
+                           {.payload = "d", .partition = 0}};
+  auto r = producer.publish_batch(batch);
+  ASSERT_TRUE(r) << r.error().message();  // "a" went out, so a partial result, not an error
+  ASSERT_TRUE(r->error.has_value());
+  EXPECT_EQ(r->error->code, Errc::kBackPressured);
+  ASSERT_EQ(r->published, 1u);
+  // Partition 0 holds "fits" and "a" only: "c" and "d" come after the
+  // refused "b", so the caller's retry of batch[1..] must not duplicate them.
+  auto reader = bus_->consumer("b", {.partitions = {0}}).value();
+  std::vector<std::string> p0;
+  ASSERT_TRUE(reader.poll([&](const EventView& e) { p0.emplace_back(e.payload_text()); }, 100));
+  EXPECT_EQ(p0, (std::vector<std::string>{"fits", "a"}));
+  // Once the group commits, the retry of the rest publishes each event once.
+  while (group.poll([](const EventView&) {}, 1000).value() > 0) {
+  }
+  ASSERT_TRUE(group.commit());
+  auto rest = producer.publish_batch(std::span<const Message>(batch).subspan(r->published));
+  ASSERT_TRUE(rest) << rest.error().message();
+  EXPECT_EQ(rest->published, 3u);
+  EXPECT_FALSE(rest->error.has_value());
+  p0.clear();
+  ASSERT_TRUE(reader.poll([&](const EventView& e) { p0.emplace_back(e.payload_text()); }, 100));
+  EXPECT_EQ(p0, (std::vector<std::string>{"c", "d"}));
+}
+
+TEST_F(ProducerTest, BatchLargerThanAQuarterRingIsSplitIntoClaims) {
+  // A batch of 3 rings' worth of bytes into a ring nobody gates: it is
+  // claimed in chunks of at most ring/4, each committed before the next.
+  ASSERT_TRUE(bus_->create_topic("big", {.partitions = 1, .ring_bytes = 1 << 14, .max_event = 1024}));
+  auto producer = bus_->producer("big").value();
+  std::vector<std::string> payloads;
+  std::vector<Message> batch;
+  for (int i = 0; i < 3 * (1 << 14) / 256; ++i) payloads.push_back(test::make_payload(256 - 48, {0, 0, std::uint64_t(i)}));
+  for (const auto& p : payloads) batch.push_back({.payload = p});
+  auto r = producer.publish_batch(batch);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->published, batch.size());
+  auto info = bus_->describe_topic("big").value();
+  EXPECT_EQ(info.partition_info[0].tail, batch.size() * 256);
+  EXPECT_EQ(info.partition_info[0].events, batch.size());
+  // The retained window reads intact and in order.
+  auto reader = bus_->consumer("big", {.start = Offset::earliest()}).value();
+  std::int64_t last = -1;
+  int n = 0;
+  ASSERT_TRUE(reader.poll(
+      [&](const EventView& e) {
+        auto s = test::check_payload(e.payload());
+        ASSERT_TRUE(s);
+        EXPECT_EQ(static_cast<std::int64_t>(s->seq), last == -1 ? static_cast<std::int64_t>(s->seq) : last + 1);
+        last = static_cast<std::int64_t>(s->seq);
+        ++n;
+      },
+      1 << 20));
+  EXPECT_GT(n, 0);
+  EXPECT_EQ(last, static_cast<std::int64_t>(batch.size()) - 1);
+}
+
+TEST_F(ProducerTest, ClaimCommitPartialAbortAndRaii) {
+  ASSERT_TRUE(bus_->create_topic("z", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 4096}));
+  auto producer = bus_->producer("z").value();
+  {
+    auto c = producer.claim(100, {.type = "Z"}).value();
+    ASSERT_EQ(c.payload().size(), 100u);
+    EXPECT_TRUE(c.pending());
+    // One claim at a time per producer, and no publish meanwhile.
+    auto second = producer.claim(10);
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error().code, Errc::kInvalidArgument);
+    auto pub = producer.publish({.payload = "x"});
+    ASSERT_FALSE(pub);
+    EXPECT_EQ(pub.error().code, Errc::kInvalidArgument);
+    const Message one[] = {{.payload = "x"}};
+    EXPECT_FALSE(producer.publish_batch(one));
+    // Commit more than claimed: refused, claim still pending.
+    auto over = c.commit(101);
+    ASSERT_FALSE(over);
+    EXPECT_EQ(over.error().code, Errc::kInvalidArgument);
+    EXPECT_NE(over.error().detail.find("101"), std::string::npos) << over.error().message();
+    std::memcpy(c.payload().data(), "partial", 7);
+    auto done = c.commit(7);
+    ASSERT_TRUE(done) << done.error().message();
+    EXPECT_FALSE(c.pending());
+    auto again = c.commit();
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, Errc::kInvalidArgument);
+  }
+  { auto dropped = producer.claim(50).value(); }  // RAII: aborted
+  {
+    auto c = producer.claim(50).value();
+    c.abort();
+    EXPECT_FALSE(c.pending());
+    EXPECT_FALSE(c.commit());
+  }
+  {
+    // A claim moved around stays one claim.
+    auto c = producer.claim(3).value();
+    Claim moved = std::move(c);
+    EXPECT_FALSE(c.pending());  // NOLINT(bugprone-use-after-move): checking the moved-from state
+    std::memcpy(moved.payload().data(), "abc", 3);
+    ASSERT_TRUE(moved.commit());
+  }
+  ASSERT_TRUE(producer.publish({.payload = "after"}));
+  auto reader = bus_->consumer("z", {.start = Offset::earliest()}).value();
+  std::vector<std::string> got;
+  ASSERT_TRUE(reader.poll([&](const EventView& e) { got.emplace_back(e.payload_text()); }, 100));
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0], "partial");
+  EXPECT_EQ(got[1], "abc");
+  EXPECT_EQ(got[2], "after");
+  EXPECT_EQ(reader.stats().aborted_skipped, 2u);
+  EXPECT_EQ(bus_->describe_topic("z").value().partition_info[0].events, 3u);
+}
+
+TEST_F(ProducerTest, ClaimOutlivingItsProducerIsAbortedAndEmptied) {
+  ASSERT_TRUE(bus_->create_topic("z", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 4096}));
+  Claim c;
+  {
+    auto producer = bus_->producer("z").value();
+    c = producer.claim(10).value();
+    EXPECT_TRUE(c.pending());
+  }
+  EXPECT_FALSE(c.pending());
+  EXPECT_FALSE(c.commit());
+  // The aborted record does not block anyone: the next producer's event is read.
+  auto producer = bus_->producer("z").value();
+  ASSERT_TRUE(producer.publish({.payload = "next"}));
+  auto reader = bus_->consumer("z", {.start = Offset::earliest()}).value();
+  auto e = reader.next();
+  ASSERT_TRUE(e) << e.error().message();
+  EXPECT_EQ(e->payload_text(), "next");
+  EXPECT_EQ(reader.stats().aborted_skipped, 1u);
+}
+
+TEST_F(ProducerTest, StatsAndTopicCountersAddUp) {
+  ASSERT_TRUE(bus_->create_topic("s", {.partitions = 2, .ring_bytes = 1 << 16, .max_event = 1024}));
+  {
+    auto first = bus_->producer("s").value();
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(first.publish({.payload = "x", .partition = i % 2}));
+    EXPECT_EQ(first.stats().events, 10u);
+    EXPECT_EQ(first.stats().bytes, 10u * 64);
+  }
+  // A later producer (which reuses the first one's slot) adds to the
+  // topic's totals; its own stats start at zero.
+  auto second = bus_->producer("s").value();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(second.publish({.payload = "y", .partition = 0}));
+  EXPECT_EQ(second.stats().events, 5u);
+  auto info = bus_->describe_topic("s").value();
+  EXPECT_EQ(info.partition_info[0].events, 10u);
+  EXPECT_EQ(info.partition_info[1].events, 5u);
+  EXPECT_EQ(info.partition_info[0].bytes, 10u * 64);
+  EXPECT_EQ(info.partition_info[0].events + info.partition_info[1].events, 15u);
+}
+
+}  // namespace
+}  // namespace herald
