@@ -226,6 +226,9 @@ struct Producer::Impl {
     const char* bad = nullptr;
     *meta = detail::meta_size(m, opts.source, &bad, idempotent());
     if (*meta == SIZE_MAX) return fail(detail::meta_error(m, bad));
+    if (m.partition < -1)
+      return fail(Errc::kInvalidArgument, "partition " + std::to_string(m.partition) +
+                                              " is negative (use -1 to pick by key)");
     if (m.partition >= 0 && static_cast<std::uint32_t>(m.partition) >= partitions)
       return fail(Errc::kInvalidArgument, "partition " + std::to_string(m.partition) + " does not exist (topic '" +
                                               topic->topic() + "' has " + std::to_string(partitions) + ")");
@@ -255,7 +258,7 @@ Result<Published> Producer::publish(const Message& m) {
   I.check_thread();
   std::size_t meta = 0;
   // Fast validation inline; the slow path builds the message.
-  if (m.key.size() > kMaxKeyBytes || m.partition >= static_cast<std::int64_t>(I.partitions)) {
+  if (m.key.size() > kMaxKeyBytes || m.partition < -1 || m.partition >= static_cast<std::int64_t>(I.partitions)) {
     auto r = I.measure(m, m.payload.size(), &meta);
     return fail(std::move(r).error());
   }
