@@ -67,7 +67,9 @@ class [[nodiscard]] Result {
   // value() on an error aborts with the message (see detail::abort_on_bad_access).
   T& value() & { check(); return std::get<0>(v_); }
   const T& value() const& { check(); return std::get<0>(v_); }
-  T&& value() && { check(); return std::get<0>(std::move(v_)); }
+  // By value, not T&&: `for (auto& x : f().value())` then binds to a
+  // prvalue whose lifetime is extended, instead of into a dead temporary.
+  T value() && { check(); return std::get<0>(std::move(v_)); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
