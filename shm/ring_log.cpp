@@ -384,9 +384,16 @@ __attribute__((no_sanitize_thread)) Status read_copy(const PartitionView& v, std
 
 std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noexcept {
   const std::uint64_t t = load_tail(v);
+  if (x >= t) return t;  // before align_up, which would wrap a value near 2^64 to 0
   x = align_up(x, kRecordAlign);
   if (x >= t) return t;
-  if (t - x <= v.ring_bytes && is_committed(v, x)) return x;
+  // Nothing older than one ring is retained, so start there: the index scan
+  // below then visits at most ring/4096 pages however far behind x is (a
+  // reader back after a long absence would otherwise walk every page
+  // between its old position and the tail: 2^38 of them for a tail of 2^50).
+  // (Rounded up: a corrupt, unaligned tail must not make x unaligned.)
+  if (t - x > v.ring_bytes) x = align_up(t - v.ring_bytes, kRecordAlign);
+  if (is_committed(v, x)) return x;
   for (std::uint64_t b = align_up(x + 1, kIndexPageBytes); b < t; b += kIndexPageBytes) {
     // Relaxed: the entry is only a hint, validated against the commit word.
     const std::uint64_t e = v.boundary_for(b).load(std::memory_order_relaxed);
