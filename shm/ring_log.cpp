@@ -394,7 +394,9 @@ std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noex
   // (Rounded up: a corrupt, unaligned tail must not make x unaligned.)
   if (t - x > v.ring_bytes) x = align_up(t - v.ring_bytes, kRecordAlign);
   if (is_committed(v, x)) return x;
-  for (std::uint64_t b = align_up(x + 1, kIndexPageBytes); b < t; b += kIndexPageBytes) {
+  // b > x: stop if b wraps past 2^64 (only a garbage tail gets there),
+  // which would otherwise restart the scan at 0 and walk 2^52 pages.
+  for (std::uint64_t b = align_up(x + 1, kIndexPageBytes); b > x && b < t; b += kIndexPageBytes) {
     // Relaxed: the entry is only a hint, validated against the commit word.
     const std::uint64_t e = v.boundary_for(b).load(std::memory_order_relaxed);
     if (e < b || e - b > v.max_event || e > t || e % kRecordAlign != 0) continue;  // another lap's entry

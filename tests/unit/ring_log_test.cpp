@@ -332,6 +332,20 @@ TEST_F(RingLogTest, BoundaryAtOrAfterAFarOlderPositionLandsInTheWindow) {
   EXPECT_EQ(check_position(rv(), base), Status::kInvalid);
 }
 
+// A corrupt tail near 2^64: the index scan must not wrap around to 0 and
+// walk every page of the 64-bit space (found by herald_fuzz_segments).
+TEST_F(RingLogTest, BoundaryAtOrAfterWithATailNearTwoToTheSixtyFourTerminates) {
+  const std::uint64_t t = ~std::uint64_t{0} - 63;  // 2^64 - 64, aligned
+  forge_tail(t);
+  for (std::uint64_t x : {t - 4098, t - kRing, t - 64, t - 1, std::uint64_t{0}}) {
+    const std::uint64_t r = boundary_at_or_after(rv(), x);
+    EXPECT_GE(r, std::min(x, t)) << x;
+    EXPECT_LE(r, t) << x;
+  }
+  EXPECT_LE(beginning(rv()), t);
+  EXPECT_EQ(check_position(rv(), t - 64), Status::kInvalid);
+}
+
 TEST_F(RingLogTest, CloseMakesClaimsAndEmptyReadsReturnClosed) {
   const std::uint64_t a = publish_ok(128, 1);
   std::uint64_t held = 0;
