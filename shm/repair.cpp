@@ -75,6 +75,14 @@ RepairReport repair_claim_slot(const TopicMap& topic, std::uint32_t p, std::uint
   if (!valid_size(v, size)) return clear();  // a slot we cannot trust names no range we could abort safely
 
   if (state == kClaimWon) {
+    // A won range ends at or below the tail (its CAS moved tail to p0 +
+    // size, and tail only grows) and is never lapped (W covers it). A slot
+    // that says otherwise is garbage: aborting "its" range would store
+    // commit words for positions the tail has not reached (a later claim
+    // there would look committed before its producer wrote it), or loop
+    // over a range that wraps 2^64.
+    const std::uint64_t t = load_tail(v);
+    if (p0 + size < p0 || p0 + size > t || t - p0 > v.ring_bytes) return clear();
     // It won the CAS: abort from its first uncommitted record. The walk
     // starts at p0, not at committed_to: committed_to is read from shared
     // memory and is only a hint. A value ahead of the commit words would skip

@@ -379,6 +379,39 @@ TEST_F(RepairTest, GarbageSlotStatesAreCleared) {
   expect_no_wedge();
 }
 
+// A won slot can only name a range inside [tail - ring, tail]. Anything
+// else is garbage and is cleared without writing: aborted records beyond
+// the tail would carry commit words for positions not yet claimed.
+TEST_F(RepairTest, WonSlotOutsideTheWindowIsGarbageAndClearedWithoutWriting) {
+  publish_live(128, 1);
+  const std::uint64_t t = tail();
+  struct Case {
+    const char* what;
+    std::uint64_t pos, size;
+  };
+  const Case cases[] = {
+      {"range beyond the tail", t, 256},
+      {"range ending past the tail", t - 64, 256},
+      {"lapped", t + 64 - 2 * kRing, 64},  // wraps below 0: never a real claim either
+      {"range just below 2^64", ~std::uint64_t{0} - 127 - 63, 64},
+      {"range wrapping 2^64", ~std::uint64_t{0} - 63 - 63, 256},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    forge_claim(kA, c.pos & ~std::uint64_t{63}, kClaimWon, c.size);
+    const std::uint64_t before = wv().part->aborted_records.load();
+    const RepairReport r = repair(kA, bit(kA));
+    EXPECT_EQ(r.outcome, RepairOutcome::kCleared);
+    EXPECT_EQ(wv().part->aborted_records.load(), before);
+    EXPECT_EQ(slot(kA).word.load(), kClaimEmpty);
+  }
+  // Nothing was written at the tail: the next record there is not "committed" early.
+  const RecordHeader* h = nullptr;
+  EXPECT_EQ(read_gated(rv(), t, &h), Status::kEmpty);
+  EXPECT_EQ(tail(), t);
+  expect_no_wedge();
+}
+
 // ---- two dead candidates naming the same position ---------------------------
 // Threads of one killed process: A with 128 bytes, B with 320 bytes, both
 // candidates for p, one of them won. The winner is the one whose end is the
