@@ -2,10 +2,13 @@
 //
 //   EveryGroupSeesEveryEventOnceInOrder
 //     4 producers x 250k events (some as batches of several records per
-//     claim) into a 64 KiB ring that wraps thousands of times; two lossless
-//     gating groups, each read by its own consumer with read_gated and a
-//     cursor CAS. Every group sees every event exactly once, each producer's
-//     events in its order, every body intact.
+//     claim) into a 64 KiB (and an 8 KiB) ring that wraps thousands of
+//     times; two lossless gating groups, each read by its own consumer with
+//     read_gated and a cursor CAS. Every group sees every event exactly
+//     once, each producer's events in its order, every body intact. A
+//     group-less lossy reader runs alongside (read_copy, resynchronising
+//     with boundary_at_or_after on overrun): every copy it accepts is
+//     intact and in order.
 //   StalledClaimIsNeverLapped
 //     a producer holds a claim (uncommitted) while the others publish far
 //     more than a ring: they are held back (kBackPressured / waiting) and
@@ -142,6 +145,78 @@ struct GroupConsumer {
   }
 };
 
+// A group-less (lossy) reader running alongside: read_copy at q; on
+// kOverrun resynchronise forward with boundary_at_or_after. Every copy it
+// accepts must be intact, and per producer the sequence never repeats or
+// goes back (gaps are allowed: it does not gate).
+struct LossyReader {
+  const TopicMap* topic = nullptr;
+  std::uint32_t producers = 0;
+  std::vector<std::int64_t> last_seq;
+  std::uint64_t copies = 0, overruns = 0, gap_bytes = 0, q = 0;
+  std::string failure;
+
+  void run(const std::atomic<bool>& producers_done, const std::atomic<bool>& stop) {
+    const PartitionView& v = topic->partition(0);
+    std::vector<std::byte> buf(v.max_event);
+    last_seq.assign(producers, -1);
+    std::uint64_t last_progress = monotonic_ns();
+    std::uint32_t idle = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      std::uint32_t n = 0;
+      const Status st = read_copy(v, q, buf.data(), &n);
+      if (st == Status::kOk) {
+        std::uint64_t tag = 0;
+        if (!check_record(buf.data(), q, &tag)) {
+          failure = "read_copy accepted a torn or stale copy at " + std::to_string(q);
+          return;
+        }
+        const std::uint64_t p = tag >> 40;
+        const auto seq = static_cast<std::int64_t>(tag & ((1ull << 40) - 1));
+        if (p >= producers || seq <= last_seq[p]) {
+          failure = "lossy reader at " + std::to_string(q) + ": producer " + std::to_string(p) + " seq " +
+                    std::to_string(seq) + " after " + (p < producers ? std::to_string(last_seq[p]) : "-");
+          return;
+        }
+        last_seq[p] = seq;
+        q += n;
+        ++copies;
+        idle = 0;
+        last_progress = monotonic_ns();
+      } else if (st == Status::kOverrun) {
+        ++overruns;
+        const std::uint64_t nq = boundary_at_or_after(v, q);
+        if (nq <= q || nq > load_tail(v)) {
+          failure = "resynchronised from " + std::to_string(q) + " to " + std::to_string(nq);
+          return;
+        }
+        gap_bytes += nq - q;
+        q = nq;
+      } else if (st == Status::kEmpty) {
+        // Every record is committed once the producers are done: then an
+        // empty position below the tail is not a record start at all.
+        if (producers_done.load(std::memory_order_acquire)) {
+          const std::uint64_t t = load_tail(v);
+          if (q == t) return;
+          if (read_copy(v, q, buf.data(), &n) == Status::kEmpty) {
+            failure = "lossy reader stuck at " + std::to_string(q) + " below the final tail " + std::to_string(t);
+            return;
+          }
+          continue;
+        }
+        if (++idle > 64) sched_yield();
+        if ((idle & 1023) == 0 && monotonic_ns() - last_progress > kStallNs) {
+          failure = "lossy reader: nothing at " + std::to_string(q) + " for 60 s; " + test::describe_partition(v);
+          return;
+        }
+      } else {
+        failure = "read_copy status " + std::to_string(static_cast<int>(st)) + " at " + std::to_string(q);
+        return;
+      }
+    }
+  }
+};
+
 struct ProducerStats {
   std::uint64_t events = 0, claims = 0, batches = 0, backpressured = 0;
   std::string failure;
@@ -165,10 +240,12 @@ class RingLogConcurrentTest : public ::testing::Test {
   TopicMap producer_map_, consumer_map_;
 };
 
-TEST_F(RingLogConcurrentTest, EveryGroupSeesEveryEventOnceInOrder) {
+class RingLogTwoGroupsTest : public RingLogConcurrentTest, public ::testing::WithParamInterface<std::uint64_t> {};
+
+TEST_P(RingLogTwoGroupsTest, EveryGroupSeesEveryEventOnceInOrder) {
   constexpr std::uint32_t kProducers = 4;
   constexpr std::uint64_t kMax = 1024;
-  make_topic({.partitions = 1, .ring_bytes = 64 * 1024, .max_event = kMax, .flags = 0});
+  make_topic({.partitions = 1, .ring_bytes = GetParam(), .max_event = kMax, .flags = 0});
   activate_lossless_group(topic_->map, 0);
   activate_lossless_group(topic_->map, 1);
   const std::uint64_t per_producer = stress_count(250'000);
@@ -232,7 +309,17 @@ TEST_F(RingLogConcurrentTest, EveryGroupSeesEveryEventOnceInOrder) {
       if (!consumers[g].failure.empty()) stop.store(true);
     });
   }
-  for (auto& t : threads) t.join();
+  std::atomic<bool> producers_done{false};
+  LossyReader lossy;
+  lossy.topic = &consumer_map_;
+  lossy.producers = kProducers;
+  std::thread lossy_thread([&] { lossy.run(producers_done, stop); });
+  for (std::uint32_t i = 0; i < kProducers; ++i) threads[i].join();
+  producers_done.store(true, std::memory_order_release);
+  for (std::size_t i = kProducers; i < threads.size(); ++i) threads[i].join();
+  lossy_thread.join();
+  EXPECT_EQ(lossy.failure, "");
+  EXPECT_GT(lossy.copies, 0u);
 
   std::uint64_t claims = 0, batches = 0;
   for (std::uint32_t id = 0; id < kProducers; ++id) {
@@ -250,6 +337,9 @@ TEST_F(RingLogConcurrentTest, EveryGroupSeesEveryEventOnceInOrder) {
       EXPECT_EQ(c.next_seq[p], per_producer) << "group " << c.group << " producer " << p;
     EXPECT_EQ(c.q, load_tail(v)) << "group " << c.group << " stopped short of the tail";
   }
+  std::printf("[stress] lossy reader: %llu intact copies, %llu overruns, %llu gap bytes\n",
+              static_cast<unsigned long long>(lossy.copies), static_cast<unsigned long long>(lossy.overruns),
+              static_cast<unsigned long long>(lossy.gap_bytes));
   std::printf("[stress] %llu events in %llu claims (%llu batches), %llu bytes = %.1f laps of the ring; "
               "consumer empty polls %llu / %llu\n",
               static_cast<unsigned long long>(kProducers * per_producer), static_cast<unsigned long long>(claims),
@@ -260,6 +350,11 @@ TEST_F(RingLogConcurrentTest, EveryGroupSeesEveryEventOnceInOrder) {
   for (std::uint32_t i = 0; i < v.producer_slots; ++i)
     EXPECT_EQ(v.claims[i].word.load() & kClaimStateMask, kClaimEmpty) << "slot " << i;
 }
+
+INSTANTIATE_TEST_SUITE_P(RingBytes, RingLogTwoGroupsTest, ::testing::Values(64 * 1024, 8 * 1024),
+                         [](const ::testing::TestParamInfo<std::uint64_t>& p) {
+                           return std::to_string(p.param / 1024) + "KiB";
+                         });
 
 // ---- a claim held while others publish ------------------------------------------
 
