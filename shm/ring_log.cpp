@@ -348,9 +348,13 @@ __attribute__((no_sanitize_thread)) Status read_copy(const PartitionView& v, std
   // A1: pairs with R1.
   const std::uint64_t w = h->word.load(std::memory_order_acquire);
   if (w != (q ^ v.salt)) {
-    // A commit word from a newer lap at q means we were lapped.
-    const std::uint64_t other = w ^ v.salt;
-    if ((other & (kRecordAlign - 1)) == 0 && other > q && ((other - q) & v.mask) == 0) return Status::kOverrun;
+    // Lapped or not is decided by the tail alone. A newer lap's commit word
+    // at q implies it: its producer's claim (tail past q + ring) precedes
+    // its word (R1), which our acquire load synchronised with. The word
+    // alone proves nothing: before q is written, its bytes are often an
+    // older record's payload, and one random word in 64 * ring/64 looks like
+    // (q + k * ring) ^ salt; taking that for an overrun would make a lossy
+    // reader skip a record nobody overwrote.
     const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
     const std::uint64_t t = raw & ~kTailClosedBit;
     if (t > q && t - q > v.ring_bytes) return Status::kOverrun;
@@ -422,13 +426,12 @@ Status check_position(const PartitionView& v, std::uint64_t pos) noexcept {
 
 namespace {
 // Something for a reader waiting at q: a record committed there, the topic
-// closed, or the reader lapped (a newer lap's word at q, or tail > q + ring).
+// closed, or the reader lapped (tail > q + ring; a word that merely looks
+// like a newer lap's is old payload, see read_copy).
 inline bool has_news(const PartitionView& v, std::uint64_t q) noexcept {
   // A1: pairs with R1.
   const std::uint64_t w = v.header_at(q)->word.load(std::memory_order_acquire);
   if (w == (q ^ v.salt)) return true;
-  const std::uint64_t other = w ^ v.salt;
-  if (w != 0 && (other & (kRecordAlign - 1)) == 0 && other > q && ((other - q) & v.mask) == 0) return true;
   const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
   return (raw & kTailClosedBit) != 0 || (raw & ~kTailClosedBit) - q > v.ring_bytes;
 }

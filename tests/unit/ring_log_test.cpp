@@ -216,6 +216,36 @@ TEST_F(RingLogTest, StaleLapWordIsNotACommitAndANewerLapIsAnOverrun) {
   expect_nothing_at(q);
 }
 
+// Where a record is about to be written, the ring still holds an older
+// lap's bytes: often the middle of an older record's payload. Payload bytes
+// can look like a newer lap's commit word for q ((q + k * ring) ^ salt): one
+// random 64-bit word in 64 has the low bits, one in ring/64 the offset. With
+// the tail showing nobody lapped q, that is not an overrun: a lossy reader
+// told kOverrun there would skip a record nobody overwrote (found by the
+// lossy reader of RingLogTwoGroupsTest/8KiB, which polls the head).
+TEST_F(RingLogTest, PayloadLookingLikeANewerLapWordIsNotAnOverrun) {
+  const std::uint64_t q = 3 * kRing + 1088;
+  forge_tail(q);
+  for (std::uint64_t k : {1ull, 2ull, 5ull, 1000ull}) {
+    SCOPED_TRACE(k);
+    wv().header_at(q)->word.store((q + k * kRing) ^ wv().salt);  // old payload bytes at q's offset
+    expect_nothing_at(q);
+    forge_tail(q + 128);  // q claimed, its producer still writing
+    expect_nothing_at(q);
+    forge_tail(q);
+  }
+  // A parked reader is not woken by it either (it would spin instead of sleeping).
+  auto rs = acquire_reader_slot(reader_, 0);
+  ASSERT_TRUE(rs);
+  const PartitionView* parts[] = {&rv()};
+  const std::uint64_t at[] = {q};
+  EXPECT_EQ(park_reader(reader_, *rs, parts, at, 1'000'000), Status::kTimeout);
+  release_reader_slot(reader_, *rs);
+  // Once the tail does pass q + ring, it is an overrun whatever the word says.
+  forge_tail(q + kRing + 64);
+  expect_nothing_at(q, Status::kOverrun);
+}
+
 TEST_F(RingLogTest, GarbageHeaderBehindAValidCommitWordIsCorrupt) {
   struct Garbage {
     const char* what;
