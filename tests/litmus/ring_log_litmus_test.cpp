@@ -11,6 +11,9 @@
 //                      and wakes (plain fence, and membarrier fast path).
 //                      Forbidden: the reader sleeps to its timeout (a lost
 //                      wake-up).
+//   CloseVsClaim       a claim races topic delete (close()), on multi- and
+//                      single-producer topics. Forbidden: the closed bit is
+//                      gone afterwards.
 //   CopyWhileLapped    writer laps a 4 KiB ring; reader read_copy()s a record
 //                      being overwritten until it is told kOverrun.
 //                      Forbidden: kOk with a torn body; kEmpty or kCorrupt
@@ -21,6 +24,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <map>
@@ -54,7 +58,11 @@ inline void cpu_relax() noexcept {
 // whether the run goes on, so a stop request cannot split the parties.
 class SpinBarrier {
  public:
-  explicit SpinBarrier(unsigned parties) : parties_(parties) {}
+  // `spins`: how long a waiter spins before it starts yielding. Longer
+  // spins make both parties leave the barrier closer together (a narrow
+  // race window needs that), at the price of burning the CPU the other
+  // party may need on a loaded machine.
+  explicit SpinBarrier(unsigned parties, unsigned spins = 128) : parties_(parties), spins_(spins) {}
   bool arrive_and_wait() {
     const unsigned gen = gen_.load(std::memory_order_acquire);
     if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == parties_) {
@@ -64,7 +72,7 @@ class SpinBarrier {
       return go_on_.load(std::memory_order_relaxed);
     }
     for (unsigned spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins) {
-      if (spins < 128) {
+      if (spins < spins_) {
         cpu_relax();
       } else {
         sched_yield();
@@ -76,6 +84,7 @@ class SpinBarrier {
 
  private:
   const unsigned parties_;
+  const unsigned spins_;
   std::atomic<unsigned> count_{0};
   std::atomic<unsigned> gen_{0};
   std::atomic<bool> go_on_{true};
@@ -360,6 +369,102 @@ TEST_F(RingLogLitmusTest, CopyWhileLappedIsNeverTorn) {
   for (const auto& [k, c] : bad) EXPECT_EQ(c, 0u) << k;
   EXPECT_GT(seen["copy ok, body intact"], 0u);
 }
+
+// ---- (d) close vs a claim ---------------------------------------------------------
+// Topic delete sets the closed bit in tail; a claim racing with it either
+// happened before (kOk) or sees the bit (kClosed). Forbidden: the bit is
+// gone afterwards (a later claim or read would never learn the topic is
+// closed). Both kinds of topic: multi-producer (tail CAS) and
+// single-producer.
+
+class RingLogCloseLitmusTest : public RingLogLitmusTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(RingLogCloseLitmusTest, CloseRacingAClaimNeverLosesTheClosedBit) {
+  const bool single = GetParam();
+  make_topic({.partitions = 1, .ring_bytes = 64 * 1024, .max_event = 1024, .flags = single ? kLogSingleProducer : 0u});
+  const std::uint64_t seed = test::seed("close/claim litmus");
+  RingLogWriter writer(&topic_->map, slot_, false);
+  const PartitionView& wv = topic_->part(0);
+  std::mt19937_64 rng(seed);
+  // Random delays on both sides around a base that adapts (every 64
+  // iterations, between the barriers) so that about as many claims come
+  // before the close as after it: the fetch_or then keeps landing near the
+  // claim, whatever the machine's speed and load.
+  std::vector<std::uint16_t> delays(1024), wdelays(1024);
+  for (auto& d : delays) d = static_cast<std::uint16_t>(rng() % 48);
+  for (auto& d : wdelays) d = static_cast<std::uint16_t>(rng() % 48);
+  std::uint32_t wbase = 0, cbase = 0;  // written by the closer between the barriers
+  std::uint32_t before = 0, after = 0, step = 4;
+  Table seen{{"claim before the close, bit kept", 0}, {"claim saw the bit (kClosed), bit kept", 0}};
+  Table bad{{"closed bit lost", 0}, {"other claim status", 0}};
+  const std::uint64_t iterations = litmus_iterations() / 10;  // close() wakes 64 futex words: slower
+
+  SpinBarrier barrier(2, 1u << 14);  // the claim's load-to-store window is a few nanoseconds wide
+  std::atomic<int> writer_status{0};
+  std::thread w([&] {
+    for (std::uint64_t i = 0; i < iterations; ++i) {
+      if (!barrier.arrive_and_wait()) return;  // start
+      for (std::uint32_t d = wbase + wdelays[(i * 5) % wdelays.size()]; d > 0; --d) cpu_relax();
+      std::uint64_t pos = 0;
+      const Status st = writer.try_claim(0, 64, i, &pos);
+      if (st == Status::kOk) {
+        fill_record(wv, pos, 64, i);
+        writer.commit_record(0, pos, 64);
+        writer.finish(0);
+      }
+      writer_status.store(static_cast<int>(st), std::memory_order_relaxed);
+      if (!barrier.arrive_and_wait()) return;  // done; the closer checks and reopens before the next start
+    }
+  });
+  std::uint64_t n = 0;
+  for (std::uint64_t i = 0; i < iterations; ++i) {
+    if (!barrier.arrive_and_wait()) break;
+    for (std::uint32_t d = cbase + delays[i % delays.size()]; d > 0; --d) cpu_relax();
+    topic_->map.close();
+    if (!barrier.arrive_and_wait()) break;
+    const std::uint64_t raw = wv.part->tail.load();
+    const auto st = static_cast<Status>(writer_status.load(std::memory_order_relaxed));
+    if ((raw & kTailClosedBit) == 0) {
+      ++bad["closed bit lost"];
+      std::fprintf(stderr, "[litmus] closed bit lost at iteration %llu: tail=%llu, claim status %d\n",
+                   static_cast<unsigned long long>(i), static_cast<unsigned long long>(raw), static_cast<int>(st));
+      barrier.request_stop();
+    } else if (st == Status::kOk) {
+      ++seen["claim before the close, bit kept"];
+      ++before;
+    } else if (st == Status::kClosed) {
+      ++seen["claim saw the bit (kClosed), bit kept"];
+      ++after;
+    } else {
+      ++bad["other claim status"];
+    }
+    wv.part->tail.fetch_and(~kTailClosedBit);  // reopen for the next iteration (test only)
+    if (before + after == 64) {
+      // Steps grow with the imbalance's persistence (a yield on a loaded
+      // machine is worth thousands of pauses) and shrink near balance.
+      if (before > 2 * after) {  // the claim is usually first: delay it
+        if (cbase > 0) cbase -= std::min(cbase, step); else wbase += step;
+        step = std::min<std::uint32_t>(step * 2, 1u << 14);
+      } else if (after > 2 * before) {  // the close is usually first: delay it
+        if (wbase > 0) wbase -= std::min(wbase, step); else cbase += step;
+        step = std::min<std::uint32_t>(step * 2, 1u << 14);
+      } else {
+        step = std::max<std::uint32_t>(step / 2, 4);
+      }
+      before = after = 0;
+    }
+    n = i + 1;
+  }
+  w.join();  // a stop request ends both loops at the same barrier
+  print_table(single ? "close vs claim (single-producer topic)" : "close vs claim (multi-producer topic)", seen, bad, n);
+  for (const auto& [k, c] : bad) EXPECT_EQ(c, 0u) << k;
+  EXPECT_EQ(n, iterations);
+}
+
+INSTANTIATE_TEST_SUITE_P(Producers, RingLogCloseLitmusTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return std::string(p.param ? "SingleProducer" : "MultiProducer");
+                         });
 
 }  // namespace
 }  // namespace herald::shm
