@@ -55,7 +55,6 @@ RingLogWriter::RingLogWriter(const TopicMap* topic, std::uint32_t slot, bool fas
     : topic_(topic),
       slot_(slot),
       fast_wake_(fast_wake),
-      single_producer_((topic->log_header()->flags & kLogSingleProducer) != 0),
       cached_gate_(topic->partitions(), 0) {}
 
 std::uint64_t RingLogWriter::compute_gate(std::uint32_t p) noexcept {
@@ -147,13 +146,13 @@ Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint6
         return Status::kBackPressured;
       }
     }
-    if (single_producer_) {
-      // R2 (single producer): attach refused every other producer.
-      v.part->tail.store(t + bytes, std::memory_order_release);
-    } else if (!v.part->tail.compare_exchange_weak(t, t + bytes, std::memory_order_acq_rel,
-                                                   std::memory_order_relaxed)) {
-      // R2: the release orders our slot store before the new tail.
-      continue;  // lost the race: rewrite the slot for the new tail
+    // R2: the release orders our slot store before the new tail. A CAS even
+    // on single-producer topics, where no other producer can move the tail:
+    // topic delete can, setting the closed bit (fetch_or) between our load
+    // and a plain store, which the store would then erase; every later
+    // claim and read would never learn the topic is closed.
+    if (!v.part->tail.compare_exchange_weak(t, t + bytes, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      continue;  // lost the race (or the topic closed): rewrite the slot for the new tail
     }
     s.word.store(t | kClaimWon, std::memory_order_relaxed);
     // The bytes we write next must not become visible before the new tail:
