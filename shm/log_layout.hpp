@@ -51,7 +51,7 @@ inline constexpr std::uint64_t kMinMaxEvent = 128;
 inline constexpr std::uint64_t kIndexPageBytes = 4096;  // one boundary-index entry per 4 KiB of ring
 
 enum LogFlags : std::uint32_t {
-  kLogSingleProducer = 1u << 0,  // claims are plain stores; attach refuses a second producer
+  kLogSingleProducer = 1u << 0,  // attach refuses a second producer (claims still CAS: see try_claim)
   kLogDeadLetterTopic = 1u << 1, // a group's DLQ (`<topic>.dlq.<group>`)
 };
 
@@ -94,8 +94,9 @@ struct alignas(128) PartitionLayout {
   std::uint64_t ring_off;  // offset of this partition's ring in the segment
   std::uint64_t index_off; // offset of this partition's boundary index
   std::uint64_t claims_off;// offset of this partition's claim slots
-  // +128 (P): the next position to claim; CAS by producers (plain store on
-  // single-producer topics). Bit 0 is kTailClosedBit.
+  // +128 (P): the next position to claim; CAS by producers (on
+  // single-producer topics too: a plain store could erase the closed bit).
+  // Bit 0 is kTailClosedBit.
   alignas(128) std::atomic<std::uint64_t> tail;
   // +256 (P): producers parked on backpressure (fetch_add/sub); consumers and
   // heraldd load it after a cursor change to decide whether to wake them.

@@ -75,11 +75,22 @@ RepairReport repair_claim_slot(const TopicMap& topic, std::uint32_t p, std::uint
   if (!valid_size(v, size)) return clear();  // a slot we cannot trust names no range we could abort safely
 
   if (state == kClaimWon) {
-    // It won the CAS: abort from its first uncommitted record. committed_to
-    // is a hint (a word is stored before it advances); the walk decides.
-    std::uint64_t from = s.committed_to.load(std::memory_order_relaxed);
-    if (from < p0 || from > p0 + size || from % kRecordAlign != 0) from = p0;
-    return abort_from(from);
+    // A won range ends at or below the tail (its CAS moved tail to p0 +
+    // size, and tail only grows) and is never lapped (W covers it). A slot
+    // that says otherwise is garbage: aborting "its" range would store
+    // commit words for positions the tail has not reached (a later claim
+    // there would look committed before its producer wrote it), or loop
+    // over a range that wraps 2^64.
+    const std::uint64_t t = load_tail(v);
+    if (p0 + size < p0 || p0 + size > t || t - p0 > v.ring_bytes) return clear();
+    // It won the CAS: abort from its first uncommitted record. The walk
+    // starts at p0, not at committed_to: committed_to is read from shared
+    // memory and is only a hint. A value ahead of the commit words would skip
+    // an uncommitted record (readers wait at it forever), and one inside a
+    // committed record would write an aborted header over its body. Walking
+    // from p0 costs one commit-word load per committed record of the batch,
+    // and the range is still ours (W covers a won range: nobody lapped it).
+    return abort_from(p0);
   }
 
   // A candidate: it may have lost its CAS, or won and died before marking it.

@@ -56,7 +56,6 @@ RingLogWriter::RingLogWriter(const TopicMap* topic, std::uint32_t slot, bool fas
     : topic_(topic),
       slot_(slot),
       fast_wake_(fast_wake),
-      single_producer_((topic->log_header()->flags & kLogSingleProducer) != 0),
       cached_gate_(topic->partitions(), 0) {}
 
 std::uint64_t RingLogWriter::compute_gate(std::uint32_t p) noexcept {
@@ -149,13 +148,13 @@ Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint6
         return Status::kBackPressured;
       }
     }
-    if (single_producer_) {
-      // R2 (single producer): attach refused every other producer.
-      v.part->tail.store(t + bytes, std::memory_order_release);
-    } else if (!v.part->tail.compare_exchange_weak(t, t + bytes, std::memory_order_acq_rel,
-                                                   std::memory_order_relaxed)) {
-      // R2: the release orders our slot store before the new tail.
-      continue;  // lost the race: rewrite the slot for the new tail
+    // R2: the release orders our slot store before the new tail. A CAS even
+    // on single-producer topics, where no other producer can move the tail:
+    // topic delete can, setting the closed bit (fetch_or) between our load
+    // and a plain store, which the store would then erase; every later
+    // claim and read would never learn the topic is closed.
+    if (!v.part->tail.compare_exchange_weak(t, t + bytes, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      continue;  // lost the race (or the topic closed): rewrite the slot for the new tail
     }
     HERALD_CRASH_POINT("claim.won_unmarked");
     s.word.store(t | kClaimWon, std::memory_order_relaxed);
@@ -356,9 +355,13 @@ __attribute__((no_sanitize_thread)) Status read_copy(const PartitionView& v, std
   // A1: pairs with R1.
   const std::uint64_t w = h->word.load(std::memory_order_acquire);
   if (w != (q ^ v.salt)) {
-    // A commit word from a newer lap at q means we were lapped.
-    const std::uint64_t other = w ^ v.salt;
-    if ((other & (kRecordAlign - 1)) == 0 && other > q && ((other - q) & v.mask) == 0) return Status::kOverrun;
+    // Lapped or not is decided by the tail alone. A newer lap's commit word
+    // at q implies it: its producer's claim (tail past q + ring) precedes
+    // its word (R1), which our acquire load synchronised with. The word
+    // alone proves nothing: before q is written, its bytes are often an
+    // older record's payload, and one random word in 64 * ring/64 looks like
+    // (q + k * ring) ^ salt; taking that for an overrun would make a lossy
+    // reader skip a record nobody overwrote.
     const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
     const std::uint64_t t = raw & ~kTailClosedBit;
     if (t > q && t - q > v.ring_bytes) return Status::kOverrun;
@@ -412,9 +415,16 @@ __attribute__((no_sanitize_thread)) std::uint64_t walk_records(const PartitionVi
 
 std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noexcept {
   const std::uint64_t t = load_tail(v);
+  if (x >= t) return t;  // before align_up, which would wrap a value near 2^64 to 0
   x = align_up(x, kRecordAlign);
   if (x >= t) return t;
-  if (t - x <= v.ring_bytes && is_committed(v, x)) return x;
+  // Nothing older than one ring is retained, so start there: the index scan
+  // below then visits at most ring/4096 pages however far behind x is (a
+  // reader back after a long absence would otherwise walk every page
+  // between its old position and the tail: 2^38 of them for a tail of 2^50).
+  // (Rounded up: a corrupt, unaligned tail must not make x unaligned.)
+  if (t - x > v.ring_bytes) x = align_up(t - v.ring_bytes, kRecordAlign);
+  if (is_committed(v, x)) return x;
   // x may fall inside a record. The index names the first record start in
   // x's own page: at or before x, walk record lengths from it; after x, it
   // is the answer. (Scanning only from the next page on would skip up to
@@ -431,7 +441,9 @@ std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noex
     const std::uint64_t r = e0 >= x ? e0 : walk_records(v, e0, x, t);
     if (r != UINT64_MAX && r <= t && (r == t || is_committed(v, r))) return r;
   }
-  for (std::uint64_t b = align_up(x + 1, kIndexPageBytes); b < t; b += kIndexPageBytes) {
+  // b > x: stop if b wraps past 2^64 (only a garbage tail gets there),
+  // which would otherwise restart the scan at 0 and walk 2^52 pages.
+  for (std::uint64_t b = align_up(x + 1, kIndexPageBytes); b > x && b < t; b += kIndexPageBytes) {
     // Relaxed: the entry is only a hint, validated against the commit word.
     const std::uint64_t e = v.boundary_for(b).load(std::memory_order_relaxed);
     if (e < b || e - b > v.max_event || e > t || e % kRecordAlign != 0) continue;  // another lap's entry
@@ -457,13 +469,12 @@ Status check_position(const PartitionView& v, std::uint64_t pos) noexcept {
 
 namespace {
 // Something for a reader waiting at q: a record committed there, the topic
-// closed, or the reader lapped (a newer lap's word at q, or tail > q + ring).
+// closed, or the reader lapped (tail > q + ring; a word that merely looks
+// like a newer lap's is old payload, see read_copy).
 inline bool has_news(const PartitionView& v, std::uint64_t q) noexcept {
   // A1: pairs with R1.
   const std::uint64_t w = v.header_at(q)->word.load(std::memory_order_acquire);
   if (w == (q ^ v.salt)) return true;
-  const std::uint64_t other = w ^ v.salt;
-  if (w != 0 && (other & (kRecordAlign - 1)) == 0 && other > q && ((other - q) & v.mask) == 0) return true;
   const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
   return (raw & kTailClosedBit) != 0 || (raw & ~kTailClosedBit) - q > v.ring_bytes;
 }

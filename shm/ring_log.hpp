@@ -92,7 +92,6 @@ class RingLogWriter {
   const TopicMap* topic_;
   std::uint32_t slot_;
   bool fast_wake_;
-  bool single_producer_;
   std::vector<std::uint64_t> cached_gate_;  // per partition; only ever a safe lower bound
   std::uint64_t claim_pos_ = 0;
   std::uint64_t claim_end_ = 0;

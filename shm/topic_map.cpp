@@ -93,7 +93,13 @@ Result<LogGeometry> validate_log_segment(const std::byte* base, std::uint64_t by
   if (auto r = check_segment_header(h->segment, bytes, kMagicLog, SegmentKind::kLog, incarnation, "log"); !r)
     return fail(std::move(r).error());
   LogParams p{h->partitions, h->ring_bytes, h->max_event, h->flags};
-  if (auto r = validate_log_params(p); !r) return fail(std::move(r).error().with_context("log segment header"));
+  if (auto r = validate_log_params(p); !r) {
+    // Bad parameters read from a segment are a corrupt segment, not the
+    // caller's bad argument: keep the message, report kCorrupt.
+    Error e = std::move(r).error().with_context("log segment header");
+    e.code = Errc::kCorrupt;
+    return fail(std::move(e));
+  }
   if (h->producer_slots != kProducerSlots || h->reader_slots != kReaderSlots)
     return fail(Errc::kCorrupt, "log segment has " + std::to_string(h->producer_slots) + " producer and " +
                                     std::to_string(h->reader_slots) + " reader slots, expected " +
