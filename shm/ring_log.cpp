@@ -136,7 +136,10 @@ Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint6
     // producer that sees the new tail also sees this slot (W covers the
     // range), and a crash right after the CAS leaves a slot that names it.
     s.committed_to.store(t, std::memory_order_relaxed);
-    s.word.store(t | kClaimCandidate, std::memory_order_relaxed);
+    // Release: size and sequence (stored above) are in place before the
+    // word names a candidate, even if we die right after this store
+    // (heraldd's repair reads all three). A plain mov on x86.
+    s.word.store(t | kClaimCandidate, std::memory_order_release);
     HERALD_CRASH_POINT("claim.candidate");
     if (t + bytes > cached_gate_[p] + v.ring_bytes) {
       const std::uint64_t g = compute_gate(p);
@@ -488,6 +491,10 @@ Status park_reader(const TopicMap& topic, std::uint32_t reader, std::span<const 
     // re-check below; the producer: word first, then the bit).
     v->state->waiters.fetch_or(bit, std::memory_order_seq_cst);
   }
+  // The re-check below is an acquire load; in the C++ model only a seq_cst
+  // fence orders it after the RMWs above (on x86 the locked RMW already
+  // does). Once per park, next to a system call: free.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   // Producers on the fast path skip F1; this makes them pass a full barrier
   // now. If the kernel refuses, bound the damage of a missed wake-up.
   if (!membarrier_heavy_fence()) timeout_ns = std::min<std::uint64_t>(timeout_ns, 1'000'000);

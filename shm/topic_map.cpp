@@ -281,6 +281,7 @@ void TopicMap::build_views() {
 }
 
 void TopicMap::close() const noexcept {
+  if (log_.access() != Access::kReadWrite) return;  // only an administrator (log mapped RW) can close
   for (const PartitionView& v : views_) {
     // The closed bit makes every later CAS on tail fail (producers then see
     // the bit and return kClosed) and every empty read report kClosed.
