@@ -17,9 +17,14 @@
 
 namespace herald::daemon {
 
-void Daemon::watch(pid_t pid, std::uint64_t start_time) {
-  if (pid <= 0 || pids_.watching(pid)) return;
-  if (!pids_.add(pid, start_time)) process_exited(pid, start_time);  // already gone
+bool Daemon::watch(pid_t pid, std::uint64_t start_time) {
+  if (pid <= 0) return false;
+  if (pids_.watching(pid)) return true;
+  if (!pids_.add(pid, start_time)) {
+    process_exited(pid, start_time);  // already gone
+    return false;
+  }
+  return true;
 }
 
 nlohmann::json Daemon::op_producer(const Peer& peer, const nlohmann::json& req) {
