@@ -19,7 +19,19 @@ namespace herald::daemon {
 
 bool Daemon::watch(pid_t pid, std::uint64_t start_time) {
   if (pid <= 0) return false;
-  if (pids_.watching(pid)) return true;
+  if (pids_.watching(pid)) {
+    // Owners are (pid, start time). The pid may be watched as another, live
+    // process that reused it: then this (pid, start time) is a process that
+    // died while nobody watched it (e.g. a producer that died while no
+    // daemon ran, whose pid a member restored at start now has). Its slots
+    // must be repaired now; no pidfd will ever tell us.
+    const std::uint64_t known = pids_.start_time(pid);
+    if (start_time != 0 && known != 0 && known != start_time && !shm::process_alive(pid, start_time)) {
+      process_exited(pid, start_time);
+      return false;
+    }
+    return true;
+  }
   if (!pids_.add(pid, start_time)) {
     process_exited(pid, start_time);  // already gone
     return false;
@@ -38,12 +50,15 @@ nlohmann::json Daemon::op_producer(const Peer& peer, const nlohmann::json& req) 
 }
 
 void Daemon::process_exited(pid_t pid, std::uint64_t start_time) {
+  // Only what belongs to that process: a live process with the same pid and
+  // another start time (the pid reused) keeps its members and slots.
+  auto same = [&](std::uint64_t st) { return start_time == 0 || st == 0 || st == start_time; };
   std::vector<std::uint64_t> gone;
   for (const auto& [id, m] : members_)
-    if (m->pid == pid) gone.push_back(id);
+    if (m->pid == pid && same(m->start_time)) gone.push_back(id);
   for (std::uint64_t id : gone) remove_member(id, "process exited");
   for (const auto& d : dead_)
-    if (d->pid == pid) return;  // already queued
+    if (d->pid == pid && d->start_time == start_time) return;  // already queued
   auto d = std::make_unique<Dead>();
   d->pid = pid;
   d->start_time = start_time;
