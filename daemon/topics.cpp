@@ -223,17 +223,24 @@ nlohmann::json Daemon::op_reset_group(const Peer& peer, const nlohmann::json& re
     return control::error_response(
         id, Error{Errc::kBusy, "group '" + *gname + "' has " + std::to_string(gs->second->members.size()) +
                                    " live members; stop them before resetting its cursors"});
-  nlohmann::json plan = nlohmann::json::array();
+  // Resolve every partition before changing any: a target that one
+  // partition cannot take (not an event boundary there) fails the request
+  // with nothing changed, rather than half-way through.
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> targets;
   for (std::uint32_t p = 0; p < m.partitions(); ++p) {
     if (only >= 0 && p != static_cast<std::uint32_t>(only)) continue;
     auto pos = detail::resolve_offset(m, p, where);
     if (!pos) return control::error_response(id, pos.error());
+    targets.emplace_back(p, *pos);
+  }
+  nlohmann::json plan = nlohmann::json::array();
+  for (const auto& [p, to] : targets) {
     const std::uint64_t cur = m.group_partition(rec->slot, p)->cursor.load(std::memory_order_acquire);
-    plan.push_back({{"partition", p}, {"from", shm::cursor_pos(cur)}, {"to", *pos}});
+    plan.push_back({{"partition", p}, {"from", shm::cursor_pos(cur)}, {"to", to}});
     if (!execute) continue;
     // A new generation fences anyone still holding the old cursor.
-    const std::uint64_t desired = shm::pack_cursor(shm::cursor_gen(cur) + 1, *pos);
-    if (*pos < shm::cursor_pos(cur)) {
+    const std::uint64_t desired = shm::pack_cursor(shm::cursor_gen(cur) + 1, to);
+    if (to < shm::cursor_pos(cur)) {
       std::uint64_t floor = 0;
       (void)shm::lower_gate(m, rec->slot, p, cur, desired, &floor);
     } else {
