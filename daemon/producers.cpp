@@ -124,15 +124,29 @@ void Daemon::scan_slots() {
     TopicState& t = *tp;
     const shm::TopicMap& map = *t.map;
     const std::uint32_t slots = map.geometry().producer_slots;
+    // A claim reported as stalled is over (finished, or its producer gone):
+    // withdraw the report, unless a newer one replaced it.
+    auto end_stall = [&](std::uint32_t p, std::uint32_t s) {
+      TopicState::ClaimSeen& seen = t.claims[std::size_t{p} * slots + s];
+      if (seen.reported) {
+        std::uint64_t mine = seen.pid;
+        map.partition(p).part->stalled_pid.compare_exchange_strong(mine, 0, std::memory_order_relaxed);
+      }
+      seen = {};
+    };
     // Producers: watch new owners; a dead one is repaired right away.
     for (std::uint32_t s = 0; s < slots; ++s) {
       shm::ProducerSlotLayout* ps = map.producer(s);
       const std::uint64_t owner = ps->owner.load(std::memory_order_acquire);
-      if (owner == 0) {
-        if (t.producers[s].owner != shm::kOwnerReclaiming) t.producers[s] = {};
+      if (owner == 0 || owner == shm::kOwnerReclaiming) {
+        // Released (its producer finished and went away) or being repaired:
+        // a stall reported for its claims is over. (Without this, a holder
+        // that committed and exited between two scans left its pid in
+        // stalled_pid for good.)
+        for (std::uint32_t p = 0; p < map.partitions(); ++p) end_stall(p, s);
+        if (owner == 0 && t.producers[s].owner != shm::kOwnerReclaiming) t.producers[s] = {};
         continue;
       }
-      if (owner == shm::kOwnerReclaiming) continue;
       const std::uint64_t start = ps->start_time.load(std::memory_order_relaxed);
       if (t.producers[s].owner != owner || t.producers[s].start_time != start) {
         t.producers[s] = {owner, start};
@@ -144,16 +158,17 @@ void Daemon::scan_slots() {
         TopicState::ClaimSeen& seen = t.claims[std::size_t{p} * slots + s];
         const std::uint64_t w = map.partition(p).claims[s].word.load(std::memory_order_acquire);
         if ((w & shm::kClaimStateMask) == 0) {
-          if (seen.reported) map.partition(p).part->stalled_pid.store(0, std::memory_order_relaxed);
-          seen = {};
+          end_stall(p, s);
           continue;
         }
         if (seen.word != w) {
-          seen = {w, now, false};
+          end_stall(p, s);  // a new claim: the one we watched (and maybe reported) is done
+          seen = {w, now, 0, false};
           continue;
         }
         if (!seen.reported && now - seen.since_ns > cfg_.stall_report_ns) {
           seen.reported = true;
+          seen.pid = owner & 0xffffffffu;
           shm::PartitionLayout* part = map.partition(p).part;
           part->stalled_pid.store(owner & 0xffffffffu, std::memory_order_relaxed);
           part->stalled_position.store(w & ~shm::kClaimStateMask, std::memory_order_relaxed);

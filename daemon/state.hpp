@@ -26,6 +26,7 @@ struct Daemon::TopicState {
   struct ClaimSeen {
     std::uint64_t word = 0;
     std::uint64_t since_ns = 0;
+    std::uint64_t pid = 0;  // who was reported (stalled_pid), when reported
     bool reported = false;
   };
   std::vector<ClaimSeen> claims;  // [partition * producer_slots + slot]
