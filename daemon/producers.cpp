@@ -11,6 +11,7 @@
 #include "runtime/src/control.hpp"
 #include "runtime/src/groups.hpp"
 #include "shm/clock.hpp"
+#include "shm/crash_point.hpp"
 #include "shm/names.hpp"
 #include "shm/repair.hpp"
 #include "shm/slots.hpp"
@@ -88,6 +89,7 @@ void Daemon::repair_dead_producers() {
           const std::uint64_t st = ps->start_time.load(std::memory_order_relaxed);
           if (st != 0 && d.start_time != 0 && st != d.start_time) continue;  // a newer process with a recycled pid
           if (!ps->owner.compare_exchange_strong(owner, shm::kOwnerReclaiming, std::memory_order_acq_rel)) continue;
+          HERALD_CRASH_POINT("repair.slot_taken");  // heraldd killed holding a dead producer's slot
           t->producers[s] = {shm::kOwnerReclaiming, d.start_time};
         }
         dead_mask |= 1ull << s;
