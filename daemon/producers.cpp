@@ -120,6 +120,35 @@ void Daemon::repair_dead_producers() {
   }
 }
 
+// A producer slot another repairer took over (kOwnerReclaiming) and never
+// released: that repairer died half-way — a previous heraldd killed in the
+// middle of a repair, or a client killed while taking over a dead
+// producer's slot. Nobody else will ever finish it, and while its claim
+// stands it holds the partition's unfinished watermark: one lap later every
+// producer is stuck. A live repairer holds the mark only for one
+// non-blocking pass, so a slot still taken after stall_report_ns is an
+// orphan; the repair is idempotent, so this daemon does it again.
+void Daemon::adopt_orphan(TopicState& t, std::uint32_t s, std::uint64_t now) {
+  TopicState::SlotOwner& so = t.producers[s];
+  if (so.orphan_since_ns == 0) {
+    so.orphan_since_ns = now;
+    return;
+  }
+  if (now - so.orphan_since_ns < cfg_.stall_report_ns) return;
+  const shm::TopicMap& map = *t.map;
+  // The threads of one dead process were taken over together: every
+  // orphan of this topic counts as dead when deciding between candidates.
+  std::uint64_t dead_mask = 0;
+  for (std::uint32_t o = 0; o < map.geometry().producer_slots; ++o)
+    if (map.producer(o)->owner.load(std::memory_order_acquire) == shm::kOwnerReclaiming &&
+        t.producers[o].owner != shm::kOwnerReclaiming)
+      dead_mask |= 1ull << o;
+  if (!shm::repair_producer_slot(map, s, dead_mask)) return;  // a live producer races for it: next scan
+  so = {};
+  log("finished the repair of producer slot " + std::to_string(s) + " of topic '" + t.rec.name +
+      "', left half-done by a repairer that died");
+}
+
 void Daemon::scan_slots() {
   const std::uint64_t now = clock_();
   for (auto& [name, tp] : topics_) {
@@ -147,6 +176,7 @@ void Daemon::scan_slots() {
         // stalled_pid for good.)
         for (std::uint32_t p = 0; p < map.partitions(); ++p) end_stall(p, s);
         if (owner == 0 && t.producers[s].owner != shm::kOwnerReclaiming) t.producers[s] = {};
+        if (owner == shm::kOwnerReclaiming && t.producers[s].owner != shm::kOwnerReclaiming) adopt_orphan(t, s, now);
         continue;
       }
       const std::uint64_t start = ps->start_time.load(std::memory_order_relaxed);

@@ -21,6 +21,7 @@ struct Daemon::TopicState {
   struct SlotOwner {
     std::uint64_t owner = 0;
     std::uint64_t start_time = 0;
+    std::uint64_t orphan_since_ns = 0;  // first seen taken over (kOwnerReclaiming) by someone else
   };
   std::vector<SlotOwner> producers;  // per producer slot, as last scanned
   struct ClaimSeen {
