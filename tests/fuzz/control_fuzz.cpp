@@ -450,8 +450,8 @@ int main(int argc, char** argv) {
   seed = seed << 32 | std::random_device{}();
   if (const char* env = std::getenv("HERALD_SEED"); env != nullptr && *env != '\0') seed = std::strtoull(env, nullptr, 0);
   seed = std::strtoull(arg(argc, argv, "seed", std::to_string(seed)).c_str(), nullptr, 0);
-  const std::uint64_t iterations = std::strtoull(arg(argc, argv, "iterations", "2000").c_str(), nullptr, 0);
-  const std::uint64_t server_iterations = std::strtoull(arg(argc, argv, "server-iterations", "300").c_str(), nullptr, 0);
+  const std::uint64_t iterations = std::strtoull(arg(argc, argv, "iterations", "1000").c_str(), nullptr, 0);
+  const std::uint64_t server_iterations = std::strtoull(arg(argc, argv, "server-iterations", "200").c_str(), nullptr, 0);
   std::printf("herald_fuzz_control: seed = %llu (replay with HERALD_SEED=%llu), %llu + %llu iterations\n",
               static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed),
               static_cast<unsigned long long>(iterations), static_cast<unsigned long long>(server_iterations));
