@@ -143,7 +143,10 @@ class Daemon {
   void scan_slots();
   void process_exited(pid_t pid, std::uint64_t start_time);
   void repair_dead_producers();
-  void watch(pid_t pid, std::uint64_t start_time);
+  void adopt_orphan(TopicState& t, std::uint32_t slot, std::uint64_t now);
+  // Watches a client process for exit; false (after process_exited) if it
+  // is gone already. Call it BEFORE creating state that names the process.
+  bool watch(pid_t pid, std::uint64_t start_time);
 
   Config cfg_;
   Clock clock_;

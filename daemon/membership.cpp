@@ -89,6 +89,13 @@ nlohmann::json Daemon::op_join(ConnId conn, const Peer& peer, const nlohmann::js
                                                                           std::to_string(slot_owner & 0xffffffffu) +
                                                                           ", not to the caller (pid " +
                                                                           std::to_string(peer.pid) + ")"});
+  // Watch the client before anything names it. A client that sent "join"
+  // and exited before we got here is gone already: watch() runs
+  // process_exited() now, while there is no member of it to remove (a
+  // member made first would be removed by it and then used: freed memory).
+  if (!watch(peer.pid, peer.start_time))
+    return control::error_response(id, Error{Errc::kNotFound, "client pid " + std::to_string(peer.pid) +
+                                                                  " exited before its join was handled"});
   // Find or create the group (creation under the bus admin lock).
   int policy_req = -1;
   if (auto p = req.find("policy"); p != req.end() && p->is_string()) {
@@ -154,7 +161,6 @@ nlohmann::json Daemon::op_join(ConnId conn, const Peer& peer, const nlohmann::js
   g.members.push_back(ref.id);
   g.empty_since_ns = 0;
   m.group(g.slot)->members.store(static_cast<std::uint32_t>(g.members.size()), std::memory_order_relaxed);
-  watch(peer.pid, peer.start_time);
   if (g.policy == shm::GroupPolicy::kLagOut &&
       (m.group(g.slot)->flags.load(std::memory_order_acquire) & shm::kGroupGating) == 0)
     promote(g);
@@ -532,6 +538,12 @@ void Daemon::restore_groups(TopicState& t) {
       for (auto& [mid, mem] : members_)
         if (mem->restored && mem->topic == t.rec.name && mem->reader == r) m = mem.get();
       if (m == nullptr) {
+        // Watched first: if it died since the check above, process_exited()
+        // runs before a member of it exists (see op_join).
+        if (!watch(pid, start)) {
+          gp->owner_reader.store(0, std::memory_order_release);
+          continue;
+        }
         auto mem = std::make_unique<Member>();
         mem->id = next_member_id_++;
         mem->pid = pid;
@@ -546,7 +558,6 @@ void Daemon::restore_groups(TopicState& t) {
         m = mem.get();
         g.members.push_back(mem->id);
         members_[mem->id] = std::move(mem);
-        watch(pid, start);
       }
       m->owned.set(p);
       g.owner[p] = m->id;

@@ -27,6 +27,11 @@ class PidWatch {
   // Starts watching; false if the process is already gone (or recycled).
   bool add(pid_t pid, std::uint64_t start_time);
   [[nodiscard]] bool watching(pid_t pid) const { return by_pid_.count(pid) != 0; }
+  // The start time of the process watched under `pid` (0: none or unknown).
+  [[nodiscard]] std::uint64_t start_time(pid_t pid) const {
+    auto it = by_pid_.find(pid);
+    return it == by_pid_.end() ? 0 : it->second.start_time;
+  }
   void remove(pid_t pid);
   // Watched processes that exited since the last call; never blocks.
   std::vector<std::pair<pid_t, std::uint64_t>> exited();

@@ -21,11 +21,13 @@ struct Daemon::TopicState {
   struct SlotOwner {
     std::uint64_t owner = 0;
     std::uint64_t start_time = 0;
+    std::uint64_t orphan_since_ns = 0;  // first seen taken over (kOwnerReclaiming) by someone else
   };
   std::vector<SlotOwner> producers;  // per producer slot, as last scanned
   struct ClaimSeen {
     std::uint64_t word = 0;
     std::uint64_t since_ns = 0;
+    std::uint64_t pid = 0;  // who was reported (stalled_pid), when reported
     bool reported = false;
   };
   std::vector<ClaimSeen> claims;  // [partition * producer_slots + slot]

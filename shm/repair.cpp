@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "shm/crash_point.hpp"
 #include "shm/ring_log.hpp"
 
 namespace herald::shm {
@@ -64,6 +65,7 @@ RepairReport repair_claim_slot(const TopicMap& topic, std::uint32_t p, std::uint
     s.committed_to.store(end, std::memory_order_relaxed);
     v.part->aborted_records.fetch_add(rep.aborted_records, std::memory_order_relaxed);
     v.part->repaired_claims.fetch_add(1, std::memory_order_relaxed);
+    HERALD_CRASH_POINT("repair.before_clear");  // the repairer killed with the range aborted, the slot not cleared
     s.word.store(kClaimEmpty, std::memory_order_release);
     wake_everyone(topic, v);
     rep.outcome = RepairOutcome::kAborted;

@@ -262,6 +262,13 @@ void Consumer::Impl::check_assignment() {
 }
 
 void Consumer::Impl::apply_assignment(std::uint64_t epoch) {
+  // heraldd bumps the epoch once per change it mirrors. If we skipped some,
+  // a partition may have been assigned to us and revoked again in between:
+  // we never held it, but heraldd waits for our acknowledgement before it
+  // moves it (for up to max_poll_interval). So after a skip, every partition
+  // we do not own is acknowledged; heraldd ignores those not being revoked
+  // from us.
+  const bool skipped = epoch != assign_epoch_seen + 1;
   assign_epoch_seen = epoch;
   const shm::ReaderLayout* me = topic->reader(reader);
   std::uint64_t words[shm::kAssignWords];
@@ -280,13 +287,14 @@ void Consumer::Impl::apply_assignment(std::uint64_t epoch) {
     drop(p);
     changed.push_back(p);
   }
-  if (!changed.empty()) {
-    if (opts.on_revoked) opts.on_revoked(changed);
+  if (!changed.empty() || skipped) {
+    if (!changed.empty() && opts.on_revoked) opts.on_revoked(changed);
     nlohmann::json ps = nlohmann::json::array();
-    for (std::uint32_t p : changed) ps.push_back(p);
+    for (std::uint32_t p = 0; p < parts.size(); ++p)
+      if (!parts[p].assigned && !owned(p)) ps.push_back(p);  // what we just dropped, and the rest we lack
     // Best effort: a daemon that does not hear it forces the move at the
     // member's deadline; nothing is lost either way (the commit is done).
-    (void)bus->call_daemon({{"op", "ack"}, {"member_id", member_id}, {"partitions", ps}});
+    if (!ps.empty()) (void)bus->call_daemon({{"op", "ack"}, {"member_id", member_id}, {"partitions", ps}});
   }
   report_lost();
   // Assigned: start at the committed cursor (of the new generation).
@@ -511,8 +519,21 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
         return fail(std::move(r).error());
       }
     }
-    // Relaxed: read by whoever owns the partition after our death only.
-    if (tracked) gp(p)->inflight.store(shm::pack_inflight(pos, prior + 1, true, marks()), std::memory_order_relaxed);
+    if (tracked) {
+      // A member that lost the partition (heraldd bumped the generation
+      // while we were busy, e.g. stuck in a long handler) stops here: the
+      // in-flight slot and the events are the new owner's now. Relaxed: a
+      // late answer only means one more duplicate, never a loss.
+      const std::uint64_t now_word = gp(p)->cursor.load(std::memory_order_relaxed);
+      if (shm::cursor_gen(now_word) != shm::cursor_gen(pt.cursor)) {
+        lost.push_back(p);
+        drop(p);
+        report_lost();
+        return n;
+      }
+      // Relaxed: read by whoever owns the partition after our death only.
+      gp(p)->inflight.store(shm::pack_inflight(pos, prior + 1, true, marks()), std::memory_order_relaxed);
+    }
     HERALD_CRASH_POINT("consume.before_handler");
     HandlerResult verdict;
     try {

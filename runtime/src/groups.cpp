@@ -257,23 +257,29 @@ Result<std::vector<ResetStep>> reset_group_cursors(const shm::TopicMap& topic, s
   if (partition >= static_cast<std::int64_t>(topic.partitions()))
     return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " does not exist (topic '" +
                                             topic.topic() + "' has " + std::to_string(topic.partitions()) + ")");
+  // Resolve every partition before changing any: a target one partition
+  // cannot take (not an event boundary there) fails the whole reset with
+  // nothing changed, rather than half-way through.
   std::vector<ResetStep> plan;
   for (std::uint32_t p = 0; p < topic.partitions(); ++p) {
     if (partition >= 0 && p != static_cast<std::uint32_t>(partition)) continue;
     auto pos = resolve_offset(topic, p, to);
     if (!pos) return fail(std::move(pos).error());
-    shm::GroupPartitionLayout* gp = topic.group_partition(g, p);
+    plan.push_back({p, shm::cursor_pos(topic.group_partition(g, p)->cursor.load(std::memory_order_acquire)), *pos});
+  }
+  if (!execute) return plan;
+  for (const ResetStep& st : plan) {
+    shm::GroupPartitionLayout* gp = topic.group_partition(g, st.partition);
     const std::uint64_t cur = gp->cursor.load(std::memory_order_acquire);
-    plan.push_back({p, shm::cursor_pos(cur), *pos});
-    if (!execute) continue;
-    const std::uint64_t desired = shm::pack_cursor(shm::cursor_gen(cur) + 1, *pos);
-    if (*pos < shm::cursor_pos(cur)) {
+    // A new generation fences anyone still holding the old cursor.
+    const std::uint64_t desired = shm::pack_cursor(shm::cursor_gen(cur) + 1, st.to);
+    if (st.to < shm::cursor_pos(cur)) {
       std::uint64_t floor = 0;
-      (void)shm::lower_gate(topic, g, p, cur, desired, &floor);
+      (void)shm::lower_gate(topic, g, st.partition, cur, desired, &floor);
     } else {
       std::uint64_t expect = cur;
       gp->cursor.compare_exchange_strong(expect, desired, std::memory_order_seq_cst);
-      shm::wake_producers(topic.partition(p));
+      shm::wake_producers(topic.partition(st.partition));
     }
     // The in-flight slot and a pending DLQ move belong to the old position.
     gp->inflight.store(shm::kNoInflight, std::memory_order_relaxed);

@@ -1,0 +1,396 @@
+// heraldd's socket server run in a thread of the test, driven by real
+// herald::Bus / Consumer clients in daemon mode: a group's members get
+// disjoint partitions covering the topic, the rebalance callbacks fire
+// inside poll(), a stuck member is fenced (on_lost) and comes back, and a
+// malformed frame closes only its own connection.
+#include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "daemon/daemon.hpp"
+#include "daemon/server.hpp"
+#include "herald/herald.hpp"
+#include "runtime/src/control.hpp"
+#include "runtime/src/daemon_client.hpp"
+#include "runtime/src/groups.hpp"
+#include "runtime/src/run_dir.hpp"
+#include "shm/clock.hpp"
+#include "shm/slots.hpp"
+#include "tests/support/daemon_harness.hpp"
+#include "tests/support/test_env.hpp"
+
+namespace herald::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Parts = std::vector<std::uint32_t>;
+
+class DaemonServerTest : public ::testing::Test {
+ protected:
+  static nlohmann::json minus_parts(const Parts& kept) {
+    nlohmann::json out = nlohmann::json::array();
+    for (std::uint32_t p = 0; p < 4; ++p)
+      if (std::find(kept.begin(), kept.end(), p) == kept.end()) out.push_back(p);
+    return out;
+  }
+
+  void SetUp() override {
+    daemon::Config c;
+    c.bus = guard_.bus();
+    c.run_dir = guard_.run_dir();
+    auto d = daemon::Daemon::open(c, shm::monotonic_ns, [this](const std::string& l) { logline(l); });
+    ASSERT_TRUE(d) << d.error().message();
+    daemon_ = std::move(d).value();
+    server_ = std::make_unique<daemon::Server>(*daemon_, detail::socket_path(guard_.run_dir(), guard_.bus()),
+                                               [this](const std::string& l) { logline(l); });
+    ASSERT_TRUE(server_->listen());
+    stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    thread_ = std::thread([this] {
+      server_->run(stop_fd_);
+      returned_.store(true);
+    });
+    auto bus = Bus::attach(guard_.bus());
+    ASSERT_TRUE(bus) << bus.error().message();
+    bus_ = std::make_unique<Bus>(std::move(bus).value());
+  }
+
+  void TearDown() override {
+    bus_.reset();
+    stop_server();
+    if (HasFailure()) {
+      std::lock_guard lock(mu_);
+      std::string all;
+      for (const std::string& l : log_) all += "  " + l + "\n";
+      std::fprintf(stderr, "[herald] daemon log:\n%s", all.c_str());
+    }
+    server_.reset();
+    daemon_.reset();
+    if (stop_fd_ >= 0) ::close(stop_fd_);
+  }
+
+  void stop_server() {
+    if (!thread_.joinable()) return;
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(stop_fd_, &one, sizeof one);
+    thread_.join();
+  }
+
+  void logline(const std::string& l) {
+    std::lock_guard lock(mu_);
+    log_.push_back(l);
+  }
+
+  std::shared_ptr<shm::TopicMap> topic(const std::string& name, std::uint32_t partitions) {
+    auto r = bus_->create_topic(name, {.partitions = partitions, .ring_bytes = 1 << 16, .max_event = 4096});
+    EXPECT_TRUE(r) << r.error().message();
+    return attach_topic(guard_.bus(), name);
+  }
+
+  // Callbacks of one member, as fired inside its poll().
+  struct Calls {
+    std::vector<Parts> assigned, revoked, lost;
+    std::set<std::uint32_t> all(const std::vector<Parts>& v) const {
+      std::set<std::uint32_t> s;
+      for (const Parts& p : v) s.insert(p.begin(), p.end());
+      return s;
+    }
+  };
+  ConsumerOptions member(Calls& calls, ConsumerOptions o = {}) {
+    o.group = "g";
+    o.on_assigned = [&calls](std::span<const std::uint32_t> p) { calls.assigned.emplace_back(p.begin(), p.end()); };
+    o.on_revoked = [&calls](std::span<const std::uint32_t> p) { calls.revoked.emplace_back(p.begin(), p.end()); };
+    o.on_lost = [&calls](std::span<const std::uint32_t> p) { calls.lost.emplace_back(p.begin(), p.end()); };
+    return o;
+  }
+
+  // Polls every consumer until their assignments are disjoint, cover all
+  // partitions and agree with the owners heraldd recorded in shared memory.
+  bool settled(std::vector<Consumer*> cs, const shm::TopicMap& m, std::map<std::string, int>* seen = nullptr) {
+    return wait_until(
+        [&] {
+          for (Consumer* c : cs) {
+            auto r = c->poll(
+                [&](const EventView& e) {
+                  if (seen) ++(*seen)[std::string(e.payload_text())];
+                },
+                64, 1ms);
+            if (!r) ADD_FAILURE() << r.error().message();
+          }
+          std::vector<int> holder(m.partitions(), -1);
+          for (std::size_t i = 0; i < cs.size(); ++i) {
+            if (cs[i]->assignment().empty()) return false;
+            for (std::uint32_t p : cs[i]->assignment()) {
+              if (holder[p] != -1) return false;
+              holder[p] = static_cast<int>(i);
+            }
+          }
+          for (int h : holder)
+            if (h == -1) return false;
+          return true;
+        },
+        20, [&] {
+          std::string s;
+          for (std::size_t i = 0; i < cs.size(); ++i) {
+            s += "consumer " + std::to_string(i) + ":";
+            for (std::uint32_t p : cs[i]->assignment()) s += " " + std::to_string(p);
+            s += "\n";
+          }
+          return s + describe_groups(m);
+        });
+  }
+
+  BusGuard guard_;
+  std::unique_ptr<daemon::Daemon> daemon_;
+  std::unique_ptr<daemon::Server> server_;
+  std::unique_ptr<Bus> bus_;
+  std::thread thread_;
+  std::atomic<bool> returned_{false};
+  int stop_fd_ = -1;
+  std::mutex mu_;
+  std::vector<std::string> log_;
+};
+
+TEST_F(DaemonServerTest, MembersOfOneGroupGetDisjointPartitionsCoveringAllAndCallbacksFire) {
+  auto m = topic("t", 4);
+  ASSERT_NE(m, nullptr);
+  Calls k1, k2, k3;
+  auto c1 = bus_->consumer("t", member(k1));
+  ASSERT_TRUE(c1) << c1.error().message();
+  ASSERT_TRUE(settled({&*c1}, *m));
+  EXPECT_EQ(c1->assignment(), (Parts{0, 1, 2, 3}));
+  EXPECT_EQ(k1.all(k1.assigned), (std::set<std::uint32_t>{0, 1, 2, 3}));
+
+  auto c2 = bus_->consumer("t", member(k2));
+  ASSERT_TRUE(c2) << c2.error().message();
+  auto c3r = bus_->consumer("t", member(k3));
+  ASSERT_TRUE(c3r) << c3r.error().message();
+  auto c3 = std::make_unique<Consumer>(std::move(c3r).value());
+  ASSERT_TRUE(settled({&*c1, &*c2, &*c3}, *m));
+  EXPECT_EQ(c1->assignment().size() + c2->assignment().size() + c3->assignment().size(), 4u);
+  // c1 gave up exactly what the others now hold (cooperatively, no loss).
+  std::set<std::uint32_t> others;
+  for (std::uint32_t p : c2->assignment()) others.insert(p);
+  for (std::uint32_t p : c3->assignment()) others.insert(p);
+  EXPECT_EQ(k1.all(k1.revoked), others);
+  EXPECT_TRUE(k1.lost.empty());
+  const Parts a2 = c2->assignment(), a3 = c3->assignment();
+  EXPECT_EQ(k2.all(k2.assigned), (std::set<std::uint32_t>(a2.begin(), a2.end())));
+  EXPECT_EQ(k3.all(k3.assigned), (std::set<std::uint32_t>(a3.begin(), a3.end())));
+
+  // Every event is delivered to exactly one member, the owner of its partition.
+  auto prod = bus_->producer("t");
+  ASSERT_TRUE(prod);
+  const int n = 400;
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(prod->publish({.key = "k" + std::to_string(i), .payload = std::to_string(i)}));
+  std::map<std::string, int> seen;
+  std::map<int, std::set<std::uint32_t>> parts_of;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        int i = 0;
+        for (Consumer* c : {&*c1, &*c2, &*c3}) {
+          auto r = c->poll(
+              [&](const EventView& e) {
+                ++seen[std::string(e.payload_text())];
+                parts_of[i].insert(e.partition());
+              },
+              256, 1ms);
+          EXPECT_TRUE(r) << r.error().message();
+          ++i;
+        }
+        return seen.size() == static_cast<std::size_t>(n);
+      },
+      20, [&] { return std::to_string(seen.size()) + " of " + std::to_string(n) + " events seen"; }));
+  for (const auto& [k, count] : seen) EXPECT_EQ(count, 1) << "event " << k;
+  int i = 0;
+  for (Consumer* c : {&*c1, &*c2, &*c3}) {
+    const Parts a = c->assignment();
+    for (std::uint32_t p : parts_of[i]) EXPECT_NE(std::find(a.begin(), a.end(), p), a.end()) << "consumer " << i;
+    ++i;
+  }
+
+  // c3 leaves: its partitions go to the two others.
+  const Parts c3_parts = c3->assignment();
+  c3.reset();  // the consumer goes away: it leaves the group
+  ASSERT_TRUE(settled({&*c1, &*c2}, *m));
+  std::set<std::uint32_t> got;
+  for (const Parts& p : k1.assigned) got.insert(p.begin(), p.end());
+  for (const Parts& p : k2.assigned) got.insert(p.begin(), p.end());
+  for (std::uint32_t p : c3_parts) EXPECT_TRUE(got.count(p)) << "partition " << p << " was handed on";
+}
+
+TEST_F(DaemonServerTest, StuckMemberIsFencedGetsOnLostAndTheNewOwnerResumesWhereItWas) {
+  auto m = topic("t", 2);
+  ASSERT_NE(m, nullptr);
+  Calls k1, k2;
+  auto c1 = bus_->consumer("t", member(k1, {.max_poll_interval = 1000ms}));
+  ASSERT_TRUE(c1) << c1.error().message();
+  auto c2 = bus_->consumer("t", member(k2));  // 30 s: never stuck here
+  ASSERT_TRUE(c2) << c2.error().message();
+  ASSERT_TRUE(settled({&*c1, &*c2}, *m));
+  ASSERT_EQ(c1->assignment().size(), 1u);
+  const std::uint32_t p = c1->assignment()[0];
+  const std::uint32_t g = detail::find_group(*m, "g")->slot;
+  const std::uint32_t gen_before = shm::cursor_gen(m->group_partition(g, p)->cursor.load());
+
+  auto prod = bus_->producer("t");
+  ASSERT_TRUE(prod);
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(prod->publish({.payload = "e" + std::to_string(i), .partition = static_cast<std::int32_t>(p)}));
+
+  // c1's handler runs far past max_poll_interval: heraldd moves the
+  // partition to c2 with a new generation meanwhile.
+  std::vector<std::string> handled_by_c1;
+  auto r = c1->poll(
+      [&](const EventView& e) {
+        if (handled_by_c1.empty()) {
+          EXPECT_TRUE(wait_until(
+              [&] { return shm::cursor_gen(m->group_partition(g, p)->cursor.load()) != gen_before; }, 20,
+              [&] { return describe_groups(*m); }));
+        }
+        handled_by_c1.emplace_back(e.payload_text());
+      },
+      256, 1ms);
+  ASSERT_TRUE(r) << r.error().message();
+  // Back from its handler, c1 sees it was fenced and stops: it handled e0
+  // only, and the partition is lost, not revoked.
+  EXPECT_EQ(*r, 1u);
+  EXPECT_EQ(handled_by_c1, (std::vector<std::string>{"e0"}));
+  ASSERT_EQ(k1.all(k1.lost), (std::set<std::uint32_t>{p}));
+  EXPECT_TRUE(k1.all(k1.revoked).count(p) == 0);
+  const Parts a1 = c1->assignment();
+  EXPECT_EQ(std::find(a1.begin(), a1.end(), p), a1.end());
+
+  // c2 owns p now and resumes where c1 was (its in-flight slot says e0 was
+  // handled): it gets every other event once, and nothing is lost.
+  std::map<std::string, int> seen_by_c2;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r2 = c2->poll([&](const EventView& e) { ++seen_by_c2[std::string(e.payload_text())]; }, 256, 1ms);
+        EXPECT_TRUE(r2);
+        return seen_by_c2.size() == 4;
+      },
+      20, [&] { return describe_groups(*m); }));
+  for (int i = 1; i < 5; ++i) EXPECT_EQ(seen_by_c2["e" + std::to_string(i)], 1) << "e" << i;
+  EXPECT_EQ(seen_by_c2.count("e0"), 0u);
+  EXPECT_TRUE(k2.all(k2.assigned).count(p));
+
+  // c1 polls again: no longer stuck, it gets a partition back.
+  ASSERT_TRUE(settled({&*c1, &*c2}, *m));
+  EXPECT_EQ(c1->assignment().size(), 1u);
+}
+
+// A member can be assigned a partition and have it revoked again before it
+// polls: it never held it, yet heraldd waits for it to let go. It must
+// still answer (the daemon would otherwise wait max_poll_interval, 30 s
+// here, before it forced the move). Members X and Y are driven by hand over
+// the socket with reader slots of this process; c1 is a real Consumer.
+TEST_F(DaemonServerTest, MemberThatNeverSawARevokedPartitionStillReleasesIt) {
+  auto m = topic("t", 4);
+  ASSERT_NE(m, nullptr);
+  const std::string sock = detail::socket_path(guard_.run_dir(), guard_.bus());
+  auto x = detail::DaemonClient::connect(sock);
+  auto y = detail::DaemonClient::connect(sock);
+  ASSERT_TRUE(x && y);
+  auto slot_x = shm::acquire_reader_slot(*m, 0), slot_y = shm::acquire_reader_slot(*m, 0);
+  ASSERT_TRUE(slot_x && slot_y);
+  auto bitmap = [&](std::uint32_t r) {
+    Parts out;
+    for (std::uint32_t p = 0; p < 4; ++p)
+      if ((m->reader(r)->assigned[0].load() >> p & 1) != 0) out.push_back(p);
+    return out;
+  };
+  auto jx = (*x)->call({{"op", "join"}, {"topic", "t"}, {"group", "g"}, {"reader", *slot_x}});
+  ASSERT_TRUE(jx) << jx.error().message();
+  const std::uint64_t member_x = jx->value("member_id", std::uint64_t{0});
+  ASSERT_EQ(bitmap(*slot_x).size(), 4u);
+
+  // c1 joins: X is asked for two partitions; c1 has nothing yet.
+  Calls k1;
+  auto c1 = bus_->consumer("t", member(k1));
+  ASSERT_TRUE(c1) << c1.error().message();
+  EXPECT_TRUE(c1->assignment().empty());
+  const Parts x_kept = bitmap(*slot_x);
+  ASSERT_EQ(x_kept.size(), 2u);
+  ASSERT_TRUE((*x)->call({{"op", "ack"}, {"member_id", member_x}, {"partitions", minus_parts(x_kept)}}));
+  // c1 is assigned two partitions now, but does not poll before Y joins and one of them is revoked from c1 again.
+  auto jy = (*y)->call({{"op", "join"}, {"topic", "t"}, {"group", "g"}, {"reader", *slot_y}});
+  ASSERT_TRUE(jy) << jy.error().message();
+  // c1 polls: it gets the one partition left to it, and lets go of the
+  // other (which it never held), so Y gets it.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        auto r = c1->poll([](const EventView&) {}, 16, 1ms);
+        EXPECT_TRUE(r);
+        return bitmap(*slot_y).size() == 1 && c1->assignment().size() == 1;
+      },
+      10, [&] { return describe_groups(*m); }));
+  EXPECT_EQ(bitmap(*slot_x), x_kept);
+  shm::release_reader_slot(*m, *slot_x);
+  shm::release_reader_slot(*m, *slot_y);
+}
+
+TEST_F(DaemonServerTest, MalformedFrameClosesOnlyItsConnection) {
+  const std::string sock = detail::socket_path(guard_.run_dir(), guard_.bus());
+  auto raw = [&] {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, sock.c_str(), sock.size() + 1);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    timeval tv{10, 0};  // a daemon that never answers fails the test instead of hanging it
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+  };
+  auto read_all = [](int fd) {
+    std::string got;
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got;
+  };
+  auto healthy = detail::DaemonClient::connect(sock);
+  ASSERT_TRUE(healthy) << healthy.error().message();
+  for (const std::string& junk :
+       {std::string("\x00\x00\x00\x00", 4), std::string("\x00\x00\x10\x00", 4), std::string("\x05\x00\x00\x00hello", 9),
+        control::encode({{"v", 2}, {"op", "ping"}}), control::encode(nlohmann::json::array({1, 2}))}) {
+    const int fd = raw();
+    ASSERT_EQ(::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL), static_cast<ssize_t>(junk.size()));
+    const std::string reply = read_all(fd);  // one error response, then EOF
+    ::close(fd);
+    control::FrameReader fr;
+    ASSERT_TRUE(fr.feed(reply.data(), reply.size())) << fr.error();
+    auto body = fr.next();
+    ASSERT_TRUE(body.has_value()) << "no response to a malformed frame";
+    auto j = control::parse(*body);
+    ASSERT_TRUE(j) << j.error().message();
+    EXPECT_FALSE((*j).value("ok", true)) << j->dump();
+    EXPECT_FALSE(fr.next().has_value()) << "the connection closes after the error";
+  }
+  auto r = (*healthy)->call({{"op", "ping"}});
+  EXPECT_TRUE(r) << r.error().message();
+  EXPECT_FALSE(returned_.load());
+}
+
+TEST_F(DaemonServerTest, ShutdownRequestStopsTheServer) {
+  auto c = detail::DaemonClient::connect(detail::socket_path(guard_.run_dir(), guard_.bus()));
+  ASSERT_TRUE(c) << c.error().message();
+  auto r = (*c)->call({{"op", "shutdown"}});
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_TRUE(wait_until([&] { return returned_.load(); }, 10, [] { return std::string("Server::run still running"); }));
+  thread_.join();
+}
+
+}  // namespace
+}  // namespace herald::test
