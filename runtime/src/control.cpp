@@ -20,8 +20,10 @@ std::string encode(const nlohmann::json& body) {
 
 bool FrameReader::feed(const char* data, std::size_t n) {
   if (!error_.empty()) return false;
-  if (pos_ > 0 && pos_ == buf_.size()) {
-    buf_.clear();
+  // Drop consumed frames: fully, or once they are half the buffer, so a
+  // client pipelining frames that straddle reads cannot grow it forever.
+  if (pos_ > 0 && (pos_ == buf_.size() || pos_ >= buf_.size() / 2)) {
+    buf_.erase(0, pos_);
     pos_ = 0;
   }
   buf_.append(data, n);
@@ -105,16 +107,24 @@ Result<std::string> get_string(const nlohmann::json& j, const char* key, std::si
   return s;
 }
 
+namespace {
+// A non-negative integer (nlohmann stores small literals built in C++ as
+// signed; from text they parse as unsigned).
+bool non_negative_integer(const nlohmann::json& v) {
+  return v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0);
+}
+}  // namespace
+
 Result<std::uint64_t> get_u64(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
-  if (it == j.end() || !it->is_number_unsigned())
+  if (it == j.end() || !non_negative_integer(*it))
     return fail(Errc::kProtocol, std::string("\"") + key + "\" must be an unsigned integer");
   return it->get<std::uint64_t>();
 }
 
 std::uint64_t get_u64_or(const nlohmann::json& j, const char* key, std::uint64_t fallback) {
   auto it = j.find(key);
-  return it != j.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : fallback;
+  return it != j.end() && non_negative_integer(*it) ? it->get<std::uint64_t>() : fallback;
 }
 
 bool get_bool_or(const nlohmann::json& j, const char* key, bool fallback) {
