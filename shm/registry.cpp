@@ -30,14 +30,18 @@ Result<void> validate_registry_segment(const std::byte* base, std::uint64_t byte
   return {};
 }
 
-Result<Registry> Registry::open(const std::string& bus) {
+Result<Registry> Registry::open(const std::string& bus) { return open_mapped(bus, Access::kReadWrite); }
+
+Result<Registry> Registry::open_read_only(const std::string& bus) { return open_mapped(bus, Access::kReadOnly); }
+
+Result<Registry> Registry::open_mapped(const std::string& bus, Access access) {
   if (auto r = validate_bus_name(bus); !r) return fail(std::move(r).error());
   Registry reg;
   reg.bus_ = bus;
   // A registry being created by another process is kNotReady for a moment:
   // retry briefly rather than fail.
   for (int attempt = 0;; ++attempt) {
-    auto seg = Segment::open(registry_segment_name(bus), Access::kReadWrite);
+    auto seg = Segment::open(registry_segment_name(bus), access);
     if (!seg) {
       if (seg.error().code == Errc::kNotFound)
         return fail(Errc::kNotFound, "bus '" + bus + "' does not exist (no /dev/shm/" + registry_segment_name(bus) + ")");
