@@ -1,4 +1,4 @@
-// `herald demo`: a producer process and a consumer process on a fresh bus,
+// `herald demo --bench`: a producer process and a consumer process on a fresh bus,
 // exchanging events through herald; prints events/s and one-way latency
 // percentiles measured in the consumer.
 //
@@ -200,7 +200,7 @@ PhaseResult run_phase(Bus& bus, const DemoOptions& o, const std::string& topic, 
 
 }  // namespace
 
-int run_demo(const DemoOptions& o) {
+int run_demo_bench(const DemoOptions& o) {
   const std::string bus_name = "demo-" + std::to_string(::getpid());
   (void)Bus::destroy(bus_name);
   auto bus = Bus::attach(bus_name);
