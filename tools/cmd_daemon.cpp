@@ -44,6 +44,17 @@ std::string metrics_url_from_log(const std::string& log, long pid) {
   return found;
 }
 
+// Alive and not a zombie: a daemon that exited stays a zombie until
+// whatever adopted it reaps it, which can take a while in containers.
+bool running(long pid) {
+  if (::kill(static_cast<pid_t>(pid), 0) != 0) return false;
+  std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(st, line);
+  const auto rp = line.rfind(')');
+  return rp == std::string::npos || rp + 2 >= line.size() || (line[rp + 2] != 'Z' && line[rp + 2] != 'X');
+}
+
 struct StartArgs {
   std::string metrics;
   bool foreground = false;
@@ -129,7 +140,7 @@ int daemon_stop(const Context& ctx) {
   auto r = (*c)->call({{"op", "shutdown"}});
   if (!r && r.error().code != Errc::kDaemonUnavailable) return runtime_error(r.error(), "stop heraldd");
   const std::uint64_t deadline = mono_ms() + 10'000;
-  while (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0) {
+  while (pid > 0 && running(pid)) {
     if (mono_ms() > deadline)
       return runtime_error("heraldd (pid " + std::to_string(pid) + ") did not exit within 10s; kill it with 'kill " +
                            std::to_string(pid) + "'");

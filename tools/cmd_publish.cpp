@@ -278,6 +278,8 @@ class Publisher {
 
 int publish(const Context& ctx, const PublishArgs& a) {
   if (a.data && a.jsonl) usage_error("--jsonl reads stdin; give either DATA or --jsonl");
+  for (const std::string& h : a.headers)
+    if (h.find('=') == std::string::npos || h.front() == '=') usage_error("--header '" + h + "' is not NAME=VALUE");
   auto bus = ctx.attach();
   if (!bus) return runtime_error(bus.error());
   ProducerOptions po;

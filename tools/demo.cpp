@@ -217,6 +217,7 @@ struct Panel {
   std::uint64_t start = mono();
   std::optional<BusStats> prev;
   std::uint64_t next_plain = 0;
+  std::string last_note;
 
   double rate_of(const BusStats& s, const char* group) const {
     if (!prev || s.mono_ns <= prev->mono_ns) return 0;
@@ -264,8 +265,9 @@ struct Panel {
       std::printf("\033[K%s\n\033[K%s\n\033[K  %s%s%s\n", row(kShipping, false).c_str(), row(kNotify, notify_down).c_str(),
                   st.cyan(), note.c_str(), st.reset());
       lines = 4;
-    } else if (mono() >= next_plain) {
+    } else if (mono() >= next_plain || note != last_note) {
       next_plain = mono() + 1'000'000'000ull;
+      last_note = note;
       const GroupStats* sg = find_group(s, kShipping);
       const GroupStats* ng = find_group(s, kNotify);
       std::printf("  t=%4.1fs  published %" PRIu64 " (%s/s)  shipping lag %" PRIu64 "  notifications %s lag %" PRIu64
