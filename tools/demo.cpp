@@ -255,7 +255,8 @@ struct Panel {
                                      : std::string(st.green()) + "up" + st.reset() + " " + format_count(rate_of(s, name)) + "/s";
       std::snprintf(buf, sizeof buf, "  %-14s %-26s lag %7" PRIu64 " events %7s   dead letters %" PRIu64, name,
                     state.c_str(), g->lag_events,
-                    format_duration_ns(static_cast<std::uint64_t>(g->lag_seconds * 1e9)).c_str(), g->dlq_depth);
+                    g->lag_seconds > 0 ? format_duration_ns(static_cast<std::uint64_t>(g->lag_seconds * 1e9)).c_str() : "0s",
+                    g->dlq_depth);
       return std::string(buf);
     };
     if (tty) {
@@ -380,7 +381,7 @@ int run_mission(const MissionOptions& o) {
                            std::to_string(sg ? sg->lag_events : 0) + ", notifications lag " +
                            std::to_string(ng ? ng->lag_events : 0) + ")");
     }
-    nap(250'000'000);
+    nap(100'000'000);
   }
   if (caught_up_ns == 0) caught_up_ns = mono();
   ship.result = stop_child(ship.child, SIGTERM);

@@ -417,9 +417,18 @@ Result<BusStats> read_stats(std::string_view bus_in, const StatsOptions& o) {
     read_groups(*m, t, *reg, bus, o, out.time_ns, group_names);
     read_readers(*m, t, group_names, mono_now);
     read_producers(*m, t);
-    for (GroupStats& g : t.groups)
+    for (GroupStats& g : t.groups) {
       for (const MemberStats& ms : t.members)
         if (ms.alive && ms.group == g.name) ++g.members;
+      // Ownership as the cursors record it (daemonless members have no
+      // mirrored assignment bitmap): merged into the members' partitions.
+      for (const GroupPartitionStats& gp : g.partitions)
+        for (MemberStats& ms : t.members)
+          if (gp.owner_reader == ms.reader_slot + 1 && ms.group == g.name &&
+              std::find(ms.partitions.begin(), ms.partitions.end(), gp.partition) == ms.partitions.end())
+            ms.partitions.push_back(gp.partition);
+    }
+    for (MemberStats& ms : t.members) std::sort(ms.partitions.begin(), ms.partitions.end());
     out.topics.push_back(std::move(t));
   }
   return out;

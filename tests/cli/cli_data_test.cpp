@@ -281,6 +281,18 @@ TEST_F(CliDataTest, ConsumeFromAndResetAndGroupAdministration) {
   EXPECT_EQ(r.err.rfind("herald: error: ", 0), 0u);
 }
 
+TEST_F(CliDataTest, TailFollowPrintsWhatArrives) {
+  ASSERT_EQ(h({"topic", "create", "t", "--partitions", "2", "--ring", "64K", "--max-event", "4K"}).status, 0);
+  ASSERT_EQ(h({"publish", "t", "old"}).status, 0);
+  Background tail = hb({"tail", "t", "--follow"});
+  ASSERT_TRUE(wait_until([&] { tail.drain(); return tail.out == "old\n"; }, 20, [&] { return tail.out + tail.err; }));
+  ASSERT_EQ(h({"publish", "t", "new"}).status, 0);
+  ASSERT_TRUE(wait_until([&] { tail.drain(); return tail.out == "old\nnew\n"; }, 20, [&] { return tail.out + tail.err; }));
+  EXPECT_EQ(tail.stop(), 0) << tail.err;
+  // A group-less reader holds nobody back and leaves no group behind.
+  EXPECT_TRUE(h({"groups", "t", "--json"}).json()["topics"][0]["groups"].empty());
+}
+
 TEST_F(CliDataTest, PublishWaitsUnderBackpressureAndDeadlineBoundsIt) {
   // A lossless group with no consumer on a small ring: the ring fills.
   ASSERT_EQ(h({"topic", "create", "t", "--partitions", "1", "--ring", "16K", "--max-event", "4K", "--policy",
