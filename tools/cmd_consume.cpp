@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <optional>
 
@@ -205,6 +206,8 @@ int tail(const Context& ctx, const TailArgs& a) {
   if (where.kind == Where::Kind::kPosition && where.at.partition >= tails.size())
     usage_error("--from " + a.from + ": topic '" + a.topic + "' has " + std::to_string(tails.size()) + " partitions");
 
+  // A group-less reader needs no daemon: tail never starts one.
+  ::setenv("HERALD_NO_AUTOSTART", "1", 1);
   auto bus = ctx.attach();
   if (!bus) return runtime_error(bus.error());
   ConsumerOptions co;
