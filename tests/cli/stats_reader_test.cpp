@@ -115,6 +115,25 @@ TEST_F(StatsReaderTest, MissingSegmentsAreReportedNotFatal) {
   EXPECT_TRUE(missing);
 }
 
+TEST_F(StatsReaderTest, ARegistryEntryLeftMidWriteDoesNotHangReaders) {
+  // A writer killed between its odd and even seq stores leaves the entry
+  // odd: readers give up on it (bounded) instead of spinning forever.
+  auto reg = shm::Registry::open(guard_.bus()).value();
+  const auto rec = reg.find("t");
+  ASSERT_TRUE(rec);
+  auto* entries = reinterpret_cast<shm::TopicEntryLayout*>(reinterpret_cast<std::byte*>(reg.header()) +
+                                                           shm::RegistryGeometry{}.topics_off);
+  std::atomic<std::uint32_t>& seq = entries[rec->slot].seq;
+  const std::uint32_t before = seq.load();
+  seq.store(before | 1);
+  auto s = read_stats(guard_.bus());
+  ASSERT_TRUE(s) << s.error().message();
+  for (const TopicStats& t : s->topics) EXPECT_NE(t.name, "t") << "a half-written entry is not reported";
+  EXPECT_FALSE(reg.find("t"));
+  seq.store(before);
+  EXPECT_TRUE(reg.find("t"));
+}
+
 TEST(StatsReaderNoBusTest, AMissingBusIsNotFound) {
   test::BusGuard guard;
   auto s = read_stats(guard.bus());
