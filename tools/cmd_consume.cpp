@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <deque>
 #include <optional>
@@ -99,6 +101,10 @@ int consume(const Context& ctx, const ConsumeArgs& a) {
   co.group = a.group;
   co.start = where.kind == Where::Kind::kPosition ? Offset::earliest() : to_offset(where);
   co.max_deliveries = a.max_deliveries;
+  // Printing: an event is handled once its line reached stdout, so commit
+  // only after the flush (a consumer killed by SIGPIPE or a crash before it
+  // gets the batch again). --exec: each event is acknowledged by its command.
+  if (a.exec.empty()) co.commit_mode = CommitMode::kManual;
   co.retry.initial = std::chrono::milliseconds(a.retry_backoff_ns / 1'000'000);
   if (a.policy == "lossless") co.policy = Policy::kLossless;
   else if (a.policy == "lossy") co.policy = Policy::kLossy;
@@ -150,7 +156,12 @@ int consume(const Context& ctx, const ConsumeArgs& a) {
           return nack("--exec command failed: " + r.reason);
         },
         b.room(1024), b.slice());
-    std::fflush(stdout);
+    if (std::fflush(stdout) != 0 || std::ferror(stdout))
+      return runtime_error(std::string("write to stdout failed: ") + std::strerror(errno) +
+                           "; the last batch was not committed and will be delivered again");
+    if (n && a.exec.empty()) {
+      if (auto cr = c->commit(); !cr && cr.error().code != Errc::kFenced) return runtime_error(cr.error(), "commit");
+    }
     if (!n) {
       if (n.error().code == Errc::kClosed) return runtime_error(n.error().detail);
       return runtime_error(n.error(), "consume '" + a.topic + "'");
