@@ -282,6 +282,58 @@ struct Panel {
 
 }  // namespace
 
+// What the demo saw, and the summary it prints.
+struct Outcome {
+  nlohmann::json produced, shipping, notifications;  // the children's summary lines
+  std::uint64_t max_notify_lag = 0;
+  std::uint64_t catch_up_ns = 0;
+  std::vector<DeadLetter> letters;
+};
+
+int report(const MissionOptions& o, const std::string& bus_name, const Outcome& r, const Style& st) {
+  const double pub_secs = r.produced.is_object() ? r.produced.value("seconds", 0.0) : 0.0;
+  const std::uint64_t published = r.produced.is_object() ? r.produced.value("published", std::uint64_t{0}) : 0;
+  const auto u64 = [](const nlohmann::json& j, const char* k) { return j.value(k, std::uint64_t{0}); };
+  if (o.json) {
+    nlohmann::json dl = nlohmann::json::array();
+    for (const DeadLetter& d : r.letters)
+      dl.push_back({{"partition", d.partition}, {"position", d.position}, {"reason", d.reason},
+                    {"deliveries", d.deliveries}, {"payload", std::string(d.event.payload_text())}});
+    print_json_line({{"bus", bus_name}, {"published", published}, {"publish_seconds", pub_secs},
+                     {"shipping", r.shipping}, {"notifications", r.notifications},
+                     {"notifications_max_lag_events", r.max_notify_lag},
+                     {"notifications_catch_up_ns", r.catch_up_ns}, {"dead_letters", std::move(dl)}});
+    return r.letters.size() == 1 ? 0 : 1;
+  }
+  std::printf("\n%sthe poison order%s, in shipping's dead-letter topic (orders.dlq.shipping):\n", st.bold(), st.reset());
+  for (const DeadLetter& d : r.letters)
+    std::printf("  orders:%u:%" PRIu64 "  %s%s%s after %u deliveries\n    %s\n", d.partition, d.position, st.red(),
+                d.reason.c_str(), st.reset(), d.deliveries, std::string(d.event.payload_text()).c_str());
+  std::printf("\n%ssummary%s\n", st.bold(), st.reset());
+  std::printf("  orders published      %" PRIu64 " in %.2fs (%s/s), correlation ids and JSON state in every event\n",
+              published, pub_secs, format_count(pub_secs > 0 ? static_cast<double>(published) / pub_secs : 0).c_str());
+  for (const auto& [name, res] : {std::pair<const char*, const nlohmann::json*>{kShipping, &r.shipping},
+                                  {kNotify, &r.notifications}})
+    std::printf("  %-14s        handled %" PRIu64 ", publish-to-handled latency p50 %s  p90 %s  p99 %s  max %s\n",
+                name, u64(*res, "handled"), format_ns(u64(*res, "p50")).c_str(), format_ns(u64(*res, "p90")).c_str(),
+                format_ns(u64(*res, "p99")).c_str(), format_ns(u64(*res, "max")).c_str());
+  std::printf("  (notifications' latency after its restart includes the time it was down)\n");
+  std::printf("  notifications down   lag peaked at %" PRIu64 " events; caught up %s after its restart\n",
+              r.max_notify_lag, format_duration_ns(r.catch_up_ns).c_str());
+  std::printf("  dead letters         %zu (shipping), with the reason and the original envelope\n", r.letters.size());
+  std::printf("\n%sexplore further%s (docs/CLI.md):\n", st.bold(), st.reset());
+  std::printf("  herald topic create orders --partitions 4\n");
+  std::printf("  herald publish orders --key cust-0042 --type OrderPlaced '{\"order_id\":\"ord-1\",\"items\":[]}'\n");
+  std::printf("  herald consume orders --group shipping --exec './ship.sh'     # exit 0 acks; failures retry, then DLQ\n");
+  std::printf("  herald groups orders          # committed positions and lag\n");
+  std::printf("  herald dlq list orders        # then: herald dlq show / redrive / purge\n");
+  std::printf("  herald stat --watch           # live view (works even with heraldd down)\n");
+  std::printf("  herald demo --bench           # raw two-process throughput and latency\n");
+  if (o.keep)
+    std::printf("\nthe bus 'demo' was kept: try 'herald --bus demo stat'; remove it with 'herald --bus demo bus destroy'\n");
+  return r.letters.size() == 1 ? 0 : 1;
+}
+
 int run_mission(const MissionOptions& o) {
   const std::string bus_name = o.keep ? "demo" : "demo-" + std::to_string(::getpid());
   (void)Bus::destroy(bus_name);
@@ -388,47 +440,8 @@ int run_mission(const MissionOptions& o) {
   notify.result = stop_child(notify.child, SIGTERM);
   auto letters = bus->dead_letters(kTopic, kShipping);
   if (!letters) return runtime_error(letters.error(), "read shipping's dead letters");
-  const double pub_secs = produced.is_object() ? produced.value("seconds", 0.0) : 0.0;
-  const std::uint64_t published = produced.is_object() ? produced.value("published", std::uint64_t{0}) : 0;
-  const auto u64 = [](const nlohmann::json& j, const char* k) { return j.value(k, std::uint64_t{0}); };
-  if (o.json) {
-    nlohmann::json dl = nlohmann::json::array();
-    for (const DeadLetter& d : *letters)
-      dl.push_back({{"partition", d.partition}, {"position", d.position}, {"reason", d.reason},
-                    {"deliveries", d.deliveries}, {"payload", std::string(d.event.payload_text())}});
-    print_json_line({{"bus", bus_name}, {"published", published}, {"publish_seconds", pub_secs},
-                     {"shipping", ship.result}, {"notifications", notify.result},
-                     {"notifications_max_lag_events", max_notify_lag},
-                     {"notifications_catch_up_ns", caught_up_ns - restarted_ns}, {"dead_letters", std::move(dl)}});
-    return letters->size() == 1 ? 0 : 1;
-  }
-  std::printf("\n%sthe poison order%s, in shipping's dead-letter topic (orders.dlq.shipping):\n", st.bold(), st.reset());
-  for (const DeadLetter& d : *letters)
-    std::printf("  orders:%u:%" PRIu64 "  %s%s%s after %u deliveries\n    %s\n", d.partition, d.position, st.red(),
-                d.reason.c_str(), st.reset(), d.deliveries, std::string(d.event.payload_text()).c_str());
-  std::printf("\n%ssummary%s\n", st.bold(), st.reset());
-  std::printf("  orders published      %" PRIu64 " in %.2fs (%s/s), correlation ids and JSON state in every event\n",
-              published, pub_secs, format_count(pub_secs > 0 ? static_cast<double>(published) / pub_secs : 0).c_str());
-  for (const Service* s : {&ship, &notify})
-    std::printf("  %-14s        handled %" PRIu64 ", publish-to-handled latency p50 %s  p90 %s  p99 %s  max %s\n",
-                s->name.c_str(), u64(s->result, "handled"), format_ns(u64(s->result, "p50")).c_str(),
-                format_ns(u64(s->result, "p90")).c_str(), format_ns(u64(s->result, "p99")).c_str(),
-                format_ns(u64(s->result, "max")).c_str());
-  std::printf("  (notifications' latency after its restart includes the time it was down)\n");
-  std::printf("  notifications down   lag peaked at %" PRIu64 " events; caught up %s after its restart\n",
-              max_notify_lag, format_duration_ns(caught_up_ns - restarted_ns).c_str());
-  std::printf("  dead letters         %zu (shipping), with the reason and the original envelope\n", letters->size());
-  std::printf("\n%sexplore further%s (docs/CLI.md):\n", st.bold(), st.reset());
-  std::printf("  herald topic create orders --partitions 4\n");
-  std::printf("  herald publish orders --key cust-0042 --type OrderPlaced '{\"order_id\":\"ord-1\",\"items\":[]}'\n");
-  std::printf("  herald consume orders --group shipping --exec './ship.sh'     # exit 0 acks; failures retry, then DLQ\n");
-  std::printf("  herald groups orders          # committed positions and lag\n");
-  std::printf("  herald dlq list orders        # then: herald dlq show / redrive / purge\n");
-  std::printf("  herald stat --watch           # live view (works even with heraldd down)\n");
-  std::printf("  herald demo --bench           # raw two-process throughput and latency\n");
-  if (o.keep)
-    std::printf("\nthe bus 'demo' was kept: try 'herald --bus demo stat'; remove it with 'herald --bus demo bus destroy'\n");
-  return letters->size() == 1 ? 0 : 1;
+  Outcome out{produced, ship.result, notify.result, max_notify_lag, caught_up_ns - restarted_ns, std::move(letters).value()};
+  return report(o, bus_name, out, st);
 }
 
 // ---- registration --------------------------------------------------------------------
