@@ -35,7 +35,16 @@ int main(int argc, char** argv) {
   app.fallthrough();  // --bus and --json are accepted after the subcommand too
   Context ctx;
   ctx.tty = ::isatty(STDOUT_FILENO) == 1 && std::getenv("NO_COLOR") == nullptr;
-  app.add_option("--bus", ctx.bus_option, "bus name (default: $HERALD_BUS, else 'default')")->envname("HERALD_BUS");
+  app.add_option("--bus", ctx.bus_option, "bus name (default: $HERALD_BUS, else 'default')")
+      ->envname("HERALD_BUS")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            bool ok = !s.empty() && s.size() <= 64;
+            for (char c : s)
+              ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-');
+            return ok ? std::string() : "bus name '" + s + "' is not 1-64 characters of [A-Za-z0-9_-]";
+          },
+          "BUS"));
   app.add_flag("--json", ctx.json, "machine-readable output (one JSON document, or JSON lines for streams)");
 
   add_topic_commands(app, ctx);

@@ -60,6 +60,12 @@ TEST_F(CliDataTest, UsageErrorsExitTwoWithOneErrorLine) {
   }
 }
 
+TEST_F(CliDataTest, ABadBusNameIsAUsageError) {
+  const CliRun r = herald({"--bus", "no spaces", "topic", "list"});
+  EXPECT_EQ(r.status, 2) << r.describe();
+  EXPECT_NE(r.err.find("herald: error: --bus: bus name 'no spaces'"), std::string::npos) << r.describe();
+}
+
 TEST_F(CliDataTest, HelpOnEveryCommand) {
   for (const std::vector<std::string>& args :
        std::vector<std::vector<std::string>>{{"--help"}, {"topic", "create", "--help"}, {"topic", "list", "--help"},
