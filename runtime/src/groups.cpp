@@ -46,7 +46,10 @@ std::optional<GroupRecord> read_group(const shm::TopicMap& topic, std::uint32_t 
 }
 
 void write_begin(shm::GroupLayout* g) {
-  g->seq.store(g->seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // Odd while written; a slot left odd by a writer that died mid-write stays
+  // odd (+2), so a reader never takes the rewrite for a stable slot.
+  const std::uint32_t s = g->seq.load(std::memory_order_relaxed);
+  g->seq.store(s + ((s & 1) != 0 ? 2 : 1), std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
 }
 void write_end(shm::GroupLayout* g) {
