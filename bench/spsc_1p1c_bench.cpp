@@ -39,6 +39,7 @@ struct ConsumerSide {
   std::atomic<bool> stop{false};
   std::atomic<bool> failed{false};  // the consumer hit an error and gave up
   std::atomic<std::uint64_t> bad{0};
+  std::atomic<std::uint64_t> polls{0};  // polls that returned events (batch size = received / polls)
 };
 
 using Clock = std::chrono::steady_clock;
@@ -73,6 +74,9 @@ void finish(benchmark::State& state, ConsumerSide& side, std::thread& t, std::si
   if (side.failed.load()) state.SkipWithError("the consumer's poll failed");
   else if (side.bad.load() != 0) state.SkipWithError("the consumer saw events out of sequence");
   report_throughput(state, side.received.load(), size);
+  if (side.polls.load() != 0)
+    state.counters["events_per_poll"] =
+        static_cast<double>(side.received.load()) / static_cast<double>(side.polls.load());
 }
 
 void ring_impl(benchmark::State& state, std::uint32_t publish_every) {
@@ -83,14 +87,18 @@ void ring_impl(benchmark::State& state, std::uint32_t publish_every) {
   std::thread consumer([&] {
     pin_this_thread(consumer_cpu());
     SpscRingReader r(rig.layout, rig.data);
-    std::uint64_t expect = 0, bad = 0;
+    std::uint64_t expect = 0, bad = 0, polls = 0;
     side.ready.store(true, std::memory_order_release);
     while (!side.stop.load(std::memory_order_acquire)) {
       const std::size_t n = r.poll([&](const std::byte* p, std::uint64_t) { bad += read_stamp(p) != expect++; },
                                    kPollMax);
-      if (n != 0) side.received.store(expect, std::memory_order_release);
+      if (n != 0) {
+        ++polls;
+        side.received.store(expect, std::memory_order_release);
+      }
     }
     side.bad.store(bad);
+    side.polls.store(polls);
   });
   SpscRingWriter w(rig.layout, rig.data, publish_every);
   std::vector<std::byte> payload = make_payload(size);
@@ -119,7 +127,7 @@ std::thread start_herald_consumer(benchmark::State& state, HeraldRig& rig, Consu
   }
   return std::thread([&side, consumer = std::move(c).value()]() mutable {
     pin_this_thread(consumer_cpu());
-    std::uint64_t expect = 0, bad = 0;
+    std::uint64_t expect = 0, bad = 0, polls = 0;
     side.ready.store(true, std::memory_order_release);
     while (!side.stop.load(std::memory_order_acquire)) {
       auto n = consumer.poll([&](const EventView& e) { bad += read_stamp(e.payload().data()) != expect++; },
@@ -128,9 +136,13 @@ std::thread start_herald_consumer(benchmark::State& state, HeraldRig& rig, Consu
         side.failed.store(true, std::memory_order_release);
         break;
       }
-      if (*n != 0) side.received.store(expect, std::memory_order_release);
+      if (*n != 0) {
+        ++polls;
+        side.received.store(expect, std::memory_order_release);
+      }
     }
     side.bad.store(bad);
+    side.polls.store(polls);
   });
 }
 

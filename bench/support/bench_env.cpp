@@ -29,6 +29,7 @@ char g_run_dir[64] = {};
 std::atomic<int> g_counter{0};
 int g_producer_cpu = -1;
 int g_consumer_cpu = -1;
+std::uint64_t g_ring_bytes = 16ull << 20;
 
 void remove_run_dir() noexcept {
   if (g_run_dir[0] == '\0') return;
@@ -76,6 +77,14 @@ void init(int* argc, char** argv) {
       }
       continue;
     }
+    if (std::strncmp(argv[i], "--ring_bytes=", 13) == 0) {
+      g_ring_bytes = std::strtoull(argv[i] + 13, nullptr, 0);
+      if (g_ring_bytes < 65536 || (g_ring_bytes & (g_ring_bytes - 1)) != 0) {
+        std::fprintf(stderr, "herald_micro_bench: --ring_bytes=N takes a power of two >= 65536\n");
+        std::exit(2);
+      }
+      continue;
+    }
     argv[out++] = argv[i];
   }
   *argc = out;
@@ -95,6 +104,7 @@ void init(int* argc, char** argv) {
   pin_this_thread(g_producer_cpu);
 }
 
+std::uint64_t ring_bytes_option() noexcept { return g_ring_bytes; }
 int producer_cpu() noexcept { return g_producer_cpu; }
 int consumer_cpu() noexcept { return g_consumer_cpu; }
 

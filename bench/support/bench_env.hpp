@@ -18,10 +18,14 @@ namespace herald::bench {
 
 // Called by main() before any benchmark: HERALD_NO_AUTOSTART=1, a private
 // HERALD_RUN_DIR, and cleanup of every live bus on exit, SIGINT and SIGTERM.
-// Removes its own arguments (--pin=P,C) from argv.
+// Removes its own arguments (--pin=P,C, --ring_bytes=N) from argv.
 void init(int* argc, char** argv);
 // Removes every bus still registered and the run dir (also run at exit).
 void cleanup_all() noexcept;
+
+// Ring bytes per partition (herald) and of the baseline ring: --ring_bytes=N
+// (a power of two), default 16 MiB, herald's default.
+std::uint64_t ring_bytes_option() noexcept;
 
 // CPUs from --pin=P,C (producer / main thread, consumer thread); -1: not pinned.
 int producer_cpu() noexcept;
