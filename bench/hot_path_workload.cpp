@@ -13,6 +13,7 @@
 //
 // Modes: publish, batch (publish_batch of 32), claim (claim/commit), lossy
 // (publish + group-less copying reader), ring (the baseline ring, same shape).
+#include <chrono>
 #include <cstdio>
 #include <new>
 #include <cstdlib>
@@ -38,6 +39,16 @@ struct Args {
 };
 
 constexpr std::size_t kBatchN = 32;
+
+using Clock = std::chrono::steady_clock;
+double ns_since(Clock::time_point t0) { return std::chrono::duration<double, std::nano>(Clock::now() - t0).count(); }
+
+void report(const char* mode, const Args& a, std::uint64_t events, std::uint64_t bad, double produce_ns,
+            double consume_ns) {
+  std::printf("%s: %llu events of %zu B, %llu out of sequence; wall ns/event: produce %.1f consume %.1f\n", mode,
+              static_cast<unsigned long long>(events), a.size, static_cast<unsigned long long>(bad),
+              produce_ns / static_cast<double>(events), consume_ns / static_cast<double>(events));
+}
 
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "herald_hot_path_workload: %s\n", what.c_str());
@@ -126,12 +137,16 @@ int run_ring(const Args& a) {
   SpscRingReader r(layout, data);
   std::vector<std::byte> payload = make_payload(a.size);
   std::uint64_t seq = 0, expect = 0, bad = 0;
+  double pns = 0, cns = 0;
   while (seq < a.events) {
+    auto t0 = Clock::now();
     ring_produce_round(w, a, payload, &seq);
+    pns += ns_since(t0);
+    t0 = Clock::now();
     bad += ring_consume_round(r, a.round, &expect);
+    cns += ns_since(t0);
   }
-  std::printf("ring: %llu events of %zu B, %llu out of sequence\n", static_cast<unsigned long long>(seq), a.size,
-              static_cast<unsigned long long>(bad));
+  report("ring", a, seq, bad, pns, cns);
   return bad == 0 ? 0 : 1;
 }
 
@@ -153,12 +168,16 @@ int run(const Args& a) {
   std::vector<Message> batch(kBatchN);
   for (std::size_t i = 0; i < kBatchN; ++i) batch[i].payload = Bytes(bufs[i].data(), a.size);
   std::uint64_t seq = 0, expect = 0, bad = 0;
+  double pns = 0, cns = 0;
   while (seq < a.events) {
+    auto t0 = Clock::now();
     produce_round(*p, a, payload, batch, &seq);
+    pns += ns_since(t0);
+    t0 = Clock::now();
     bad += consume_round(*c, a.round, &expect);
+    cns += ns_since(t0);
   }
-  std::printf("%s: %llu events of %zu B, %llu out of sequence\n", a.mode.c_str(),
-              static_cast<unsigned long long>(seq), a.size, static_cast<unsigned long long>(bad));
+  report(a.mode.c_str(), a, seq, bad, pns, cns);
   return bad == 0 ? 0 : 1;
 }
 
