@@ -9,6 +9,8 @@
 //                                     32 records / once per poll (the limit)
 //   spsc_1p1c/ring_each/<size>        baseline ring, tail published per record
 //   spsc_1p1c/herald_publish/<size>   Producer::publish -> lossless group poll
+//   spsc_1p1c/herald_publish_sp/<size> the same on a single-producer topic
+//                                     (tail moved by a plain store, no CAS)
 //   spsc_1p1c/herald_batch32/<size>   publish_batch(32) -> lossless group poll
 //   spsc_1p1c/herald_claim/<size>     claim/commit      -> lossless group poll
 //
@@ -18,7 +20,9 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -37,7 +41,8 @@ struct ConsumerSide {
   alignas(128) std::atomic<std::uint64_t> received{0};
   alignas(128) std::atomic<bool> ready{false};
   std::atomic<bool> stop{false};
-  std::atomic<bool> failed{false};  // the consumer hit an error and gave up
+  std::atomic<bool> failed{false};  // the consumer hit an error and gave up (error says why)
+  std::string error;                // written before failed is set
   std::atomic<std::uint64_t> bad{0};
   std::atomic<std::uint64_t> polls{0};  // polls that returned events (batch size = received / polls)
 };
@@ -71,7 +76,13 @@ void run_producer(benchmark::State& state, ConsumerSide& side, ProduceChunk&& pr
 void finish(benchmark::State& state, ConsumerSide& side, std::thread& t, std::size_t size) {
   side.stop.store(true, std::memory_order_release);
   t.join();
-  if (side.failed.load()) state.SkipWithError("the consumer's poll failed");
+  // A producer error (SkipWithError in the loop) may come from a consumer
+  // that gave up first: say so.
+  if (side.failed.load() && state.error_occurred()) {
+    std::fprintf(stderr, "spsc_1p1c: the consumer's poll failed: %s\n", side.error.c_str());
+    return;
+  }
+  if (side.failed.load()) state.SkipWithError(("the consumer's poll failed: " + side.error).c_str());
   else if (side.bad.load() != 0) state.SkipWithError("the consumer saw events out of sequence");
   report_throughput(state, side.received.load(), size);
   if (side.polls.load() != 0)
@@ -133,6 +144,7 @@ std::thread start_herald_consumer(benchmark::State& state, HeraldRig& rig, Consu
       auto n = consumer.poll([&](const EventView& e) { bad += read_stamp(e.payload().data()) != expect++; },
                              kPollMax);
       if (!n) {
+        side.error = n.error().message();
         side.failed.store(true, std::memory_order_release);
         break;
       }
@@ -146,9 +158,9 @@ std::thread start_herald_consumer(benchmark::State& state, HeraldRig& rig, Consu
   });
 }
 
-void herald_publish(benchmark::State& state) {
+void herald_publish_impl(benchmark::State& state, bool single_producer) {
   const auto size = static_cast<std::size_t>(state.range(0));
-  HeraldRig rig(state, "spsc-publish");
+  HeraldRig rig(state, single_producer ? "spsc-publish-sp" : "spsc-publish", Policy::kLossless, single_producer);
   if (!rig.ok() || !rig.warm_up(size)) return;
   ConsumerSide side;
   std::thread consumer = start_herald_consumer(state, rig, side);
@@ -166,6 +178,9 @@ void herald_publish(benchmark::State& state) {
   });
   finish(state, side, consumer, size);
 }
+
+void herald_publish(benchmark::State& state) { herald_publish_impl(state, false); }
+void herald_publish_sp(benchmark::State& state) { herald_publish_impl(state, true); }
 
 void herald_batch32(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
@@ -221,6 +236,7 @@ void herald_claim(benchmark::State& state) {
 BENCHMARK(ring)->Name("spsc_1p1c/ring")->Arg(64)->Arg(1024)->UseManualTime();
 BENCHMARK(ring_each)->Name("spsc_1p1c/ring_each")->Arg(64)->Arg(1024)->UseManualTime();
 BENCHMARK(herald_publish)->Name("spsc_1p1c/herald_publish")->Arg(64)->Arg(1024)->UseManualTime();
+BENCHMARK(herald_publish_sp)->Name("spsc_1p1c/herald_publish_sp")->Arg(64)->Arg(1024)->UseManualTime();
 BENCHMARK(herald_batch32)->Name("spsc_1p1c/herald_batch32")->Arg(64)->Arg(1024)->UseManualTime();
 BENCHMARK(herald_claim)->Name("spsc_1p1c/herald_claim")->Arg(64)->Arg(1024)->UseManualTime();
 

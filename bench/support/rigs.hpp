@@ -1,5 +1,6 @@
 // Shared set-up of the benches. HeraldRig: a bus of its own, one topic of one
-// partition with herald's default ring (16 MiB), a producer that busy-spins
+// partition with herald's default ring (16 MiB; --ring_bytes=N changes it
+// for herald and the baseline alike), a producer that busy-spins
 // under backpressure, and a warm-up lap so no page fault lands in a timed
 // loop. RingRig: the baseline ring over the same amount of shared memory,
 // pre-faulted.
@@ -8,6 +9,7 @@
 #include <benchmark/benchmark.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -21,22 +23,27 @@
 
 namespace herald::bench {
 
-inline constexpr std::uint64_t kRingBytes = 16ull << 20;  // herald's default ring per partition
 inline constexpr std::size_t kBatch = 32;                 // events per publish_batch
 inline constexpr std::size_t kPollMax = 256;              // events per poll (herald's default max)
 
 struct HeraldRig {
   BenchBus bb;
+  std::uint64_t ring;
   std::optional<Producer> producer;
 
   HeraldRig(benchmark::State& state, const std::string& tag, Policy policy = Policy::kLossless,
-            std::uint64_t ring_bytes = kRingBytes)
-      : bb(tag) {
+            bool single_producer = false, std::uint64_t ring_bytes = ring_bytes_option())
+      : bb(tag), ring(ring_bytes) {
     if (bb.bus() == nullptr) {
       state.SkipWithError(bb.error().c_str());
       return;
     }
-    auto t = bb.bus()->create_topic("t", {.partitions = 1, .ring_bytes = ring_bytes, .default_policy = policy});
+    const std::uint64_t max_event = std::min<std::uint64_t>(1ull << 20, ring_bytes / 4);
+    auto t = bb.bus()->create_topic("t", {.partitions = 1,
+                                          .ring_bytes = ring_bytes,
+                                          .max_event = max_event,
+                                          .default_policy = policy,
+                                          .single_producer = single_producer});
     if (!t) {
       state.SkipWithError(t.error().message().c_str());
       return;
@@ -52,13 +59,13 @@ struct HeraldRig {
 
   // Publishes a little over one ring's worth of events (call it before any
   // gating group exists) so every page of the ring is mapped and warm.
-  bool warm_up(std::size_t payload, std::uint64_t ring_bytes = kRingBytes) {
+  bool warm_up(std::size_t payload) {
     std::vector<std::byte> buf(payload);
     const Message m{.payload = Bytes(buf.data(), buf.size())};
     for (;;) {
       auto r = producer->publish(m);
       if (!r) return false;
-      if (r->position > ring_bytes + ring_bytes / 8) return true;
+      if (r->position > ring + ring / 8) return true;
     }
   }
 };
@@ -70,7 +77,7 @@ struct RingRig {
   SpscRingLayout* layout = nullptr;
   std::byte* data = nullptr;
 
-  RingRig(benchmark::State& state, std::uint64_t capacity = kRingBytes) {
+  explicit RingRig(benchmark::State& state, std::uint64_t capacity = ring_bytes_option()) {
     bytes = kDataOffset + capacity;
     base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) {
