@@ -8,12 +8,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <thread>
 
 namespace herald::bench {
 
@@ -105,6 +107,37 @@ void init(int* argc, char** argv) {
 }
 
 std::uint64_t ring_bytes_option() noexcept { return g_ring_bytes; }
+
+double core_round_trip_ns() {
+  struct alignas(128) Line {
+    std::atomic<std::uint64_t> v{0};
+  };
+  Line ping, pong;
+  constexpr std::uint64_t kBatch = 1000, kBatches = 100;
+  std::thread echo([&] {
+    pin_this_thread(g_consumer_cpu);
+    for (std::uint64_t i = 1; i <= kBatch * kBatches; ++i) {
+      while (ping.v.load(std::memory_order_acquire) != i) {
+      }
+      pong.v.store(i, std::memory_order_release);
+    }
+  });
+  std::vector<double> per_batch;
+  std::uint64_t i = 0;
+  for (std::uint64_t b = 0; b < kBatches; ++b) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::uint64_t k = 0; k < kBatch; ++k) {
+      ping.v.store(++i, std::memory_order_release);
+      while (pong.v.load(std::memory_order_acquire) != i) {
+      }
+    }
+    per_batch.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() /
+                        static_cast<double>(kBatch));
+  }
+  echo.join();
+  std::sort(per_batch.begin(), per_batch.end());
+  return per_batch[per_batch.size() / 2];
+}
 int producer_cpu() noexcept { return g_producer_cpu; }
 int consumer_cpu() noexcept { return g_consumer_cpu; }
 
@@ -237,6 +270,14 @@ void RatioReporter::Finalize() {
   }
   char line[256];
   out << "\nherald / baseline ring, same run (items/s ratio; medians when repeated):\n";
+  if (rtt_before_ > 0) {
+    char rtt[160];
+    std::snprintf(rtt, sizeof rtt,
+                  "core-to-core cache line round trip: %.0f ns before, %.0f ns after the run "
+                  "(~100: vCPUs close; ~500: far apart, cross-thread numbers ~3x worse)\n",
+                  rtt_before_, core_round_trip_ns());
+    out << rtt;
+  }
   std::snprintf(line, sizeof line, "%-12s %-26s %6s %12s %9s %14s\n", "scenario", "variant", "size", "Mevents/s",
                 "ns/event", "x baseline");
   out << line;

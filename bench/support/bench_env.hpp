@@ -33,6 +33,12 @@ int consumer_cpu() noexcept;
 // Pins the calling thread to cpu (a no-op for cpu < 0).
 void pin_this_thread(int cpu) noexcept;
 
+// Median round trip (ns) of one cache line bounced between two threads on
+// the producer and consumer CPUs. On a VM it is not a constant: when the
+// host places the two vCPUs far apart it grows ~5x, and every cross-thread
+// number with it, so each run reports it (before and after).
+double core_round_trip_ns();
+
 // A bus of its own for one benchmark run: "b<pid>-<n>-<tag>". Its
 // /dev/shm objects are removed by the destructor, by cleanup_all() on
 // early exit, and by a prefix scan as a last resort.
@@ -70,6 +76,8 @@ class RatioReporter : public benchmark::BenchmarkReporter {
  public:
   explicit RatioReporter(std::unique_ptr<benchmark::BenchmarkReporter> inner, bool table_to_stderr);
   bool ReportContext(const Context& context) override;
+  // The core round trip measured before the run (printed with the table).
+  void set_round_trip_before(double ns) { rtt_before_ = ns; }
   void ReportRuns(const std::vector<Run>& reports) override;
   void Finalize() override;
 
@@ -82,6 +90,7 @@ class RatioReporter : public benchmark::BenchmarkReporter {
   };
   std::unique_ptr<benchmark::BenchmarkReporter> inner_;
   bool to_stderr_;
+  double rtt_before_ = 0;
   std::vector<Row> rows_;
 };
 
