@@ -9,8 +9,6 @@
 //                                     32 records / once per poll (the limit)
 //   spsc_1p1c/ring_each/<size>        baseline ring, tail published per record
 //   spsc_1p1c/herald_publish/<size>   Producer::publish -> lossless group poll
-//   spsc_1p1c/herald_publish_sp/<size> the same on a single-producer topic
-//                                     (tail moved by a plain store, no CAS)
 //   spsc_1p1c/herald_batch32/<size>   publish_batch(32) -> lossless group poll
 //   spsc_1p1c/herald_claim/<size>     claim/commit      -> lossless group poll
 //
@@ -158,9 +156,9 @@ std::thread start_herald_consumer(benchmark::State& state, HeraldRig& rig, Consu
   });
 }
 
-void herald_publish_impl(benchmark::State& state, bool single_producer) {
+void herald_publish(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
-  HeraldRig rig(state, single_producer ? "spsc-publish-sp" : "spsc-publish", Policy::kLossless, single_producer);
+  HeraldRig rig(state, "spsc-publish");
   if (!rig.ok() || !rig.warm_up(size)) return;
   ConsumerSide side;
   std::thread consumer = start_herald_consumer(state, rig, side);
@@ -178,9 +176,6 @@ void herald_publish_impl(benchmark::State& state, bool single_producer) {
   });
   finish(state, side, consumer, size);
 }
-
-void herald_publish(benchmark::State& state) { herald_publish_impl(state, false); }
-void herald_publish_sp(benchmark::State& state) { herald_publish_impl(state, true); }
 
 void herald_batch32(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
@@ -236,7 +231,6 @@ void herald_claim(benchmark::State& state) {
 BENCHMARK(ring)->Name("spsc_1p1c/ring")->Arg(64)->Arg(1024)->UseManualTime();
 BENCHMARK(ring_each)->Name("spsc_1p1c/ring_each")->Arg(64)->Arg(1024)->UseManualTime();
 BENCHMARK(herald_publish)->Name("spsc_1p1c/herald_publish")->Arg(64)->Arg(1024)->UseManualTime();
-BENCHMARK(herald_publish_sp)->Name("spsc_1p1c/herald_publish_sp")->Arg(64)->Arg(1024)->UseManualTime();
 BENCHMARK(herald_batch32)->Name("spsc_1p1c/herald_batch32")->Arg(64)->Arg(1024)->UseManualTime();
 BENCHMARK(herald_claim)->Name("spsc_1p1c/herald_claim")->Arg(64)->Arg(1024)->UseManualTime();
 
