@@ -232,9 +232,15 @@ struct Producer::Impl {
     if (m.partition >= 0 && static_cast<std::uint32_t>(m.partition) >= partitions)
       return fail(Errc::kInvalidArgument, "partition " + std::to_string(m.partition) + " does not exist (topic '" +
                                               topic->topic() + "' has " + std::to_string(partitions) + ")");
-    const std::uint64_t size = shm::record_size(m.key.size(), *meta, payload_len);
+    // A payload over max_event is too large whatever the rest; checked
+    // first because record_size() would wrap for one near SIZE_MAX (claim(n)
+    // takes any n) and let it through.
+    const std::uint64_t size =
+        payload_len > max_event ? UINT64_MAX : shm::record_size(m.key.size(), *meta, payload_len);
     if (size > max_event)
-      return fail(Errc::kTooLarge, "event of " + std::to_string(size) + " bytes (payload " +
+      return fail(Errc::kTooLarge, "event of " + (size == UINT64_MAX ? "more than " + std::to_string(max_event)
+                                                                     : std::to_string(size)) +
+                                       " bytes (payload " +
                                        std::to_string(payload_len) + ", key " + std::to_string(m.key.size()) +
                                        ", envelope " + std::to_string(shm::kRecordHeaderBytes + *meta) +
                                        ") > max_event=" + std::to_string(max_event) + " of topic '" +
