@@ -440,15 +440,20 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
     return fail(Errc::kAlreadyExists, "sequence " + std::to_string(meta_in.sequence) + " of producer " +
                                           std::to_string(I.opts.producer_id) + " was already committed");
   }
-  Claim c;
-  c.id_ = I.write(p, pos, size, meta_in, meta, payload_bytes, now, seq);
-  c.sequence_ = seq;
-  c.impl_ = impl_.get();
-  c.partition_ = p;
-  c.position_ = pos;
-  c.payload_ = std::span<std::byte>(
-      I.hot[p].view->bytes_at(pos) + shm::kRecordHeaderBytes + meta_in.key.size() + meta, payload_bytes);
-  return c;  // the move into the Result re-points I.pending (below)
+  const EventId id = I.write(p, pos, size, meta_in, meta, payload_bytes, now, seq);
+  // In place: no move of the Claim (which would re-point I.pending and
+  // reload its fields right after storing them).
+  return Result<Claim>(std::in_place, Claim::Key{}, impl_.get(),
+                       std::span<std::byte>(I.hot[p].view->bytes_at(pos) + shm::kRecordHeaderBytes +
+                                                meta_in.key.size() + meta,
+                                            payload_bytes),
+                       p, pos, id, seq);
+}
+
+Claim::Claim(Key, Producer::Impl* impl, std::span<std::byte> payload, std::uint32_t partition, std::uint64_t position,
+             EventId id, std::uint64_t sequence) noexcept
+    : impl_(impl), payload_(payload), partition_(partition), position_(position), id_(id), sequence_(sequence) {
+  impl_->pending = this;
 }
 
 Claim::Claim(Claim&& o) noexcept
