@@ -220,29 +220,6 @@ void wake_everyone(const TopicMap& topic, const PartitionView& v) noexcept {
 // Reader side
 // ===========================================================================
 
-namespace {
-// A header that says less than it holds, or more than a record may be.
-inline bool header_sane(const RecordHeader& h, std::uint64_t max_event) noexcept {
-  const std::uint64_t size = h.size;
-  if (size < kRecordAlign || size > max_event || size % kRecordAlign != 0) return false;
-  const std::uint64_t need = std::uint64_t{kRecordHeaderBytes} + h.key_len + h.meta_len + h.payload_len;
-  return need <= size;
-}
-}  // namespace
-
-Status read_gated(const PartitionView& v, std::uint64_t q, const RecordHeader** out) noexcept {
-  const RecordHeader* h = v.header_at(q);
-  // A1: pairs with R1 in commit_record / write_aborted.
-  if (h->word.load(std::memory_order_acquire) != (q ^ v.salt)) {
-    const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
-    if ((raw & kTailClosedBit) != 0 && q >= (raw & ~kTailClosedBit)) return Status::kClosed;
-    return Status::kEmpty;
-  }
-  if (!header_sane(*h, v.max_event)) return Status::kCorrupt;
-  *out = h;
-  return Status::kOk;
-}
-
 // A deliberate, validated race: the bytes may be overwritten while we copy
 // them; the copy is used only if tail shows afterwards that no producer had
 // claimed over it. TSan cannot know that, so it is told not to look.
