@@ -238,20 +238,33 @@ inline bool header_sane(const RecordHeader& h, std::uint64_t max_event) noexcept
   return need <= size;
 }
 
-// Gated read: only for positions a gate protects (a lossless member at or
-// past its group's floor). On kOk *out points at the record in the ring.
-// Inline: it is the zero-copy consumer's per-event step.
-inline Status read_gated(const PartitionView& v, std::uint64_t q, const RecordHeader** out) noexcept {
+// Gated read without the closed check: kEmpty when nothing is committed at
+// q, closed topic or not. It touches the record only, never `tail`: a
+// consumer polling an empty partition in a loop would otherwise pull the
+// producers' CAS line into its cache on every poll, and each producer's
+// next CAS would wait for the line to come back. Callers learn of closure
+// another way (Consumer: its reader wake word, which close() bumps after
+// setting the closed bit) and then call read_gated. Inline: it is the
+// zero-copy consumer's per-event step.
+inline Status peek_gated(const PartitionView& v, std::uint64_t q, const RecordHeader** out) noexcept {
   const RecordHeader* h = v.header_at(q);
   // A1: pairs with R1 in commit_record / write_aborted.
-  if (h->word.load(std::memory_order_acquire) != (q ^ v.salt)) {
-    const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
-    if ((raw & kTailClosedBit) != 0 && q >= (raw & ~kTailClosedBit)) return Status::kClosed;
-    return Status::kEmpty;
-  }
+  if (h->word.load(std::memory_order_acquire) != (q ^ v.salt)) return Status::kEmpty;
   if (!header_sane(*h, v.max_event)) return Status::kCorrupt;
   *out = h;
   return Status::kOk;
+}
+
+// Gated read: only for positions a gate protects (a lossless member at or
+// past its group's floor). On kOk *out points at the record in the ring;
+// kClosed when the topic was closed and nothing is left at q.
+inline Status read_gated(const PartitionView& v, std::uint64_t q, const RecordHeader** out) noexcept {
+  const Status st = peek_gated(v, q, out);
+  if (st != Status::kEmpty) return st;
+  // A2: pairs with the closer's fetch_or on tail (TopicMap::close).
+  const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
+  if ((raw & kTailClosedBit) != 0 && q >= (raw & ~kTailClosedBit)) return Status::kClosed;
+  return Status::kEmpty;
 }
 
 // Lossy read: copies the record at q into buf (capacity >= max_event) and

@@ -80,6 +80,42 @@ struct Consumer::Impl {
   ConsumerStats stats;
   std::uint64_t last_rejoin_ns = 0;
   bool closed_seen = false;
+  // Closure news for zero-copy reads (peek_gated does not look at tail):
+  // close() sets the closed bit in every partition's tail, then bumps every
+  // reader's wake word. The word is read-mostly (producers bump it only to
+  // wake a parked reader), so checking it on an empty read costs no line a
+  // producer writes. `closing`: the closed bit was seen once; from then on
+  // every empty read checks tail (closure is terminal). Safety net for a
+  // closer that died between the closed bit and the wake-ups: tail is also
+  // checked every kEmptyReadsPerTailCheck empty reads and after each park
+  // (whose has_news() reads tail anyway).
+  static constexpr std::uint32_t kEmptyReadsPerTailCheck = 1024;
+  const std::atomic<std::uint32_t>* wake_word = nullptr;  // resolved at the first empty read
+  std::uint32_t wake_seen = 0;
+  std::uint32_t empty_reads = 0;
+  bool closing = false;
+
+  // True when an empty zero-copy read must also check tail for closure.
+  bool closure_news() noexcept {
+    if (wake_word == nullptr) {
+      // First empty read: sample the word, then check tail (a close() in
+      // between is seen by one of the two).
+      wake_word = &topic->wake(reader)->seq;
+      wake_seen = wake_word->load(std::memory_order_acquire);
+      return true;
+    }
+    if (closing || ++empty_reads >= kEmptyReadsPerTailCheck) {
+      empty_reads = 0;
+      return true;
+    }
+    // Acquire: pairs with close()'s seq_cst fetch_add on the wake word,
+    // which follows its fetch_or of the closed bit on every tail: a reader
+    // that sees the new value then sees the closed bit.
+    const std::uint32_t s = wake_word->load(std::memory_order_acquire);
+    if (s == wake_seen) return false;
+    wake_seen = s;
+    return true;
+  }
   // Daemon mode: heraldd assigns partitions through this reader's slot.
   bool daemon_mode = false;
   std::uint64_t member_id = 0;
@@ -497,7 +533,11 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       rec = buf.data();
     } else {
       const shm::RecordHeader* h = nullptr;
-      const shm::Status st = shm::read_gated(v, pt.read, &h);
+      shm::Status st = shm::peek_gated(v, pt.read, &h);
+      if (st == shm::Status::kEmpty && closure_news()) {
+        if (shm::is_closed(v)) closing = true;
+        st = shm::read_gated(v, pt.read, &h);
+      }
       if (st == shm::Status::kClosed) closed_seen = true;
       if (st == shm::Status::kCorrupt)
         return fail(Errc::kCorrupt, "partition " + std::to_string(p) + " of topic '" + topic->topic() +
@@ -649,6 +689,7 @@ Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventVie
     }
     const std::uint64_t slice = std::min(deadline - now, I.wait.park_timeout_ns);
     shm::park_reader(*I.topic, I.reader, I.wait_views, I.wait_pos, slice);
+    I.closing = I.closing || I.topic->closed();  // see closure_news()
     I.bump_progress();
     me->last_poll_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
     I.check_assignment();
