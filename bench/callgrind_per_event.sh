@@ -9,7 +9,7 @@ set -euo pipefail
 build=${1:-build/rel}
 size=${2:-64}
 events=102400
-bin="$build/bench/herald_hot_path_workload"
+bin="${HERALD_WORKLOAD:-$build/bench/herald_hot_path_workload}"
 out=$(mktemp -d /tmp/herald-callgrind-XXXXXX)
 trap 'rm -rf "$out"' EXIT
 printf '%-8s %6s %14s %14s %14s\n' mode size "produce Ir/ev" "consume Ir/ev" "total Ir/ev"
