@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "daemon/daemon.hpp"
+#include "daemon/metrics.hpp"
 #include "daemon/server.hpp"
 #include "runtime/src/run_dir.hpp"
 #include "shm/clock.hpp"
@@ -32,10 +33,12 @@ int main(int argc, char** argv) {
   cfg.bus = env_bus != nullptr && *env_bus != '\0' ? env_bus : "default";
   bool foreground = false, daemonize = false;
   double grace_s = 10;
+  std::string metrics;
   app.add_option("--bus", cfg.bus, "bus name (default: $HERALD_BUS, else 'default')");
   app.add_option("--run-dir", cfg.run_dir, "socket and lock directory (default: $HERALD_RUN_DIR, /run/herald, /tmp/herald)");
   app.add_flag("--foreground", foreground, "stay in the foreground, log to stderr (the default unless --daemonize)");
   app.add_flag("--daemonize", daemonize, "detach: fork, the parent exits at once (used by autostart)");
+  app.add_option("--metrics", metrics, "serve Prometheus metrics on ADDRESS:PORT (port 0 picks one; the URL is logged)");
   app.add_option("--rejoin-grace", grace_s, "seconds to keep assignments for members after a restart")->check(CLI::Range(0.0, 3600.0));
   try {
     app.parse(argc, argv);
@@ -71,6 +74,12 @@ int main(int argc, char** argv) {
   herald::daemon::Server server(**d, sock, log_line);
   if (auto r = server.listen(); !r) return std::fprintf(stderr, "heraldd: error: %s\n", r.error().message().c_str()), 1;
   log_line("listening on " + sock);
+  std::unique_ptr<herald::daemon::MetricsServer> metrics_server;  // its own thread; stopped before we return
+  if (!metrics.empty()) {
+    auto m = herald::daemon::MetricsServer::start(metrics, cfg.bus, log_line);
+    if (!m) return std::fprintf(stderr, "heraldd: error: %s\n", m.error().detail.c_str()), 1;
+    metrics_server = std::move(m).value();
+  }
   server.run(stop_fd);
   if ((*d)->destroy_requested()) {
     (*d)->destroy_bus();

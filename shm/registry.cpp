@@ -30,14 +30,18 @@ Result<void> validate_registry_segment(const std::byte* base, std::uint64_t byte
   return {};
 }
 
-Result<Registry> Registry::open(const std::string& bus) {
+Result<Registry> Registry::open(const std::string& bus) { return open_mapped(bus, Access::kReadWrite); }
+
+Result<Registry> Registry::open_read_only(const std::string& bus) { return open_mapped(bus, Access::kReadOnly); }
+
+Result<Registry> Registry::open_mapped(const std::string& bus, Access access) {
   if (auto r = validate_bus_name(bus); !r) return fail(std::move(r).error());
   Registry reg;
   reg.bus_ = bus;
   // A registry being created by another process is kNotReady for a moment:
   // retry briefly rather than fail.
   for (int attempt = 0;; ++attempt) {
-    auto seg = Segment::open(registry_segment_name(bus), Access::kReadWrite);
+    auto seg = Segment::open(registry_segment_name(bus), access);
     if (!seg) {
       if (seg.error().code == Errc::kNotFound)
         return fail(Errc::kNotFound, "bus '" + bus + "' does not exist (no /dev/shm/" + registry_segment_name(bus) + ")");
@@ -88,11 +92,17 @@ std::uint64_t Registry::topics_epoch() const noexcept {
 
 std::optional<TopicRecord> Registry::read_entry(std::uint32_t i) const {
   const TopicEntryLayout* e = entry(i);
-  for (;;) {
+  // A writer holds seq odd for microseconds; one killed mid-write leaves it
+  // odd until the next write of the slot. Give up after 100 ms: the entry
+  // is unreadable (not found) rather than every reader hanging.
+  std::uint64_t give_up = 0;
+  for (std::uint32_t attempt = 0;; ++attempt) {
     // Seqlock read: seq (acquire), fields (relaxed atomics), acquire fence,
     // seq again. Pairs with the writer's odd store, fields, release store.
     const std::uint32_t s1 = e->seq.load(std::memory_order_acquire);
     if (s1 & 1) {
+      if (attempt == 64) give_up = monotonic_ns() + 100'000'000ull;
+      if (attempt > 64 && (attempt & 63) == 0 && monotonic_ns() > give_up) return std::nullopt;
       sched_yield();
       continue;
     }
@@ -146,7 +156,10 @@ std::vector<TopicRecord> Registry::list() const {
 
 namespace {
 void write_begin(TopicEntryLayout* e) {
-  e->seq.store(e->seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // odd
+  // Odd while written. A slot left odd by a writer that died mid-write
+  // stays odd (+2), so readers never take the rewrite for a stable entry.
+  const std::uint32_t s = e->seq.load(std::memory_order_relaxed);
+  e->seq.store(s + ((s & 1) != 0 ? 2 : 1), std::memory_order_relaxed);  // odd
   // Release fence: the odd seq is visible before any field store below.
   std::atomic_thread_fence(std::memory_order_release);
 }

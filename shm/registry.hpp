@@ -36,6 +36,10 @@ class Registry {
   // not used: 0600, or `mode` when given).
   static Result<Registry> open_or_create(const std::string& bus, unsigned mode = 0600);
   static Result<Registry> open(const std::string& bus);
+  // Maps an existing registry READ-ONLY (stat, doctor, metrics): works while
+  // the daemon is down and cannot disturb the bus. Only the lock-free reads
+  // (find, list, topics_epoch, header loads) may be used on it.
+  static Result<Registry> open_read_only(const std::string& bus);
   static Result<void> remove(const std::string& bus);
 
   // Lock-free reads.
@@ -56,6 +60,7 @@ class Registry {
     return reinterpret_cast<TopicEntryLayout*>(seg_.data() + RegistryGeometry{}.topics_off) + i;
   }
   std::optional<TopicRecord> read_entry(std::uint32_t i) const;
+  static Result<Registry> open_mapped(const std::string& bus, Access access);
   std::string bus_;
   Segment seg_;
 };

@@ -115,62 +115,10 @@ std::uint64_t RingLogWriter::compute_gate(std::uint32_t p) noexcept {
   return gate;
 }
 
-Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence,
-                                std::uint64_t* pos) noexcept {
-  const PartitionView& v = topic_->partition(p);
-  if (bytes == 0 || bytes % kRecordAlign != 0 || bytes > v.ring_bytes / 2) return Status::kTooLarge;
-  ClaimSlotLayout& s = v.claims[slot_];
-  // Relaxed: these are ordered before the CAS by its release (R2), and only
-  // heraldd reads them, after this process is dead.
-  s.size.store(bytes, std::memory_order_relaxed);
-  s.sequence.store(sequence, std::memory_order_relaxed);
-  for (;;) {
-    // Relaxed: the CAS below validates the value; gate computation reloads
-    // tail with the ordering it needs.
-    std::uint64_t t = v.part->tail.load(std::memory_order_relaxed);
-    if ((t & kTailClosedBit) != 0) {
-      s.word.store(kClaimEmpty, std::memory_order_release);
-      return Status::kClosed;
-    }
-    // The slot names the candidate BEFORE the CAS: if this CAS wins, every
-    // producer that sees the new tail also sees this slot (W covers the
-    // range), and a crash right after the CAS leaves a slot that names it.
-    s.committed_to.store(t, std::memory_order_relaxed);
-    // Release: size and sequence (stored above) are in place before the
-    // word names a candidate, even if we die right after this store
-    // (heraldd's repair reads all three). A plain mov on x86.
-    s.word.store(t | kClaimCandidate, std::memory_order_release);
-    HERALD_CRASH_POINT("claim.candidate");
-    if (t + bytes > cached_gate_[p] + v.ring_bytes) {
-      const std::uint64_t g = compute_gate(p);
-      cached_gate_[p] = g;
-      if (t + bytes > g + v.ring_bytes) {
-        // Nothing claimed; clear the candidate so it does not hold W down
-        // for the others while we wait.
-        s.word.store(kClaimEmpty, std::memory_order_release);
-        return Status::kBackPressured;
-      }
-    }
-    // R2: the release orders our slot store before the new tail. A CAS even
-    // on single-producer topics, where no other producer can move the tail:
-    // topic delete can, setting the closed bit (fetch_or) between our load
-    // and a plain store, which the store would then erase; every later
-    // claim and read would never learn the topic is closed.
-    if (!v.part->tail.compare_exchange_weak(t, t + bytes, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-      continue;  // lost the race (or the topic closed): rewrite the slot for the new tail
-    }
-    HERALD_CRASH_POINT("claim.won_unmarked");
-    s.word.store(t | kClaimWon, std::memory_order_relaxed);
-    HERALD_CRASH_POINT("claim.won");
-    // The bytes we write next must not become visible before the new tail:
-    // lossy readers validate a copy by re-reading tail after it. Free on x86
-    // (the locked CAS already is a full barrier); a dmb on ARM.
-    std::atomic_thread_fence(std::memory_order_release);
-    claim_pos_ = t;
-    claim_end_ = t + bytes;
-    *pos = t;
-    return Status::kOk;
-  }
+bool RingLogWriter::refresh_gate(std::uint32_t p, std::uint64_t t, std::uint64_t bytes) noexcept {
+  const std::uint64_t g = compute_gate(p);
+  cached_gate_[p] = g;
+  return t + bytes <= g + topic_->partition(p).ring_bytes;
 }
 
 Status RingLogWriter::claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence, std::uint64_t deadline_ns,
@@ -210,43 +158,6 @@ Status RingLogWriter::claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t 
   }
 }
 
-namespace {
-// Boundary index: each 4 KiB page start b inside [pos, pos + size) records
-// the first record start at or after b: pos itself when b == pos, else the
-// end of this record (the next record starts there).
-inline void index_record(const PartitionView& v, std::uint64_t pos, std::uint64_t size) noexcept {
-  for (std::uint64_t b = align_up(pos, kIndexPageBytes); b < pos + size; b += kIndexPageBytes) {
-    // Relaxed: ordered before the commit word's release (R1); readers
-    // validate an entry against the commit word it points at.
-    v.boundary_for(b).store(b == pos ? pos : pos + size, std::memory_order_relaxed);
-  }
-}
-}  // namespace
-
-void RingLogWriter::commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept {
-  const PartitionView& v = topic_->partition(p);
-  HERALD_CRASH_POINT("commit.before_word");
-  index_record(v, pos, size);
-  // R1: publishes the record; pairs with A1 in read_gated / read_copy /
-  // is_committed. Everything written to the record before is visible to a
-  // reader that sees this word.
-  v.header_at(pos)->word.store(pos ^ v.salt, std::memory_order_release);
-  // Relaxed: read by heraldd after our death only; it walks the commit
-  // words from here, and a word is always stored before this advances.
-  HERALD_CRASH_POINT("commit.word");
-  v.claims[slot_].committed_to.store(pos + size, std::memory_order_relaxed);
-  HERALD_CRASH_POINT("commit.committed_to");
-}
-
-void RingLogWriter::finish(std::uint32_t p) noexcept {
-  const PartitionView& v = topic_->partition(p);
-  HERALD_CRASH_POINT("finish.before_clear");
-  // R3: pairs with A3 in compute_gate: a producer that sees this slot empty
-  // may lap our records, and our writes to them happen before its writes.
-  v.claims[slot_].word.store(kClaimEmpty, std::memory_order_release);
-  wake_readers(v);
-}
-
 void RingLogWriter::abort_rest(std::uint32_t p, std::uint64_t from) noexcept {
   const PartitionView& v = topic_->partition(p);
   if (from < claim_end_) {
@@ -256,24 +167,7 @@ void RingLogWriter::abort_rest(std::uint32_t p, std::uint64_t from) noexcept {
   finish(p);
 }
 
-void RingLogWriter::wake_readers(const PartitionView& v) noexcept {
-  // F1: the StoreLoad barrier between our commit-word store and the load of
-  // `waiters`; pairs with F2 in park_reader (bit set, then re-check the
-  // word). Without it, we could miss the bit while the reader misses the
-  // word: a lost wake-up.
-  //
-  // With fast_wake_ this process registered for membarrier
-  // GLOBAL_EXPEDITED and the barrier is paid by the reader instead: before
-  // re-checking it calls membarrier, which makes every thread of every
-  // registered process execute a full barrier. Either our load of `waiters`
-  // comes after that barrier (and sees the bit) or our word store came
-  // before it (and the reader sees the word). Only a compiler barrier here.
-  if (fast_wake_) {
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  } else {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-  }
-  std::uint64_t w = v.state->waiters.load(std::memory_order_relaxed);
+void RingLogWriter::wake_parked(std::uint64_t w) noexcept {
   while (w != 0) {
     const auto r = static_cast<std::uint32_t>(__builtin_ctzll(w));
     w &= w - 1;
@@ -308,7 +202,7 @@ std::uint64_t write_aborted(const PartitionView& v, std::uint64_t from, std::uin
 }
 
 void wake_everyone(const TopicMap& topic, const PartitionView& v) noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // F1, as in wake_readers
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // F1, as in RingLogWriter::finish
   std::uint64_t w = v.state->waiters.load(std::memory_order_relaxed);
   while (w != 0) {
     const auto r = static_cast<std::uint32_t>(__builtin_ctzll(w));
@@ -325,29 +219,6 @@ void wake_everyone(const TopicMap& topic, const PartitionView& v) noexcept {
 // ===========================================================================
 // Reader side
 // ===========================================================================
-
-namespace {
-// A header that says less than it holds, or more than a record may be.
-inline bool header_sane(const RecordHeader& h, std::uint64_t max_event) noexcept {
-  const std::uint64_t size = h.size;
-  if (size < kRecordAlign || size > max_event || size % kRecordAlign != 0) return false;
-  const std::uint64_t need = std::uint64_t{kRecordHeaderBytes} + h.key_len + h.meta_len + h.payload_len;
-  return need <= size;
-}
-}  // namespace
-
-Status read_gated(const PartitionView& v, std::uint64_t q, const RecordHeader** out) noexcept {
-  const RecordHeader* h = v.header_at(q);
-  // A1: pairs with R1 in commit_record / write_aborted.
-  if (h->word.load(std::memory_order_acquire) != (q ^ v.salt)) {
-    const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
-    if ((raw & kTailClosedBit) != 0 && q >= (raw & ~kTailClosedBit)) return Status::kClosed;
-    return Status::kEmpty;
-  }
-  if (!header_sane(*h, v.max_event)) return Status::kCorrupt;
-  *out = h;
-  return Status::kOk;
-}
 
 // A deliberate, validated race: the bytes may be overwritten while we copy
 // them; the copy is used only if tail shows afterwards that no producer had
@@ -487,7 +358,7 @@ Status park_reader(const TopicMap& topic, std::uint32_t reader, std::span<const 
                    std::span<const std::uint64_t> positions, std::uint64_t timeout_ns) noexcept {
   const std::uint64_t bit = 1ull << reader;
   for (const PartitionView* v : parts) {
-    // F2: seq_cst RMW; pairs with F1 in wake_readers (bit first, then the
+    // F2: seq_cst RMW; pairs with F1 in RingLogWriter::finish (bit first, then the
     // re-check below; the producer: word first, then the bit).
     v->state->waiters.fetch_or(bit, std::memory_order_seq_cst);
   }

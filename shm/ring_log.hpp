@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "shm/crash_point.hpp"
 #include "shm/record_layout.hpp"
 #include "shm/state_layout.hpp"
 #include "shm/topic_map.hpp"
@@ -65,6 +66,8 @@ class RingLogWriter {
   // Claims `bytes` (a multiple of 64, at most ring/2) on partition p without
   // blocking. kBackPressured when a gate or an unfinished record one lap
   // behind holds it; the slot is then left empty (nothing claimed, no hole).
+  // Inline (below), like commit_record and finish: they are the publish hot
+  // path; only the gate refresh and the wake-up of parked readers are calls.
   Status try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence, std::uint64_t* pos) noexcept;
   // As try_claim, waiting per `wait` until deadline_ns (CLOCK_MONOTONIC;
   // UINT64_MAX waits forever).
@@ -87,7 +90,11 @@ class RingLogWriter {
   const TopicMap* topic() const noexcept { return topic_; }
 
  private:
-  void wake_readers(const PartitionView& v) noexcept;
+  // try_claim's slow path: recomputes and caches the gate of p; true when
+  // a claim of `bytes` at t fits under it.
+  [[gnu::cold, gnu::noinline]] bool refresh_gate(std::uint32_t p, std::uint64_t t, std::uint64_t bytes) noexcept;
+  // finish's slow path: wakes the readers whose bits are set in w.
+  [[gnu::cold, gnu::noinline]] void wake_parked(std::uint64_t w) noexcept;
 
   const TopicMap* topic_;
   std::uint32_t slot_;
@@ -96,6 +103,117 @@ class RingLogWriter {
   std::uint64_t claim_pos_ = 0;
   std::uint64_t claim_end_ = 0;
 };
+
+// ---------------------------------------------------------------------------
+// The producer's hot path, inline. Labels as in ring_log.cpp: R1/A1 commit
+// word, R2/A2 tail, R3/A3 claim slot, F1/F2 park/wake.
+// ---------------------------------------------------------------------------
+
+inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence,
+                                       std::uint64_t* pos) noexcept {
+  const PartitionView& v = topic_->partition(p);
+  if (bytes == 0 || bytes % kRecordAlign != 0 || bytes > v.ring_bytes / 2) return Status::kTooLarge;
+  ClaimSlotLayout& s = v.claims[slot_];
+  // Relaxed: these are ordered before the CAS by its release (R2), and only
+  // heraldd reads them, after this process is dead.
+  s.size.store(bytes, std::memory_order_relaxed);
+  s.sequence.store(sequence, std::memory_order_relaxed);
+  for (;;) {
+    // Relaxed: the CAS below validates the value; gate computation reloads
+    // tail with the ordering it needs.
+    std::uint64_t t = v.part->tail.load(std::memory_order_relaxed);
+    if ((t & kTailClosedBit) != 0) {
+      s.word.store(kClaimEmpty, std::memory_order_release);
+      return Status::kClosed;
+    }
+    // The slot names the candidate BEFORE the CAS: if this CAS wins, every
+    // producer that sees the new tail also sees this slot (W covers the
+    // range), and a crash right after the CAS leaves a slot that names it.
+    s.committed_to.store(t, std::memory_order_relaxed);
+    // Release: size and sequence (stored above) are in place before the
+    // word names a candidate, even if we die right after this store
+    // (heraldd's repair reads all three). A plain mov on x86.
+    s.word.store(t | kClaimCandidate, std::memory_order_release);
+    HERALD_CRASH_POINT("claim.candidate");
+    if (t + bytes > cached_gate_[p] + v.ring_bytes && !refresh_gate(p, t, bytes)) {
+      // Nothing claimed; clear the candidate so it does not hold W down
+      // for the others while we wait.
+      s.word.store(kClaimEmpty, std::memory_order_release);
+      return Status::kBackPressured;
+    }
+    // R2: the release orders our slot store before the new tail. A CAS even
+    // on single-producer topics, where no other producer can move the tail:
+    // topic delete can, setting the closed bit (fetch_or) between our load
+    // and a plain store, which the store would then erase; every later
+    // claim and read would never learn the topic is closed.
+    if (!v.part->tail.compare_exchange_weak(t, t + bytes, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      continue;  // lost the race (or the topic closed): rewrite the slot for the new tail
+    }
+    HERALD_CRASH_POINT("claim.won_unmarked");
+    s.word.store(t | kClaimWon, std::memory_order_relaxed);
+    HERALD_CRASH_POINT("claim.won");
+    // The bytes we write next must not become visible before the new tail:
+    // lossy readers validate a copy by re-reading tail after it. Free on x86
+    // (the locked CAS already is a full barrier); a dmb on ARM.
+    std::atomic_thread_fence(std::memory_order_release);
+    claim_pos_ = t;
+    claim_end_ = t + bytes;
+    *pos = t;
+    return Status::kOk;
+  }
+}
+
+// Boundary index: each 4 KiB page start b inside [pos, pos + size) records
+// the first record start at or after b: pos itself when b == pos, else the
+// end of this record (the next record starts there).
+inline void index_record(const PartitionView& v, std::uint64_t pos, std::uint64_t size) noexcept {
+  for (std::uint64_t b = align_up(pos, kIndexPageBytes); b < pos + size; b += kIndexPageBytes) {
+    // Relaxed: ordered before the commit word's release (R1); readers
+    // validate an entry against the commit word it points at.
+    v.boundary_for(b).store(b == pos ? pos : pos + size, std::memory_order_relaxed);
+  }
+}
+
+inline void RingLogWriter::commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept {
+  const PartitionView& v = topic_->partition(p);
+  HERALD_CRASH_POINT("commit.before_word");
+  index_record(v, pos, size);
+  // R1: publishes the record; pairs with A1 in read_gated / read_copy /
+  // is_committed. Everything written to the record before is visible to a
+  // reader that sees this word.
+  v.header_at(pos)->word.store(pos ^ v.salt, std::memory_order_release);
+  // Relaxed: read by heraldd after our death only; it walks the commit
+  // words from here, and a word is always stored before this advances.
+  HERALD_CRASH_POINT("commit.word");
+  v.claims[slot_].committed_to.store(pos + size, std::memory_order_relaxed);
+  HERALD_CRASH_POINT("commit.committed_to");
+}
+
+inline void RingLogWriter::finish(std::uint32_t p) noexcept {
+  const PartitionView& v = topic_->partition(p);
+  HERALD_CRASH_POINT("finish.before_clear");
+  // R3: pairs with A3 in compute_gate: a producer that sees this slot empty
+  // may lap our records, and our writes to them happen before its writes.
+  v.claims[slot_].word.store(kClaimEmpty, std::memory_order_release);
+  // F1: the StoreLoad barrier between our commit-word store and the load of
+  // `waiters`; pairs with F2 in park_reader (bit set, then re-check the
+  // word). Without it, we could miss the bit while the reader misses the
+  // word: a lost wake-up.
+  //
+  // With fast_wake_ this process registered for membarrier
+  // GLOBAL_EXPEDITED and the barrier is paid by the reader instead: before
+  // re-checking it calls membarrier, which makes every thread of every
+  // registered process execute a full barrier. Either our load of `waiters`
+  // comes after that barrier (and sees the bit) or our word store came
+  // before it (and the reader sees the word). Only a compiler barrier here.
+  if (fast_wake_) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  const std::uint64_t w = v.state->waiters.load(std::memory_order_relaxed);
+  if (w != 0) wake_parked(w);
+}
 
 // Writes [from, to) as aborted records of at most max_event bytes each:
 // header first, then the commit word (release). Idempotent. Used by a
@@ -112,9 +230,42 @@ void wake_everyone(const TopicMap& topic, const PartitionView& v) noexcept;
 // Reader side: stateless operations on a partition.
 // ---------------------------------------------------------------------------
 
+// A header that says less than it holds, or more than a record may be.
+inline bool header_sane(const RecordHeader& h, std::uint64_t max_event) noexcept {
+  const std::uint64_t size = h.size;
+  if (size < kRecordAlign || size > max_event || size % kRecordAlign != 0) return false;
+  const std::uint64_t need = std::uint64_t{kRecordHeaderBytes} + h.key_len + h.meta_len + h.payload_len;
+  return need <= size;
+}
+
+// Gated read without the closed check: kEmpty when nothing is committed at
+// q, closed topic or not. It touches the record only, never `tail`: a
+// consumer polling an empty partition in a loop would otherwise pull the
+// producers' CAS line into its cache on every poll, and each producer's
+// next CAS would wait for the line to come back. Callers learn of closure
+// another way (Consumer: its reader wake word, which close() bumps after
+// setting the closed bit) and then call read_gated. Inline: it is the
+// zero-copy consumer's per-event step.
+inline Status peek_gated(const PartitionView& v, std::uint64_t q, const RecordHeader** out) noexcept {
+  const RecordHeader* h = v.header_at(q);
+  // A1: pairs with R1 in commit_record / write_aborted.
+  if (h->word.load(std::memory_order_acquire) != (q ^ v.salt)) return Status::kEmpty;
+  if (!header_sane(*h, v.max_event)) return Status::kCorrupt;
+  *out = h;
+  return Status::kOk;
+}
+
 // Gated read: only for positions a gate protects (a lossless member at or
-// past its group's floor). On kOk *out points at the record in the ring.
-Status read_gated(const PartitionView& v, std::uint64_t q, const RecordHeader** out) noexcept;
+// past its group's floor). On kOk *out points at the record in the ring;
+// kClosed when the topic was closed and nothing is left at q.
+inline Status read_gated(const PartitionView& v, std::uint64_t q, const RecordHeader** out) noexcept {
+  const Status st = peek_gated(v, q, out);
+  if (st != Status::kEmpty) return st;
+  // A2: pairs with the closer's fetch_or on tail (TopicMap::close).
+  const std::uint64_t raw = v.part->tail.load(std::memory_order_acquire);
+  if ((raw & kTailClosedBit) != 0 && q >= (raw & ~kTailClosedBit)) return Status::kClosed;
+  return Status::kEmpty;
+}
 
 // Lossy read: copies the record at q into buf (capacity >= max_event) and
 // validates the copy against tail afterwards. Never a torn record: kOverrun

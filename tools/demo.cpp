@@ -1,251 +1,521 @@
-// `herald demo`: a producer process and a consumer process on a fresh bus,
-// exchanging events through herald; prints events/s and one-way latency
-// percentiles measured in the consumer.
+// `herald demo`: the whole mission in under a minute, on a bus of its own
+// that it destroys at the end (nothing is left in /dev/shm).
 //
-// Phase 1 (throughput): the producer publishes N events as fast as it can;
-// the consumer (a lossless group, so nothing is dropped) verifies the
-// sequence and reports events/s from its first to its last event.
-// Phase 2 (latency): the producer publishes at a fixed rate, stamping each
-// event with its INTENDED send time (CLOCK_MONOTONIC); the consumer records
-// now - stamp, so a stalled producer shows up as latency (no coordinated
-// omission).
-#include "tools/demo.hpp"
-
-#include <sched.h>
+//   order service ──OrderPlaced (keyed by customer, JSON state, correlation id)──▶ topic "orders" (4 partitions)
+//                                                        ├─▶ group "shipping"       (a process)
+//                                                        └─▶ group "notifications"  (a process)
+//
+// Midway the notification service is killed with SIGKILL: orders keep
+// flowing and shipping keeps up; it is restarted and catches up from its
+// committed cursor. One poison order (no items) cannot be shipped: after
+// its retries it lands in shipping's dead-letter topic and is shown with its
+// reason. The panel reads the bus's shared memory (herald::read_stats) like
+// `herald stat`; latencies come from the events' own times.
+#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "herald/herald.hpp"
+#include "tools/cli.hpp"
 #include "tools/common/histogram.hpp"
 #include "tools/common/spawn.hpp"
+#include "tools/demo.hpp"
 
 namespace herald::tools {
 
 namespace {
 
-std::uint64_t mono_ns() {
+constexpr const char* kTopic = "orders";
+constexpr const char* kShipping = "shipping";
+constexpr const char* kNotify = "notifications";
+
+std::uint64_t mono() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
 }
-
-struct Stamp {
-  std::uint64_t seq;
-  std::uint64_t sent_ns;
-};
-
-std::string fmt_rate(double v) {
-  char buf[32];
-  if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2f M", v / 1e6);
-  else if (v >= 1e3) std::snprintf(buf, sizeof buf, "%.1f k", v / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0f ", v);
-  return buf;
+std::uint64_t wall() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+void nap(std::uint64_t ns) {
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000ull), static_cast<long>(ns % 1'000'000'000ull)};
+  nanosleep(&ts, nullptr);
 }
 
-int fail_msg(const std::string& what) {
-  std::fprintf(stderr, "herald: error: %s\n", what.c_str());
+std::atomic<bool> g_term{false};
+void on_term(int) { g_term.store(true); }
+
+int child_fail(const std::string& what) {
+  std::fprintf(stderr, "herald demo: %s\n", what.c_str());
   return 1;
 }
 
 }  // namespace
 
-// ---- the two child roles -------------------------------------------------
+// ---- the order service ------------------------------------------------------
 
-int demo_producer(const DemoChildOptions& o) {
+int mission_orders(const MissionChildOptions& o) {
   auto bus = Bus::attach(o.bus);
-  if (!bus) return fail_msg(bus.error().message());
-  auto producer = bus->producer(o.topic, {.deadline = std::chrono::seconds(30)});
-  if (!producer) return fail_msg(producer.error().message());
-  std::vector<std::byte> payload(std::max<std::size_t>(o.size, sizeof(Stamp)));
-  const std::uint64_t interval = o.rate > 0 ? 1'000'000'000ull / o.rate : 0;
-  const std::uint64_t start = mono_ns();
-  for (std::uint64_t i = 0; i < o.events; ++i) {
-    std::uint64_t intended = 0;
-    if (interval != 0) {
-      intended = start + i * interval;
-      while (mono_ns() < intended) {
-      }
+  if (!bus) return child_fail(bus.error().message());
+  auto p = bus->producer(kTopic, {.deadline = std::chrono::seconds(10), .source = "order-service"});
+  if (!p) return child_fail(p.error().message());
+  const std::uint64_t total = static_cast<std::uint64_t>(o.rate * o.seconds);
+  const std::uint64_t start = mono();
+  const Header hs[] = {{"app", "herald-demo"}, {"schema", "OrderPlaced/1"}};
+  std::vector<std::string> keys, payloads, corrs;
+  std::vector<Message> batch;
+  std::uint64_t i = 0;
+  static const char* skus[] = {"book", "lamp", "mug", "socks", "kettle", "chair", "pen", "plant"};
+  while (i < total) {
+    const std::uint64_t due = std::min<std::uint64_t>(
+        total, static_cast<std::uint64_t>(static_cast<double>(mono() - start) / 1e9 * o.rate) + 1);
+    if (due <= i) {
+      nap(200'000);  // paced: the next order is not due yet
+      continue;
     }
-    const Stamp s{i, interval != 0 ? intended : mono_ns()};
-    std::memcpy(payload.data(), &s, sizeof s);
-    auto r = producer->publish({.type = "demo.Tick", .payload = Bytes(payload.data(), o.size)});
-    if (!r) return fail_msg("publish " + std::to_string(i) + ": " + r.error().message());
+    const std::uint64_t n = std::min<std::uint64_t>(due - i, 512);
+    keys.resize(n);
+    payloads.resize(n);
+    corrs.resize(n);
+    batch.resize(n);
+    for (std::uint64_t k = 0; k < n; ++k, ++i) {
+      const std::uint64_t order = i + 1;
+      const std::uint64_t cust = (order * 2654435761ull) % 250 + 1;
+      char key[32], corr[32], buf[512];
+      std::snprintf(key, sizeof key, "cust-%04" PRIu64, cust);
+      std::snprintf(corr, sizeof corr, "checkout-%08" PRIu64, order);
+      if (order == o.poison_at) {
+        std::snprintf(buf, sizeof buf,
+                      "{\"order_id\":\"ord-%08" PRIu64 "\",\"customer\":\"%s\",\"items\":[],\"total\":0.00}", order, key);
+      } else {
+        const std::uint64_t qty = order % 3 + 1;
+        const char* sku = skus[order % 8];
+        const double total_eur = static_cast<double>(qty) * (4.5 + static_cast<double>(order % 40));
+        std::snprintf(buf, sizeof buf,
+                      "{\"order_id\":\"ord-%08" PRIu64 "\",\"customer\":\"%s\",\"items\":[{\"sku\":\"%s\",\"qty\":%" PRIu64
+                      "}],\"total\":%.2f}",
+                      order, key, sku, qty, total_eur);
+      }
+      keys[k] = key;
+      corrs[k] = corr;
+      payloads[k] = buf;
+    }
+    for (std::uint64_t k = 0; k < n; ++k)
+      batch[k] = Message{.key = keys[k], .type = "OrderPlaced", .payload = payloads[k], .correlation_id = corrs[k],
+                         .content_type = "application/json", .headers = hs};
+    auto r = p->publish_batch(batch);
+    if (!r) return child_fail("publish: " + r.error().message());
+    if (r->error) return child_fail("publish: " + r->error->message());
   }
-  const double secs = static_cast<double>(mono_ns() - start) / 1e9;
-  std::printf("{\"events\":%" PRIu64 ",\"seconds\":%.6f}\n", o.events, secs);
+  const double secs = static_cast<double>(mono() - start) / 1e9;
+  std::printf("{\"published\":%" PRIu64 ",\"seconds\":%.6f}\n", total, secs);
   return 0;
 }
 
-int demo_consumer(const DemoChildOptions& o) {
+// ---- shipping and notifications ------------------------------------------------
+
+int mission_service(const MissionChildOptions& o) {
+  ::signal(SIGTERM, on_term);
+  ::signal(SIGINT, on_term);
   auto bus = Bus::attach(o.bus);
-  if (!bus) return fail_msg(bus.error().message());
-  const bool spin = std::thread::hardware_concurrency() >= 2 && o.rate > 0;
-  auto consumer = bus->consumer(o.topic, {.group = o.group, .wait = spin ? Wait::kBusySpin : Wait::kPark});
-  if (!consumer) return fail_msg(consumer.error().message());
-  Histogram hist;
-  std::uint64_t got = 0, next_seq = 0, first_ns = 0, last_ns = 0, bad = 0;
-  const std::uint64_t deadline = mono_ns() + 120'000'000'000ull;
-  while (got < o.events) {
-    auto n = consumer->poll(
-        [&](const EventView& e) {
-          Stamp s{};
-          if (e.payload().size() < sizeof s) {
-            ++bad;
-            return;
+  if (!bus) return child_fail(bus.error().message());
+  ConsumerOptions co;
+  co.group = o.name;
+  co.max_deliveries = 3;
+  co.retry = RetryPolicy{std::chrono::milliseconds(20), 2.0, std::chrono::milliseconds(200)};
+  auto c = bus->consumer(kTopic, co);
+  if (!c) return child_fail(c.error().message());
+  const bool shipping = o.name == kShipping;
+  Histogram lat;
+  std::uint64_t handled = 0, bytes = 0;
+  while (!g_term.load()) {
+    auto n = c->poll(
+        [&](const EventView& e) -> HandlerResult {
+          const std::string_view d = e.payload_text();
+          if (shipping && d.find("\"items\":[]") != std::string_view::npos) {
+            const auto at = d.find("ord-");
+            return nack("order " + std::string(d.substr(at, 12)) + " has no items: nothing to ship");
           }
-          std::memcpy(&s, e.payload().data(), sizeof s);
-          const std::uint64_t now = mono_ns();
-          if (first_ns == 0) first_ns = now;
-          last_ns = now;
-          if (s.seq != next_seq) ++bad;
-          next_seq = s.seq + 1;
-          hist.record(now > s.sent_ns ? now - s.sent_ns : 0);
-          ++got;
+          // Shipping books a parcel; notifications sends "we got your order".
+          bytes += d.size();
+          const std::uint64_t now = wall();
+          lat.record(now > e.time_ns() ? now - e.time_ns() : 0);
+          ++handled;
+          return {};
         },
         1024, std::chrono::milliseconds(100));
-    if (!n) return fail_msg(n.error().message());
-    if (mono_ns() > deadline) return fail_msg("consumer timed out after " + std::to_string(got) + " events");
+    if (!n) return child_fail(o.name + ": " + n.error().message());
   }
-  const double secs = static_cast<double>(last_ns - first_ns) / 1e9;
-  std::printf("{\"events\":%" PRIu64 ",\"out_of_order\":%" PRIu64 ",\"seconds\":%.6f,\"p50\":%" PRIu64
-              ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "}\n",
-              got, bad, secs, hist.percentile(50), hist.percentile(90), hist.percentile(99), hist.percentile(99.9),
-              hist.max());
-  return bad == 0 ? 0 : 1;
+  const ConsumerStats st = c->stats();
+  std::printf("{\"service\":\"%s\",\"handled\":%" PRIu64 ",\"failures\":%" PRIu64 ",\"dead_lettered\":%" PRIu64
+              ",\"p50\":%" PRIu64 ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64 "}\n",
+              o.name.c_str(), handled, st.failures, st.dead_lettered, lat.percentile(50), lat.percentile(90),
+              lat.percentile(99), lat.max());
+  return 0;
 }
 
-// ---- the parent ----------------------------------------------------------
+// ---- the parent -------------------------------------------------------------------
 
 namespace {
 
-struct PhaseResult {
-  bool ok = false;
-  double producer_secs = 0, consumer_secs = 0;
-  std::uint64_t events = 0, p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0, out_of_order = 0;
-  std::string error;
+struct Service {
+  std::string name;
+  Child child;
+  nlohmann::json result;  // its summary line
 };
 
-std::uint64_t json_u64(const std::string& s, const char* key) {
-  const std::string k = std::string("\"") + key + "\":";
-  const auto at = s.find(k);
-  return at == std::string::npos ? 0 : std::strtoull(s.c_str() + at + k.size(), nullptr, 10);
-}
-double json_f64(const std::string& s, const char* key) {
-  const std::string k = std::string("\"") + key + "\":";
-  const auto at = s.find(k);
-  return at == std::string::npos ? 0 : std::strtod(s.c_str() + at + k.size(), nullptr);
+Child start_child(const std::string& bus, const std::vector<std::string>& extra) {
+  const std::string exe = self_exe();
+  std::vector<std::string> args = {exe};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.insert(args.end(), {"--bus", bus});
+  return spawn(exe, args, true);
 }
 
-// Each phase has its own topic: a lossless group left behind by one phase
-// (its consumer gone) would rightly hold the next phase's producer back.
-PhaseResult run_phase(Bus& bus, const DemoOptions& o, const std::string& topic, std::uint64_t events,
-                      std::uint64_t rate) {
-  PhaseResult res;
-  const std::string group = "demo";
-  if (auto t = bus.create_topic(topic, {.partitions = 1, .ring_bytes = 16ull << 20, .max_event = 64 << 10}); !t) {
-    res.error = t.error().message();
-    return res;
-  }
-  // The group exists before either process starts, so the consumer sees
-  // every event of this phase.
-  {
-    auto c = bus.consumer(topic, {.group = group, .policy = Policy::kLossless, .start = Offset::earliest()});
-    if (!c) {
-      res.error = c.error().message();
-      return res;
-    }
-  }
-  const std::string exe = self_exe();
-  const std::vector<std::string> common = {"--bus",    bus.name(),          "--topic", topic,
-                                           "--events", std::to_string(events), "--size", std::to_string(o.size),
-                                           "--rate",   std::to_string(rate), "--group", group};
-  std::vector<std::string> cargs = {exe, "__demo-consumer"};
-  cargs.insert(cargs.end(), common.begin(), common.end());
-  std::vector<std::string> pargs = {exe, "__demo-producer"};
-  pargs.insert(pargs.end(), common.begin(), common.end());
-  Child consumer = spawn(exe, cargs, true);
-  Child producer = spawn(exe, pargs, true);
-  if (consumer.pid < 0 || producer.pid < 0) {
-    res.error = "could not start the demo processes";
-    return res;
-  }
-  const std::string pout = read_all(producer, 120'000);
-  const int pst = wait_child(producer, 5'000);
-  const std::string cout = read_all(consumer, 120'000);
-  const int cst = wait_child(consumer, 5'000);
-  if (pst != 0 || cst != 0 || pout.empty() || cout.empty()) {
-    res.error = "demo processes failed (producer status " + std::to_string(pst) + ", consumer status " +
-                std::to_string(cst) + ")";
-    return res;
-  }
-  res.ok = true;
-  res.events = json_u64(cout, "events");
-  res.out_of_order = json_u64(cout, "out_of_order");
-  res.producer_secs = json_f64(pout, "seconds");
-  res.consumer_secs = json_f64(cout, "seconds");
-  res.p50 = json_u64(cout, "p50");
-  res.p90 = json_u64(cout, "p90");
-  res.p99 = json_u64(cout, "p99");
-  res.p999 = json_u64(cout, "p999");
-  res.max = json_u64(cout, "max");
-  return res;
+nlohmann::json stop_child(Child& c, int sig) {
+  if (c.pid > 0 && sig != 0) ::kill(c.pid, sig);
+  const std::string out = read_all(c, 20'000);
+  const int st = wait_child(c, 5'000);
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) j = nlohmann::json::object();
+  j["status"] = st;
+  return j;
 }
+
+const GroupStats* find_group(const BusStats& s, const char* name) {
+  for (const TopicStats& t : s.topics)
+    if (t.name == kTopic)
+      for (const GroupStats& g : t.groups)
+        if (g.name == name) return &g;
+  return nullptr;
+}
+const TopicStats* orders(const BusStats& s) {
+  for (const TopicStats& t : s.topics)
+    if (t.name == kTopic) return &t;
+  return nullptr;
+}
+
+struct Panel {
+  bool tty = false;
+  bool json = false;
+  int lines = 0;
+  std::uint64_t start = mono();
+  std::optional<BusStats> prev;
+  std::uint64_t next_plain = 0;
+  std::string last_note;
+
+  double rate_of(const BusStats& s, const char* group) const {
+    if (!prev || s.mono_ns <= prev->mono_ns) return 0;
+    const GroupStats* a = find_group(*prev, group);
+    const GroupStats* b = find_group(s, group);
+    const TopicStats* t = orders(s);
+    if (a == nullptr || b == nullptr || t == nullptr || a->partitions.size() != b->partitions.size()) return 0;
+    double ev = 0;
+    for (std::size_t p = 0; p < b->partitions.size(); ++p) {
+      const PartitionStats& ps = t->partition_stats[p];
+      const double avg = ps.events ? static_cast<double>(ps.bytes) / static_cast<double>(ps.events) : 256.0;
+      if (b->partitions[p].committed > a->partitions[p].committed)
+        ev += static_cast<double>(b->partitions[p].committed - a->partitions[p].committed) / avg;
+    }
+    return ev / (static_cast<double>(s.mono_ns - prev->mono_ns) / 1e9);
+  }
+
+  void draw(const BusStats& s, const std::string& note, bool notify_down) {
+    const TopicStats* t = orders(s);
+    if (t == nullptr || json) return;
+    const double secs = static_cast<double>(mono() - start) / 1e9;
+    const double pub_rate = prev && orders(*prev) && s.mono_ns > prev->mono_ns
+                                ? static_cast<double>(t->events - orders(*prev)->events) /
+                                      (static_cast<double>(s.mono_ns - prev->mono_ns) / 1e9)
+                                : 0;
+    const Style st{tty};
+    auto row = [&](const char* name, bool down) {
+      const GroupStats* g = find_group(s, name);
+      char buf[256];
+      if (g == nullptr) {
+        std::snprintf(buf, sizeof buf, "  %-14s (joining)", name);
+        return std::string(buf);
+      }
+      const std::string state = down ? std::string(st.red()) + "DOWN (kill -9)" + st.reset()
+                                     : std::string(st.green()) + "up" + st.reset() + " " + format_count(rate_of(s, name)) + "/s";
+      std::snprintf(buf, sizeof buf, "  %-14s %-26s lag %7" PRIu64 " events %7s   dead letters %" PRIu64, name,
+                    state.c_str(), g->lag_events,
+                    g->lag_seconds > 0 ? format_duration_ns(static_cast<std::uint64_t>(g->lag_seconds * 1e9)).c_str() : "0s",
+                    g->dlq_depth);
+      return std::string(buf);
+    };
+    if (tty) {
+      if (lines > 0) std::printf("\033[%dA", lines);
+      std::printf("\033[K  %st=%5.1fs%s  orders published %8" PRIu64 "  (%s/s)\n", st.bold(), secs, st.reset(),
+                  t->events, format_count(pub_rate).c_str());
+      std::printf("\033[K%s\n\033[K%s\n\033[K  %s%s%s\n", row(kShipping, false).c_str(), row(kNotify, notify_down).c_str(),
+                  st.cyan(), note.c_str(), st.reset());
+      lines = 4;
+    } else if (mono() >= next_plain || note != last_note) {
+      next_plain = mono() + 1'000'000'000ull;
+      last_note = note;
+      const GroupStats* sg = find_group(s, kShipping);
+      const GroupStats* ng = find_group(s, kNotify);
+      std::printf("  t=%4.1fs  published %" PRIu64 " (%s/s)  shipping lag %" PRIu64 "  notifications %s lag %" PRIu64
+                  "  %s\n",
+                  secs, t->events, format_count(pub_rate).c_str(), sg ? sg->lag_events : 0,
+                  notify_down ? "DOWN" : "up", ng ? ng->lag_events : 0, note.c_str());
+    }
+    std::fflush(stdout);
+  }
+};
 
 }  // namespace
 
-int run_demo(const DemoOptions& o) {
-  const std::string bus_name = "demo-" + std::to_string(::getpid());
+// What the demo saw, and the summary it prints.
+struct Outcome {
+  nlohmann::json produced, shipping, notifications;  // the children's summary lines
+  std::uint64_t max_notify_lag = 0;
+  std::uint64_t catch_up_ns = 0;
+  std::vector<DeadLetter> letters;
+};
+
+int report(const MissionOptions& o, const std::string& bus_name, const Outcome& r, const Style& st) {
+  const double pub_secs = r.produced.is_object() ? r.produced.value("seconds", 0.0) : 0.0;
+  const std::uint64_t published = r.produced.is_object() ? r.produced.value("published", std::uint64_t{0}) : 0;
+  const auto u64 = [](const nlohmann::json& j, const char* k) { return j.value(k, std::uint64_t{0}); };
+  if (o.json) {
+    nlohmann::json dl = nlohmann::json::array();
+    for (const DeadLetter& d : r.letters)
+      dl.push_back({{"partition", d.partition}, {"position", d.position}, {"reason", d.reason},
+                    {"deliveries", d.deliveries}, {"payload", std::string(d.event.payload_text())}});
+    print_json_line({{"bus", bus_name}, {"published", published}, {"publish_seconds", pub_secs},
+                     {"shipping", r.shipping}, {"notifications", r.notifications},
+                     {"notifications_max_lag_events", r.max_notify_lag},
+                     {"notifications_catch_up_ns", r.catch_up_ns}, {"dead_letters", std::move(dl)}});
+    return r.letters.size() == 1 ? 0 : 1;
+  }
+  std::printf("\n%sthe poison order%s, in shipping's dead-letter topic (orders.dlq.shipping):\n", st.bold(), st.reset());
+  for (const DeadLetter& d : r.letters)
+    std::printf("  orders:%u:%" PRIu64 "  %s%s%s after %u deliveries\n    %s\n", d.partition, d.position, st.red(),
+                d.reason.c_str(), st.reset(), d.deliveries, std::string(d.event.payload_text()).c_str());
+  std::printf("\n%ssummary%s\n", st.bold(), st.reset());
+  std::printf("  orders published      %" PRIu64 " in %.2fs (%s/s), correlation ids and JSON state in every event\n",
+              published, pub_secs, format_count(pub_secs > 0 ? static_cast<double>(published) / pub_secs : 0).c_str());
+  for (const auto& [name, res] : {std::pair<const char*, const nlohmann::json*>{kShipping, &r.shipping},
+                                  {kNotify, &r.notifications}})
+    std::printf("  %-14s        handled %" PRIu64 ", publish-to-handled latency p50 %s  p90 %s  p99 %s  max %s\n",
+                name, u64(*res, "handled"), format_ns(u64(*res, "p50")).c_str(), format_ns(u64(*res, "p90")).c_str(),
+                format_ns(u64(*res, "p99")).c_str(), format_ns(u64(*res, "max")).c_str());
+  std::printf("  (notifications' latency after its restart includes the time it was down)\n");
+  std::printf("  notifications down   lag peaked at %" PRIu64 " events; caught up %s after its restart\n",
+              r.max_notify_lag, format_duration_ns(r.catch_up_ns).c_str());
+  std::printf("  dead letters         %zu (shipping), with the reason and the original envelope\n", r.letters.size());
+  std::printf("\n%sexplore further%s (docs/CLI.md):\n", st.bold(), st.reset());
+  std::printf("  herald topic create orders --partitions 4\n");
+  std::printf("  herald publish orders --key cust-0042 --type OrderPlaced '{\"order_id\":\"ord-1\",\"items\":[]}'\n");
+  std::printf("  herald consume orders --group shipping --exec './ship.sh'     # exit 0 acks; failures retry, then DLQ\n");
+  std::printf("  herald groups orders          # committed positions and lag\n");
+  std::printf("  herald dlq list orders        # then: herald dlq show / redrive / purge\n");
+  std::printf("  herald stat --watch           # live view (works even with heraldd down)\n");
+  std::printf("  herald demo --bench           # raw two-process throughput and latency\n");
+  if (o.keep)
+    std::printf("\nthe bus 'demo' was kept: try 'herald --bus demo stat'; remove it with 'herald --bus demo bus destroy'\n");
+  return r.letters.size() == 1 ? 0 : 1;
+}
+
+int run_mission(const MissionOptions& o) {
+  const std::string bus_name = o.keep ? "demo" : "demo-" + std::to_string(::getpid());
   (void)Bus::destroy(bus_name);
   auto bus = Bus::attach(bus_name);
-  if (!bus) return fail_msg(bus.error().message());
+  if (!bus) return runtime_error(bus.error(), "demo bus");
   struct Cleanup {
     std::string name;
-    ~Cleanup() { (void)Bus::destroy(name); }
-  } cleanup{bus_name};
+    bool keep;
+    std::vector<Child*> children;
+    ~Cleanup() {
+      for (Child* c : children)
+        if (c->pid > 0) wait_child(*c, 0);  // kills what is still running
+      if (!keep) (void)Bus::destroy(name);
+    }
+  } cleanup{bus_name, o.keep, {}};
+  const Style st{::isatty(STDOUT_FILENO) == 1};
+  const bool tty = st.on && !o.json;
+  const std::uint64_t total = static_cast<std::uint64_t>(o.rate * o.seconds);
+  const std::uint64_t poison = std::max<std::uint64_t>(1, total / 3 + 7);
   if (!o.json) {
-    std::printf("herald demo: bus '%s', one topic per phase (1 partition, 16 MiB ring), a producer and a consumer "
-                "process\n\n",
-                bus_name.c_str());
-    std::printf("  throughput: %" PRIu64 " events of %zu B, as fast as they go ...\n", o.events, o.size);
-    std::fflush(stdout);
+    std::printf("%sherald demo%s: an order service, a shipping service and a notification service, as separate "
+                "processes on bus '%s'\n",
+                st.bold(), st.reset(), bus_name.c_str());
+    std::printf("  topic 'orders': 4 partitions keyed by customer; %" PRIu64 " OrderPlaced events at %s/s over %.0fs\n\n",
+                total, format_count(o.rate).c_str(), o.seconds);
   }
-  const PhaseResult tp = run_phase(*bus, o, "demo.throughput", o.events, 0);
-  if (!tp.ok) return fail_msg("throughput phase: " + tp.error);
-  const double prod_rate = static_cast<double>(o.events) / tp.producer_secs;
-  const double cons_rate = static_cast<double>(tp.events) / std::max(tp.consumer_secs, 1e-9);
-  const std::uint64_t lat_events = o.rate * o.seconds;
-  if (!o.json) {
-    std::printf("    producer %sevents/s, consumer %sevents/s (%.0f MB/s), %" PRIu64 " received in order\n\n",
-                fmt_rate(prod_rate).c_str(), fmt_rate(cons_rate).c_str(),
-                cons_rate * static_cast<double>(o.size) / 1e6, tp.events - tp.out_of_order);
-    std::printf("  latency: %" PRIu64 " events paced at %s/s, one-way, stamped with the intended send time ...\n",
-                lat_events, fmt_rate(static_cast<double>(o.rate)).c_str());
-    std::fflush(stdout);
+  if (auto t = bus->create_topic(kTopic, {.partitions = 4, .ring_bytes = 8ull << 20, .max_event = 64 << 10}); !t)
+    return runtime_error(t.error(), "create topic 'orders'");
+
+  Service ship{kShipping, start_child(bus_name, {"__demo-service", "--name", kShipping}), {}};
+  Service notify{kNotify, start_child(bus_name, {"__demo-service", "--name", kNotify}), {}};
+  cleanup.children = {&ship.child, &notify.child};
+  // Both groups exist (and own their partitions) before the first order.
+  const std::uint64_t join_deadline = mono() + 15'000'000'000ull;
+  for (;;) {
+    auto s = read_stats(bus_name, {.dlq_depth = false, .lag_time = false, .topic = kTopic});
+    const GroupStats* a = s ? find_group(*s, kShipping) : nullptr;
+    const GroupStats* b = s ? find_group(*s, kNotify) : nullptr;
+    if (a && b && a->members == 1 && b->members == 1) break;
+    if (mono() > join_deadline) return runtime_error("the demo services did not join their groups within 15s");
+    nap(20'000'000);
   }
-  const PhaseResult lt = run_phase(*bus, o, "demo.latency", lat_events, o.rate);
-  if (!lt.ok) return fail_msg("latency phase: " + lt.error);
-  if (o.json) {
-    std::printf("{\"bus\":\"%s\",\"size\":%zu,\"throughput\":{\"events\":%" PRIu64
-                ",\"producer_events_per_s\":%.0f,\"consumer_events_per_s\":%.0f},\"latency\":{\"rate\":%" PRIu64
-                ",\"events\":%" PRIu64 ",\"p50_ns\":%" PRIu64 ",\"p90_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64
-                ",\"p999_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 "}}\n",
-                bus_name.c_str(), o.size, tp.events, prod_rate, cons_rate, o.rate, lt.events, lt.p50, lt.p90, lt.p99,
-                lt.p999, lt.max);
-  } else {
-    std::printf("    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n\n", format_ns(lt.p50).c_str(),
-                format_ns(lt.p90).c_str(), format_ns(lt.p99).c_str(), format_ns(lt.p999).c_str(),
-                format_ns(lt.max).c_str());
-    std::printf("  Both figures were measured just now on this machine (%u cores).\n",
-                std::thread::hardware_concurrency());
+  Child producer = start_child(bus_name, {"__demo-orders", "--rate", std::to_string(o.rate), "--seconds",
+                                          std::to_string(o.seconds), "--poison-at", std::to_string(poison)});
+  cleanup.children.push_back(&producer);
+  Panel panel;
+  panel.tty = tty;
+  panel.json = o.json;
+  const std::uint64_t t0 = mono();
+  const auto at = [&](double frac) { return t0 + static_cast<std::uint64_t>(o.seconds * frac * 1e9); };
+  const std::uint64_t kill_at = at(0.35), restart_at = at(0.60);
+  bool killed = false, restarted = false, producer_done = false;
+  std::uint64_t restarted_ns = 0, caught_up_ns = 0, max_notify_lag = 0;
+  std::string note = "orders flowing; both services keep up";
+  nlohmann::json produced;
+  const std::uint64_t hard_deadline = t0 + static_cast<std::uint64_t>((o.seconds + 30) * 1e9);
+  for (;;) {
+    const std::uint64_t now = mono();
+    if (!killed && now >= kill_at) {
+      ::kill(notify.child.pid, SIGKILL);
+      (void)stop_child(notify.child, 0);
+      killed = true;
+      note = "killed the notification service (SIGKILL): orders keep flowing, shipping keeps up";
+    }
+    if (killed && !restarted && now >= restart_at) {
+      notify.child = start_child(bus_name, {"__demo-service", "--name", kNotify});
+      restarted = true;
+      restarted_ns = now;
+      note = "restarted the notification service: it resumes at its committed cursor";
+    }
+    auto s = read_stats(bus_name, {.dlq_depth = true, .lag_time = true, .topic = kTopic});
+    if (!s) return runtime_error(s.error(), "read the demo bus");
+    const GroupStats* ng = find_group(*s, kNotify);
+    const GroupStats* sg = find_group(*s, kShipping);
+    if (ng) max_notify_lag = std::max(max_notify_lag, ng->lag_events);
+    const std::uint64_t near = std::max<std::uint64_t>(10, static_cast<std::uint64_t>(o.rate / 20));
+    if (restarted && caught_up_ns == 0 && ng && ng->members == 1 && ng->lag_events <= near) {
+      caught_up_ns = now;
+      note = "notifications caught up in " + format_duration_ns(now - restarted_ns) + " (lag back to ~0)";
+    }
+    if (!producer_done) {
+      int status = 0;
+      if (::waitpid(producer.pid, &status, WNOHANG) == producer.pid) {
+        producer.pid = -1;
+        producer_done = true;
+        produced = nlohmann::json::parse(read_all(producer, 1'000), nullptr, false);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+          return runtime_error("the order service failed (status " + std::to_string(status) + ")");
+      }
+    }
+    panel.draw(*s, note, killed && !restarted);
+    panel.prev = std::move(s).value();
+    if (producer_done && restarted && sg && ng && sg->lag_bytes == 0 && ng->lag_bytes == 0 && sg->dlq_depth >= 1) break;
+    if (now > hard_deadline) {
+      std::printf("\n");
+      return runtime_error("the services did not catch up within 30s of the last order (shipping lag " +
+                           std::to_string(sg ? sg->lag_events : 0) + ", notifications lag " +
+                           std::to_string(ng ? ng->lag_events : 0) + ")");
+    }
+    nap(100'000'000);
   }
-  return tp.out_of_order == 0 && lt.out_of_order == 0 ? 0 : 1;
+  if (caught_up_ns == 0) caught_up_ns = mono();
+  ship.result = stop_child(ship.child, SIGTERM);
+  notify.result = stop_child(notify.child, SIGTERM);
+  auto letters = bus->dead_letters(kTopic, kShipping);
+  if (!letters) return runtime_error(letters.error(), "read shipping's dead letters");
+  Outcome out{produced, ship.result, notify.result, max_notify_lag, caught_up_ns - restarted_ns, std::move(letters).value()};
+  return report(o, bus_name, out, st);
+}
+
+// ---- registration --------------------------------------------------------------------
+
+void add_demo_commands(CLI::App& app, Context& ctx) {
+  static MissionOptions mission;
+  static DemoOptions bench;
+  static bool use_bench = false, quick = false;
+  auto* demo = app.add_subcommand("demo", "the whole mission in under a minute: orders, shipping, notifications, "
+                                          "a crash, a catch-up and a dead letter (--bench: raw throughput and latency)");
+  demo->add_flag("--bench", use_bench, "instead: a producer and a consumer process, events/s and one-way latency");
+  demo->add_option("--seconds", mission.seconds, "how long orders are published")->check(CLI::Range(1.0, 600.0))->capture_default_str();
+  demo->add_option("--rate", mission.rate, "orders per second")->check(CLI::Range(10.0, 1e6))->capture_default_str();
+  demo->add_flag("--quick", quick, "a short run (3 s at 2000 orders/s), for tests");
+  demo->add_flag("--keep", mission.keep, "keep the bus 'demo' (and heraldd) afterwards to explore it");
+  demo->add_option("--events", bench.events, "--bench: events in the throughput phase")->check(CLI::PositiveNumber);
+  demo->add_option("--size", bench.size, "--bench: payload bytes")->check(CLI::Range(16, 60000));
+  demo->add_option("--bench-rate", bench.rate, "--bench: events/s in the latency phase")->check(CLI::Range(1, 10'000'000));
+  ctx.on(demo, [&ctx] {
+    if (use_bench) {
+      bench.json = ctx.json;
+      return run_demo_bench(bench);
+    }
+    if (quick) {
+      mission.seconds = 3;
+      mission.rate = 2000;
+    }
+    mission.json = ctx.json;
+    return run_mission(mission);
+  });
+
+  // Hidden child roles.
+  static MissionChildOptions child;
+  auto add_mission_child = [&](const char* name) {
+    auto* c = app.add_subcommand(name, "");
+    c->group("");
+    c->add_option("--name", child.name);
+    c->add_option("--rate", child.rate);
+    c->add_option("--seconds", child.seconds);
+    c->add_option("--poison-at", child.poison_at);
+    return c;
+  };
+  auto* orders_cmd = add_mission_child("__demo-orders");
+  auto* service_cmd = add_mission_child("__demo-service");
+  ctx.on(orders_cmd, [&ctx] {
+    child.bus = ctx.bus();
+    return mission_orders(child);
+  });
+  ctx.on(service_cmd, [&ctx] {
+    child.bus = ctx.bus();
+    return mission_service(child);
+  });
+
+  static DemoChildOptions bench_child;
+  auto add_bench_child = [&](const char* name) {
+    auto* c = app.add_subcommand(name, "");
+    c->group("");
+    c->add_option("--topic", bench_child.topic)->required();
+    c->add_option("--group", bench_child.group);
+    c->add_option("--events", bench_child.events)->required();
+    c->add_option("--size", bench_child.size);
+    c->add_option("--rate", bench_child.rate);
+    return c;
+  };
+  auto* bp = add_bench_child("__demo-producer");
+  auto* bc = add_bench_child("__demo-consumer");
+  ctx.on(bp, [&ctx] {
+    bench_child.bus = ctx.bus();
+    return demo_producer(bench_child);
+  });
+  ctx.on(bc, [&ctx] {
+    bench_child.bus = ctx.bus();
+    return demo_consumer(bench_child);
+  });
 }
 
 }  // namespace herald::tools

@@ -1,4 +1,6 @@
-// `herald demo` and its two hidden child roles.
+// `herald demo` (the mission: tools/demo.cpp) and `herald demo --bench` (two
+// processes, throughput and paced latency: tools/demo_bench.cpp), with their
+// hidden child roles.
 #pragma once
 
 #include <cstddef>
@@ -22,8 +24,25 @@ struct DemoChildOptions {
   std::uint64_t rate = 0;  // 0: as fast as possible
 };
 
-int run_demo(const DemoOptions& o);
+int run_demo_bench(const DemoOptions& o);
 int demo_producer(const DemoChildOptions& o);
 int demo_consumer(const DemoChildOptions& o);
+
+struct MissionOptions {
+  double seconds = 12;   // how long the order service publishes
+  double rate = 4000;    // orders per second
+  bool keep = false;     // keep the bus (named "demo") and its daemon to explore afterwards
+  bool json = false;
+};
+
+struct MissionChildOptions {
+  std::string bus, name;
+  double rate = 0, seconds = 0;
+  std::uint64_t poison_at = 0;
+};
+
+int run_mission(const MissionOptions& o);
+int mission_orders(const MissionChildOptions& o);
+int mission_service(const MissionChildOptions& o);
 
 }  // namespace herald::tools

@@ -1,56 +1,91 @@
-// The `herald` command line: one binary, subcommands. Exit status 0 on
-// success, 1 on a runtime error, 2 on a usage error; errors are one line on
-// stderr starting "herald: error:".
+// The `herald` command line: one binary, subcommands (tools/cmd_*.cpp).
+// Exit status 0 on success, 1 on a runtime error, 2 on a usage error;
+// errors are one line on stderr starting "herald: error:". See docs/CLI.md.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 
-#include "tools/demo.hpp"
+#include "tools/cli.hpp"
+
+namespace {
+
+// The deepest subcommand that was given (e.g. `topic create`).
+const CLI::App* deepest(const CLI::App* app) {
+  for (const CLI::App* sub : app->get_subcommands())
+    if (sub->parsed()) return deepest(sub);
+  return app;
+}
+
+std::string command_path(const CLI::App* app) {
+  std::string path;
+  for (const CLI::App* a = app; a != nullptr && a->get_parent() != nullptr; a = a->get_parent())
+    path = a->get_name() + (path.empty() ? "" : " " + path);
+  return path;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"herald: a shared-memory event bus for processes on one host"};
+  using namespace herald::tools;
+  CLI::App app{"herald: a shared-memory event bus for processes on one host (docs/CLI.md)", "herald"};
   app.require_subcommand(1);
-  std::string bus;
-  bool json = false;
-  app.add_option("--bus", bus, "bus name (default: $HERALD_BUS, else 'default')");
-  app.add_flag("--json", json, "machine-readable output");
+  app.fallthrough();  // --bus and --json are accepted after the subcommand too
+  Context ctx;
+  ctx.tty = ::isatty(STDOUT_FILENO) == 1 && std::getenv("NO_COLOR") == nullptr;
+  app.add_option("--bus", ctx.bus_option, "bus name (default: $HERALD_BUS, else 'default')")
+      ->envname("HERALD_BUS")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            bool ok = !s.empty() && s.size() <= 64;
+            for (char c : s)
+              ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-');
+            return ok ? std::string() : "bus name '" + s + "' is not 1-64 characters of [A-Za-z0-9_-]";
+          },
+          "BUS"));
+  app.add_flag("--json", ctx.json, "machine-readable output (one JSON document, or JSON lines for streams)");
 
-  herald::tools::DemoOptions demo;
-  auto* demo_cmd = app.add_subcommand("demo", "run a producer and a consumer process and show events/s and latency");
-  demo_cmd->add_option("--events", demo.events, "events in the throughput phase")->check(CLI::PositiveNumber);
-  demo_cmd->add_option("--size", demo.size, "payload bytes")->check(CLI::Range(16, 60000));
-  demo_cmd->add_option("--rate", demo.rate, "events/s in the latency phase")->check(CLI::Range(1, 10'000'000));
-  demo_cmd->add_option("--seconds", demo.seconds, "length of the latency phase")->check(CLI::Range(1, 600));
+  add_topic_commands(app, ctx);
+  add_publish_command(app, ctx);
+  add_consume_commands(app, ctx);
+  add_groups_commands(app, ctx);
+  add_dlq_commands(app, ctx);
+  add_stat_command(app, ctx);
+  add_daemon_commands(app, ctx);
+  add_doctor_command(app, ctx);
+  add_demo_commands(app, ctx);
 
-  herald::tools::DemoChildOptions child;
-  auto add_child = [&](const char* name) {
-    auto* c = app.add_subcommand(name, "");
-    c->group("");  // hidden: started by `herald demo`
-    c->add_option("--bus", child.bus)->required();
-    c->add_option("--topic", child.topic)->required();
-    c->add_option("--group", child.group);
-    c->add_option("--events", child.events)->required();
-    c->add_option("--size", child.size);
-    c->add_option("--rate", child.rate);
-    return c;
-  };
-  auto* demo_prod = add_child("__demo-producer");
-  auto* demo_cons = add_child("__demo-consumer");
-
+  const CLI::App* cmd = nullptr;
   try {
     app.parse(argc, argv);
+    cmd = deepest(&app);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "herald: error: %s (see 'herald --help')\n", e.what());
+    const CLI::App* where = deepest(&app);
+    const std::string path = command_path(where);
+    std::fprintf(stderr, "herald: error: %s (see 'herald %s%s--help')\n", e.what(), path.c_str(),
+                 path.empty() ? "" : " ");
     return 2;
   }
-  if (!bus.empty()) ::setenv("HERALD_BUS", bus.c_str(), 1);
-  demo.json = json;
-  if (*demo_cmd) return herald::tools::run_demo(demo);
-  if (*demo_prod) return herald::tools::demo_producer(child);
-  if (*demo_cons) return herald::tools::demo_consumer(child);
-  return 2;
+  auto it = ctx.handlers.find(cmd);
+  if (it == ctx.handlers.end()) {
+    std::fprintf(stderr, "herald: error: '%s' needs a subcommand (see 'herald %s --help')\n",
+                 command_path(cmd).c_str(), command_path(cmd).c_str());
+    return 2;
+  }
+  try {
+    return it->second();
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "herald: error: %s (see 'herald %s --help')\n", e.what(), command_path(cmd).c_str());
+    return 2;
+  } catch (const std::exception& e) {
+    return runtime_error(std::string("unexpected failure: ") + e.what());
+  }
 }

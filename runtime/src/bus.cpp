@@ -124,7 +124,7 @@ Result<void> Bus::destroy(std::string_view name_in) {
     if (auto c = detail::DaemonClient::connect(detail::socket_path(*dir, name))) {
       const long pid = (*c)->daemon_pid();
       (void)(*c)->call({{"op", "destroy"}});
-      for (int i = 0; i < 1000 && pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0; ++i)
+      for (int i = 0; i < 1000 && pid > 0 && shm::process_alive(static_cast<pid_t>(pid), 0); ++i)
         ::usleep(5'000);  // polling for the daemon's exit, bounded at 5 s
     }
   }

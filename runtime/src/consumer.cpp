@@ -25,6 +25,19 @@
 namespace herald {
 
 namespace {
+// Runs the handler; an exception it throws is a failure. Returns the
+// verdict by value so the caller constructs it in place (it was
+// move-assigned into a default-constructed one per event: a string move).
+HandlerResult invoke(FunctionRef<HandlerResult(const EventView&)> handler, const EventView& view) {
+  try {
+    return handler(view);
+  } catch (const std::exception& ex) {
+    return HandlerResult::failure(std::string("handler threw: ") + ex.what());
+  } catch (...) {
+    return HandlerResult::failure("handler threw a non-standard exception");
+  }
+}
+
 shm::WaitPolicy wait_policy(Wait w) {
   shm::WaitPolicy p;
   p.mode = w == Wait::kBusySpin ? shm::WaitMode::kBusySpin
@@ -67,6 +80,42 @@ struct Consumer::Impl {
   ConsumerStats stats;
   std::uint64_t last_rejoin_ns = 0;
   bool closed_seen = false;
+  // Closure news for zero-copy reads (peek_gated does not look at tail):
+  // close() sets the closed bit in every partition's tail, then bumps every
+  // reader's wake word. The word is read-mostly (producers bump it only to
+  // wake a parked reader), so checking it on an empty read costs no line a
+  // producer writes. `closing`: the closed bit was seen once; from then on
+  // every empty read checks tail (closure is terminal). Safety net for a
+  // closer that died between the closed bit and the wake-ups: tail is also
+  // checked every kEmptyReadsPerTailCheck empty reads and after each park
+  // (whose has_news() reads tail anyway).
+  static constexpr std::uint32_t kEmptyReadsPerTailCheck = 1024;
+  const std::atomic<std::uint32_t>* wake_word = nullptr;  // resolved at the first empty read
+  std::uint32_t wake_seen = 0;
+  std::uint32_t empty_reads = 0;
+  bool closing = false;
+
+  // True when an empty zero-copy read must also check tail for closure.
+  bool closure_news() noexcept {
+    if (wake_word == nullptr) {
+      // First empty read: sample the word, then check tail (a close() in
+      // between is seen by one of the two).
+      wake_word = &topic->wake(reader)->seq;
+      wake_seen = wake_word->load(std::memory_order_acquire);
+      return true;
+    }
+    if (closing || ++empty_reads >= kEmptyReadsPerTailCheck) {
+      empty_reads = 0;
+      return true;
+    }
+    // Acquire: pairs with close()'s seq_cst fetch_add on the wake word,
+    // which follows its fetch_or of the closed bit on every tail: a reader
+    // that sees the new value then sees the closed bit.
+    const std::uint32_t s = wake_word->load(std::memory_order_acquire);
+    if (s == wake_seen) return false;
+    wake_seen = s;
+    return true;
+  }
   // Daemon mode: heraldd assigns partitions through this reader's slot.
   bool daemon_mode = false;
   std::uint64_t member_id = 0;
@@ -135,10 +184,12 @@ struct Consumer::Impl {
 
   bool lossy(const Part& pt) const {
     if (group < 0 || policy == shm::GroupPolicy::kLossy) return true;
+    return lossy_member(pt, topic->group(static_cast<std::uint32_t>(group)));
+  }
+  // lossy() for a member of a group that can gate, its GroupLayout resolved.
+  static bool lossy_member(const Part& pt, const shm::GroupLayout* g) {
     // A demoted lag-out group no longer gates: read by copy.
-    if ((topic->group(static_cast<std::uint32_t>(group))->flags.load(std::memory_order_relaxed) &
-         shm::kGroupGating) == 0)
-      return true;
+    if ((g->flags.load(std::memory_order_relaxed) & shm::kGroupGating) == 0) return true;
     return pt.read < pt.floor;
   }
 
@@ -469,10 +520,18 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
   }
   const bool tracked = tracks_deliveries();
   const bool amo = group >= 0 && opts.commit_mode == CommitMode::kBeforeHandle;
+  // Loop invariants, resolved once per call rather than per event (the
+  // TopicMap accessors are calls into the mapping code).
+  const bool always_lossy = group < 0 || policy == shm::GroupPolicy::kLossy;
+  const shm::GroupLayout* const grp = group >= 0 ? topic->group(static_cast<std::uint32_t>(group)) : nullptr;
+  shm::GroupPartitionLayout* const gpl = group >= 0 ? gp(p) : nullptr;
+  shm::ReaderLayout* const me = topic->reader(reader);
+  const bool mark = marks();
+  const std::string_view topic_name = topic->topic();
   std::size_t n = 0;
   while (n < budget) {
     const std::byte* rec = nullptr;
-    if (lossy(pt)) {
+    if (always_lossy || lossy_member(pt, grp)) {
       std::uint32_t size = 0;
       const shm::Status st = shm::read_copy(v, pt.read, buf.data(), &size);
       if (st == shm::Status::kOverrun) {
@@ -487,7 +546,11 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       rec = buf.data();
     } else {
       const shm::RecordHeader* h = nullptr;
-      const shm::Status st = shm::read_gated(v, pt.read, &h);
+      shm::Status st = shm::peek_gated(v, pt.read, &h);
+      if (st == shm::Status::kEmpty && closure_news()) {
+        if (shm::is_closed(v)) closing = true;
+        st = shm::read_gated(v, pt.read, &h);
+      }
       if (st == shm::Status::kClosed) closed_seen = true;
       if (st == shm::Status::kCorrupt)
         return fail(Errc::kCorrupt, "partition " + std::to_string(p) + " of topic '" + topic->topic() +
@@ -505,7 +568,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     }
     const bool retrying = pt.failed_pos == pos;
     const std::uint32_t prior = retrying ? pt.deliveries : 0;
-    const EventView view = EventView::over(rec, topic->topic(), p, pos, prior + 1);
+    const EventView view = EventView::over(rec, topic_name, p, pos, prior + 1, size);
     if ((h->flags & shm::kRecordRedriven) != 0 && group >= 0 &&
         view.header(detail::kHdrRedriveGroup).value_or(group_name) != group_name) {
       // Redriven for another group: not ours to handle again.
@@ -525,10 +588,10 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     if (amo) {
       // At-most-once: the lease (same generation as the cursor) keeps the
       // bytes gated while the handler runs; stored before the cursor CAS.
-      gp(p)->lease.store(shm::pack_cursor(shm::cursor_gen(pt.cursor), pos), std::memory_order_release);
+      gpl->lease.store(shm::pack_cursor(shm::cursor_gen(pt.cursor), pos), std::memory_order_release);
       pt.handled = pos + size;
       if (auto r = commit_to(p, pt.handled); !r) {
-        gp(p)->lease.store(shm::kNoLease, std::memory_order_release);
+        gpl->lease.store(shm::kNoLease, std::memory_order_release);
         return fail(std::move(r).error());
       }
     }
@@ -537,7 +600,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       // while we were busy, e.g. stuck in a long handler) stops here: the
       // in-flight slot and the events are the new owner's now. Relaxed: a
       // late answer only means one more duplicate, never a loss.
-      const std::uint64_t now_word = gp(p)->cursor.load(std::memory_order_relaxed);
+      const std::uint64_t now_word = gpl->cursor.load(std::memory_order_relaxed);
       if (shm::cursor_gen(now_word) != shm::cursor_gen(pt.cursor)) {
         lost.push_back(p);
         drop(p);
@@ -545,23 +608,17 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
         return n;
       }
       // Relaxed: read by whoever owns the partition after our death only.
-      gp(p)->inflight.store(shm::pack_inflight(pos, prior + 1, true, marks()), std::memory_order_relaxed);
+      gpl->inflight.store(shm::pack_inflight(pos, prior + 1, true, mark), std::memory_order_relaxed);
     }
     HERALD_CRASH_POINT("consume.before_handler");
-    HandlerResult verdict;
-    try {
-      verdict = handler(view);
-    } catch (const std::exception& ex) {
-      verdict = HandlerResult::failure(std::string("handler threw: ") + ex.what());
-    } catch (...) {
-      verdict = HandlerResult::failure("handler threw a non-standard exception");
-    }
+    HandlerResult verdict = invoke(handler, view);
     HERALD_CRASH_POINT("consume.after_handler");
-    if (amo) gp(p)->lease.store(shm::kNoLease, std::memory_order_release);
-    bump_progress();
+    if (amo) gpl->lease.store(shm::kNoLease, std::memory_order_release);
+    // bump_progress(), on the reader resolved above.
+    me->poll_count.store(me->poll_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (verdict.ok || amo) {
       if (!verdict.ok) stats.failures += 1;  // at-most-once: not retried
-      if (tracked) gp(p)->inflight.store(shm::pack_inflight(pos + size, 0, false, marks()), std::memory_order_relaxed);
+      if (tracked) gpl->inflight.store(shm::pack_inflight(pos + size, 0, false, mark), std::memory_order_relaxed);
       pt.failed_pos = UINT64_MAX;
       pt.read = pt.handled = pos + size;
       ++n;
@@ -576,7 +633,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     pt.reason = std::move(verdict.reason);
     if (pt.first_failure_ns == 0 || !retrying) pt.first_failure_ns = now_rt;
     pt.last_failure_ns = now_rt;
-    if (tracked) gp(p)->inflight.store(shm::pack_inflight(pos, pt.deliveries, false, marks()), std::memory_order_relaxed);
+    if (tracked) gpl->inflight.store(shm::pack_inflight(pos, pt.deliveries, false, mark), std::memory_order_relaxed);
     if (tracked && opts.max_deliveries > 0 && pt.deliveries >= opts.max_deliveries) continue;  // dead-lettered next
     pt.retry_at = shm::monotonic_ns() + backoff_ns(pt.deliveries);
     break;
@@ -645,6 +702,7 @@ Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventVie
     }
     const std::uint64_t slice = std::min(deadline - now, I.wait.park_timeout_ns);
     shm::park_reader(*I.topic, I.reader, I.wait_views, I.wait_pos, slice);
+    I.closing = I.closing || I.topic->closed();  // see closure_news()
     I.bump_progress();
     me->last_poll_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
     I.check_assignment();

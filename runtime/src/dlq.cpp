@@ -323,15 +323,34 @@ Result<void> Bus::delete_group(std::string_view topic, std::string_view group, b
   return {};
 }
 
+namespace {
+Result<std::vector<ResetStep>> reset_group_impl(Bus::Impl& bus, std::string_view topic, std::string_view group,
+                                                Offset to, bool execute, std::int64_t partition);
+}  // namespace
+
 Result<std::vector<ResetStep>> Bus::reset_group(std::string_view topic, std::string_view group, Offset to,
                                                 bool execute) {
+  return reset_group_impl(*impl_, topic, group, to, execute, -1);
+}
+
+Result<std::vector<ResetStep>> Bus::reset_group(std::string_view topic, std::string_view group,
+                                                std::uint32_t partition, Offset to, bool execute) {
+  return reset_group_impl(*impl_, topic, group, to, execute, partition);
+}
+
+namespace {
+Result<std::vector<ResetStep>> reset_group_impl(Bus::Impl& bus, std::string_view topic, std::string_view group,
+                                                Offset to, bool execute, std::int64_t partition) {
+  Bus::Impl* impl_ = &bus;
   if (impl_->daemon_mode) {
     const char* kind = to.kind == Offset::Kind::kEarliest   ? "earliest"
                        : to.kind == Offset::Kind::kLatest   ? "latest"
                        : to.kind == Offset::Kind::kPosition ? "position"
                                                             : "time";
-    auto r = impl_->call_daemon({{"op", "reset_group"}, {"topic", std::string(topic)}, {"group", std::string(group)},
-                                 {"to", kind}, {"value", to.value}, {"execute", execute}});
+    nlohmann::json req = {{"op", "reset_group"}, {"topic", std::string(topic)}, {"group", std::string(group)},
+                          {"to", kind},          {"value", to.value},          {"execute", execute}};
+    if (partition >= 0) req["partition"] = static_cast<std::uint64_t>(partition);
+    auto r = impl_->call_daemon(std::move(req));
     if (!r) return fail(std::move(r).error());
     std::vector<ResetStep> plan;
     for (const auto& step : (*r)["plan"])
@@ -350,7 +369,8 @@ Result<std::vector<ResetStep>> Bus::reset_group(std::string_view topic, std::str
       return fail(Errc::kBusy, "group '" + g->name + "' has " + std::to_string(live) +
                                    " live members; stop them before resetting its cursors");
   }
-  return detail::reset_group_cursors(**map, g->slot, to, -1, execute);
+  return detail::reset_group_cursors(**map, g->slot, to, partition, execute);
 }
+}  // namespace
 
 }  // namespace herald

@@ -16,10 +16,15 @@ namespace {
 
 std::optional<GroupRecord> read_group(const shm::TopicMap& topic, std::uint32_t i) {
   shm::GroupLayout* g = topic.group(i);
-  for (;;) {
+  // As Registry::read_entry: a writer killed mid-write leaves seq odd; give
+  // up on the slot after 100 ms instead of hanging every reader.
+  std::uint64_t give_up = 0;
+  for (std::uint32_t attempt = 0;; ++attempt) {
     // Seqlock read; pairs with write_begin/write_end below.
     const std::uint32_t s1 = g->seq.load(std::memory_order_acquire);
     if (s1 & 1) {
+      if (attempt == 64) give_up = shm::monotonic_ns() + 100'000'000ull;
+      if (attempt > 64 && (attempt & 63) == 0 && shm::monotonic_ns() > give_up) return std::nullopt;
       sched_yield();
       continue;
     }
@@ -46,7 +51,10 @@ std::optional<GroupRecord> read_group(const shm::TopicMap& topic, std::uint32_t 
 }
 
 void write_begin(shm::GroupLayout* g) {
-  g->seq.store(g->seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // Odd while written; a slot left odd by a writer that died mid-write stays
+  // odd (+2), so a reader never takes the rewrite for a stable slot.
+  const std::uint32_t s = g->seq.load(std::memory_order_relaxed);
+  g->seq.store(s + ((s & 1) != 0 ? 2 : 1), std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
 }
 void write_end(shm::GroupLayout* g) {

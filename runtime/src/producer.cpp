@@ -59,6 +59,17 @@ struct Producer::Impl {
   // we add to it rather than restart it from zero, which would drop every
   // event the previous owner counted.
   std::vector<Totals> base;
+  // Per partition, resolved once: its view and this slot's counter row (the
+  // hot path does not go through TopicMap's accessors; counters() is a call
+  // into the mapping code per use).
+  struct Hot {
+    const shm::PartitionView* view = nullptr;
+    shm::ProducerCountersLayout* row = nullptr;
+  };
+  std::vector<Hot> hot;
+  // meta_size() of an event that names no optional field (set after
+  // construction: it depends on the options and on record_flags' users).
+  std::size_t default_meta = 0;
   Claim* pending = nullptr;  // the outstanding zero-copy claim, if any
   std::uint16_t record_flags = 0;  // internal producers: dead letters, redrives
   std::uint64_t last_seq = 0;      // idempotent producers: highest committed sequence
@@ -80,9 +91,13 @@ struct Producer::Impl {
         partitions(topic->partitions()),
         max_event(topic->geometry().params.max_event),
         totals(partitions),
-        base(partitions) {
+        base(partitions),
+        hot(partitions) {
     sticky = static_cast<std::uint32_t>(shm::random_u64() % partitions);
+    const char* bad = nullptr;
+    default_meta = detail::meta_size(Message{}, opts.source, &bad, idempotent());
     for (std::uint32_t p = 0; p < partitions; ++p) {
+      hot[p] = {&topic->partition(p), topic->counters(slot, p)};
       // Relaxed: our CAS that took the slot (acq_rel) ordered the previous
       // owner's last stores before these loads.
       const shm::ProducerCountersLayout* c = topic->counters(slot, p);
@@ -107,7 +122,7 @@ struct Producer::Impl {
     t.events += events;
     t.bytes += bytes;
     t.claims += 1;
-    shm::ProducerCountersLayout* c = topic->counters(slot, p);
+    shm::ProducerCountersLayout* c = hot[p].row;
     // Relaxed: a statistic; only this producer writes its row.
     c->events.store(base[p].events + t.events, std::memory_order_relaxed);
     c->bytes.store(base[p].bytes + t.bytes, std::memory_order_relaxed);
@@ -132,12 +147,22 @@ struct Producer::Impl {
     return shm::Status::kOk;
   }
 
+  // meta_size(m), without walking the fields for the usual event that sets
+  // none of them (then only the default source and, for an idempotent
+  // producer, the sequence entry take bytes).
+  std::size_t meta_of(const Message& m, const char** bad) const noexcept {
+    if (m.type.empty() && m.source.empty() && m.content_type.empty() && m.correlation_id.empty() &&
+        m.causation_id.empty() && m.headers.empty())
+      return default_meta;
+    return detail::meta_size(m, opts.source, bad, idempotent());
+  }
+
   // Claims `bytes` on p, waiting up to the deadline under backpressure.
   shm::Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos) noexcept {
     shm::Status st = writer.try_claim(p, bytes, sequence, pos);
     if (st != shm::Status::kBackPressured || opts.deadline.count() <= 0) return st;
     Totals& t = totals[p];
-    topic->counters(slot, p)->backpressure_waits.store(base[p].waits + ++t.waits, std::memory_order_relaxed);
+    hot[p].row->backpressure_waits.store(base[p].waits + ++t.waits, std::memory_order_relaxed);
     const std::uint64_t deadline = shm::monotonic_ns() + static_cast<std::uint64_t>(opts.deadline.count());
     st = writer.claim(p, bytes, sequence, deadline, wait);
     if (st == shm::Status::kOk) *pos = writer.claimed_pos();
@@ -184,7 +209,7 @@ struct Producer::Impl {
   // Writes one record (everything but the commit word) at pos.
   EventId write(std::uint32_t p, std::uint64_t pos, std::uint64_t size, const Message& m, std::size_t meta,
                 std::size_t payload_len, std::uint64_t now, std::uint64_t seq = 0) noexcept {
-    const shm::PartitionView& v = topic->partition(p);
+    const shm::PartitionView& v = *hot[p].view;
     shm::RecordHeader* h = v.header_at(pos);
     const std::uint64_t t = m.time_ns != 0 ? m.time_ns : now;
     const EventId id = m.id.empty() ? ids.next(t) : m.id;
@@ -218,6 +243,20 @@ struct Producer::Impl {
     }
   }
 
+  // The hot-path check: the record size of m with payload_len payload
+  // bytes (and its meta size), or 0 when m is invalid; measure() then says
+  // why. The same rules as measure(), no strings.
+  std::uint64_t try_size(const Message& m, std::size_t payload_len, std::size_t* meta) const noexcept {
+    if (m.key.size() > kMaxKeyBytes || m.partition < -1 || m.partition >= static_cast<std::int64_t>(partitions) ||
+        payload_len > max_event)
+      return 0;
+    const char* bad = nullptr;
+    *meta = meta_of(m, &bad);
+    if (*meta == SIZE_MAX) return 0;
+    const std::uint64_t size = shm::record_size(m.key.size(), *meta, payload_len);
+    return size > max_event ? 0 : size;
+  }
+
   // Validates m and computes its sizes; the error says what was wrong.
   Result<std::uint64_t> measure(const Message& m, std::size_t payload_len, std::size_t* meta) const {
     if (m.key.size() > kMaxKeyBytes)
@@ -232,9 +271,15 @@ struct Producer::Impl {
     if (m.partition >= 0 && static_cast<std::uint32_t>(m.partition) >= partitions)
       return fail(Errc::kInvalidArgument, "partition " + std::to_string(m.partition) + " does not exist (topic '" +
                                               topic->topic() + "' has " + std::to_string(partitions) + ")");
-    const std::uint64_t size = shm::record_size(m.key.size(), *meta, payload_len);
+    // A payload over max_event is too large whatever the rest; checked
+    // first because record_size() would wrap for one near SIZE_MAX (claim(n)
+    // takes any n) and let it through.
+    const std::uint64_t size =
+        payload_len > max_event ? UINT64_MAX : shm::record_size(m.key.size(), *meta, payload_len);
     if (size > max_event)
-      return fail(Errc::kTooLarge, "event of " + std::to_string(size) + " bytes (payload " +
+      return fail(Errc::kTooLarge, "event of " + (size == UINT64_MAX ? "more than " + std::to_string(max_event)
+                                                                     : std::to_string(size)) +
+                                       " bytes (payload " +
                                        std::to_string(payload_len) + ", key " + std::to_string(m.key.size()) +
                                        ", envelope " + std::to_string(shm::kRecordHeaderBytes + *meta) +
                                        ") > max_event=" + std::to_string(max_event) + " of topic '" +
@@ -258,14 +303,8 @@ Result<Published> Producer::publish(const Message& m) {
   I.check_thread();
   std::size_t meta = 0;
   // Fast validation inline; the slow path builds the message.
-  if (m.key.size() > kMaxKeyBytes || m.partition < -1 || m.partition >= static_cast<std::int64_t>(I.partitions)) {
-    auto r = I.measure(m, m.payload.size(), &meta);
-    return fail(std::move(r).error());
-  }
-  const char* bad = nullptr;
-  meta = detail::meta_size(m, I.opts.source, &bad, I.idempotent());
-  std::uint64_t size = shm::record_size(m.key.size(), meta, m.payload.size());
-  if (meta == SIZE_MAX || size > I.max_event) {
+  const std::uint64_t size = I.try_size(m, m.payload.size(), &meta);
+  if (size == 0) {
     auto r = I.measure(m, m.payload.size(), &meta);
     return fail(std::move(r).error());
   }
@@ -280,7 +319,7 @@ Result<Published> Producer::publish(const Message& m) {
   const std::uint64_t now = m.time_ns != 0 ? m.time_ns : shm::realtime_ns();
   const EventId id = I.write(p, pos, size, m, meta, m.payload.size(), now, seq);
   if (!m.payload.empty()) {
-    std::memcpy(I.topic->partition(p).bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta,
+    std::memcpy(I.hot[p].view->bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta,
                 m.payload.data(), m.payload.size());
   }
   I.writer.commit_record(p, pos, static_cast<std::uint32_t>(size));
@@ -304,9 +343,12 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
   // Validate everything first: bad input publishes nothing.
   for (std::size_t i = 0; i < n; ++i) {
     std::size_t meta = 0;
-    auto size = I.measure(batch[i], batch[i].payload.size(), &meta);
-    if (!size) return fail(std::move(size).error().with_context("batch event " + std::to_string(i)));
-    I.batch_size[i] = static_cast<std::uint32_t>(*size);
+    const std::uint64_t size = I.try_size(batch[i], batch[i].payload.size(), &meta);
+    if (size == 0) {
+      auto r = I.measure(batch[i], batch[i].payload.size(), &meta);
+      return fail(std::move(r).error().with_context("batch event " + std::to_string(i)));
+    }
+    I.batch_size[i] = static_cast<std::uint32_t>(size);
     I.batch_meta[i] = static_cast<std::uint32_t>(meta);
     I.pick(batch[i], &I.batch_part[i]);
   }
@@ -360,7 +402,7 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
       const std::uint64_t seq = I.idempotent() ? I.batch_seq[j] : 0;
       I.write(p, at, I.batch_size[j], m, I.batch_meta[j], m.payload.size(), now, seq);
       if (!m.payload.empty())
-        std::memcpy(I.topic->partition(p).bytes_at(at) + shm::kRecordHeaderBytes + m.key.size() + I.batch_meta[j],
+        std::memcpy(I.hot[p].view->bytes_at(at) + shm::kRecordHeaderBytes + m.key.size() + I.batch_meta[j],
                     m.payload.data(), m.payload.size());
       I.writer.commit_record(p, at, I.batch_size[j]);
       if (seq > I.last_seq) I.last_seq = seq;
@@ -381,13 +423,16 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   I.check_thread();
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is already pending on this producer");
   std::size_t meta = 0;
-  auto size = I.measure(meta_in, payload_bytes, &meta);
-  if (!size) return fail(std::move(size).error());
+  const std::uint64_t size = I.try_size(meta_in, payload_bytes, &meta);
+  if (size == 0) {
+    auto r = I.measure(meta_in, payload_bytes, &meta);
+    return fail(std::move(r).error());
+  }
   std::uint32_t p = 0;
   I.pick(meta_in, &p);
   std::uint64_t pos = 0;
-  const shm::Status st = I.claim(p, *size, &pos);
-  if (st != shm::Status::kOk) return fail(I.status_error(st, p, *size));
+  const shm::Status st = I.claim(p, size, &pos);
+  if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
   const std::uint64_t now = meta_in.time_ns != 0 ? meta_in.time_ns : shm::realtime_ns();
   const std::uint64_t seq = I.next_sequence(meta_in);
   if (I.idempotent() && seq == 0) {
@@ -395,15 +440,20 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
     return fail(Errc::kAlreadyExists, "sequence " + std::to_string(meta_in.sequence) + " of producer " +
                                           std::to_string(I.opts.producer_id) + " was already committed");
   }
-  Claim c;
-  c.id_ = I.write(p, pos, *size, meta_in, meta, payload_bytes, now, seq);
-  c.sequence_ = seq;
-  c.impl_ = impl_.get();
-  c.partition_ = p;
-  c.position_ = pos;
-  c.payload_ = std::span<std::byte>(
-      I.topic->partition(p).bytes_at(pos) + shm::kRecordHeaderBytes + meta_in.key.size() + meta, payload_bytes);
-  return c;  // the move into the Result re-points I.pending (below)
+  const EventId id = I.write(p, pos, size, meta_in, meta, payload_bytes, now, seq);
+  // In place: no move of the Claim (which would re-point I.pending and
+  // reload its fields right after storing them).
+  return Result<Claim>(std::in_place, Claim::Key{}, impl_.get(),
+                       std::span<std::byte>(I.hot[p].view->bytes_at(pos) + shm::kRecordHeaderBytes +
+                                                meta_in.key.size() + meta,
+                                            payload_bytes),
+                       p, pos, id, seq);
+}
+
+Claim::Claim(Key, Producer::Impl* impl, std::span<std::byte> payload, std::uint32_t partition, std::uint64_t position,
+             EventId id, std::uint64_t sequence) noexcept
+    : impl_(impl), payload_(payload), partition_(partition), position_(position), id_(id), sequence_(sequence) {
+  impl_->pending = this;
 }
 
 Claim::Claim(Claim&& o) noexcept
@@ -442,7 +492,7 @@ Result<Published> Claim::commit(std::size_t used) {
   if (used > payload_.size())
     return fail(Errc::kInvalidArgument, "commit of " + std::to_string(used) + " bytes > the " +
                                             std::to_string(payload_.size()) + " claimed");
-  shm::RecordHeader* h = I.topic->partition(partition_).header_at(position_);
+  shm::RecordHeader* h = I.hot[partition_].view->header_at(position_);
   h->payload_len = static_cast<std::uint32_t>(used);
   const std::uint32_t size = h->size;
   I.writer.commit_record(partition_, position_, size);

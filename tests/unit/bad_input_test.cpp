@@ -275,5 +275,16 @@ TEST_F(BadInputTest, ConsumerMisuse) {
   EXPECT_TRUE(bus_->consumer("t", {.group = "g"})) << "kDefault takes the group's policy";
 }
 
+TEST_F(BadInputTest, ClaimOfAPayloadNearSizeMaxIsTooLarge) {
+  // The record size of such a payload wraps to a small number; the claim
+  // must still be refused, not hand out a span of 2^64 bytes.
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("t").value();
+  for (const std::size_t n : {SIZE_MAX, SIZE_MAX - 47, SIZE_MAX - 100, std::size_t{1025}}) {
+    EXPECT_ERROR(producer.claim(n), Errc::kTooLarge, "max_event=1024");
+  }
+  EXPECT_EQ(bus_->describe_topic("t").value().partition_info[0].tail, 0u);
+}
+
 }  // namespace
 }  // namespace herald

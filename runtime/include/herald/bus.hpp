@@ -134,6 +134,9 @@ class Bus {
   Result<void> delete_group(std::string_view topic, std::string_view group, bool force = false);
   Result<std::vector<ResetStep>> reset_group(std::string_view topic, std::string_view group, Offset to,
                                              bool execute = true);
+  // The same for one partition only (a `PARTITION:POSITION` target names one).
+  Result<std::vector<ResetStep>> reset_group(std::string_view topic, std::string_view group, std::uint32_t partition,
+                                             Offset to, bool execute = true);
 
   // Dead letters of a group (not yet redriven or purged), in DLQ order.
   Result<std::vector<DeadLetter>> dead_letters(std::string_view topic, std::string_view group) const;

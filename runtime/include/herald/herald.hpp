@@ -8,3 +8,4 @@
 #include "herald/idempotent.hpp"
 #include "herald/producer.hpp"
 #include "herald/result.hpp"
+#include "herald/stats.hpp"

@@ -111,7 +111,16 @@ class Producer {
 // (if it does, the Producer aborts it and the Claim becomes empty).
 class Claim {
  public:
+  // Only Producer can make a Key: Producer::claim() builds the Claim in its
+  // final place (inside the returned Result), where the producer points at it.
+  class Key {
+    friend class Producer;
+    Key() = default;
+  };
+
   Claim() = default;
+  Claim(Key, Producer::Impl* impl, std::span<std::byte> payload, std::uint32_t partition, std::uint64_t position,
+        EventId id, std::uint64_t sequence) noexcept;
   Claim(Claim&&) noexcept;
   Claim& operator=(Claim&&) noexcept;
   Claim(const Claim&) = delete;

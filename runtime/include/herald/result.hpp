@@ -60,6 +60,10 @@ class [[nodiscard]] Result {
   Result(T v) : v_(std::in_place_index<0>, std::move(v)) {}  // NOLINT: implicit like std::expected
   Result(Unexpected u) : v_(std::in_place_index<1>, std::move(u.error)) {}  // NOLINT
   Result(Error e) : v_(std::in_place_index<1>, std::move(e)) {}  // NOLINT
+  // Constructs the value in place (like std::expected's in_place_t): for a
+  // value whose address matters or that is costly to move.
+  template <class... A>
+  explicit Result(std::in_place_t, A&&... args) : v_(std::in_place_index<0>, std::forward<A>(args)...) {}
 
   [[nodiscard]] bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }

@@ -1,0 +1,322 @@
+// The herald CLI as a subprocess: usage errors, topics, publish, consume,
+// tail and groups, with real output checks and --json parsed.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/cli/cli_harness.hpp"
+
+namespace herald::test {
+namespace {
+
+class CliDataTest : public CliTest {};
+
+// Every usage error: exit 2 and exactly one line "herald: error: ..." on stderr.
+TEST_F(CliDataTest, UsageErrorsExitTwoWithOneErrorLine) {
+  const std::vector<std::vector<std::string>> cases = {
+      {},
+      {"frobnicate"},
+      {"--no-such-flag", "topic", "list"},
+      {"topic"},
+      {"topic", "create"},
+      {"topic", "create", "bad/name"},
+      {"topic", "create", "t", "--ring", "12Q"},
+      {"topic", "create", "t", "--partitions", "0"},
+      {"topic", "create", "t", "--policy", "sometimes"},
+      {"topic", "create", "t", "--ring", "64K", "--max-event", "1M"},
+      {"topic", "create", "t", "--lagout-grace", "5"},
+      {"publish"},
+      {"publish", "t", "--deadline", "1x"},
+      {"publish", "t", "--header", "novalue", "data"},
+      {"publish", "t", "--jsonl", "data"},
+      {"consume", "t"},
+      {"consume", "t", "--group", "g", "--from", "yesterday"},
+      {"consume", "t", "--group", "g", "--timeout", "5"},
+      {"consume", "t", "--group", "g", "--exec-timeout", "1s"},
+      {"consume", "t", "--group", "g", "--from", "1:abc"},
+      {"tail", "t", "--last", "0"},
+      {"tail", "t", "--last", "3", "--from", "latest"},
+      {"groups", "reset", "t", "g"},
+      {"groups", "reset", "t", "g", "--to", "2024-13-40T00:00:00Z"},
+      {"dlq"},
+      {"dlq", "redrive", "t"},
+      {"dlq", "redrive", "t", "--all", "--filter", "bogus"},
+      {"dlq", "redrive", "t", "--all", "--position", "0:0"},
+      {"dlq", "show", "t", "not-a-position"},
+      {"dlq", "redrive", "t", "--all", "--rate", "fast"},
+      {"stat", "--iterations", "3"},
+      {"stat", "--watch", "--interval", "1ms"},
+      {"daemon"},
+      {"bus"},
+  };
+  for (const auto& args : cases) {
+    const CliRun r = h(args);
+    std::string cmd;
+    for (const auto& a : args) cmd += a + " ";
+    EXPECT_EQ(r.status, 2) << cmd << "\n" << r.describe();
+    EXPECT_EQ(r.err.rfind("herald: error: ", 0), 0u) << cmd << "\n" << r.describe();
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "not one line: " << cmd << "\n" << r.describe();
+  }
+}
+
+TEST_F(CliDataTest, ABadBusNameIsAUsageError) {
+  const CliRun r = herald({"--bus", "no spaces", "topic", "list"});
+  EXPECT_EQ(r.status, 2) << r.describe();
+  EXPECT_NE(r.err.find("herald: error: --bus: bus name 'no spaces'"), std::string::npos) << r.describe();
+}
+
+TEST_F(CliDataTest, HelpOnEveryCommand) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"--help"}, {"topic", "create", "--help"}, {"topic", "list", "--help"},
+                                             {"publish", "--help"}, {"consume", "--help"}, {"tail", "--help"},
+                                             {"groups", "--help"}, {"groups", "reset", "--help"},
+                                             {"dlq", "redrive", "--help"}, {"stat", "--help"},
+                                             {"daemon", "start", "--help"}, {"doctor", "--help"},
+                                             {"bus", "destroy", "--help"}, {"demo", "--help"}}) {
+    const CliRun r = h(args);
+    EXPECT_EQ(r.status, 0) << args[0] << r.describe();
+    EXPECT_NE(r.out.find("Usage:"), std::string::npos) << r.describe();
+  }
+}
+
+TEST_F(CliDataTest, TopicLifecycle) {
+  CliRun r = h({"topic", "create", "orders", "--partitions", "3", "--ring", "64K", "--max-event", "4K", "--policy",
+             "lossless"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_NE(r.out.find("created topic 'orders'"), std::string::npos) << r.describe();
+  r = h({"topic", "create", "orders"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_EQ(r.err.rfind("herald: error: ", 0), 0u);
+  EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.describe();
+  EXPECT_EQ(h({"topic", "create", "orders", "--exist-ok"}).status, 0);
+  r = h({"topic", "create", "audit", "--json"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_EQ(r.json()["partitions"], 4);
+  EXPECT_EQ(r.json()["ring_bytes"], 16u << 20);
+
+  r = h({"topic", "list", "--json"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  const auto list = r.json();
+  ASSERT_EQ(list["topics"].size(), 2u) << r.out;
+  EXPECT_EQ(list["topics"][1]["name"], "orders");
+  EXPECT_EQ(list["topics"][1]["partitions"], 3);
+  EXPECT_EQ(list["topics"][1]["ring_bytes"], 65536);
+  EXPECT_EQ(list["topics"][1]["max_event"], 4096);
+  EXPECT_EQ(list["topics"][1]["default_policy"], "lossless");
+  r = h({"topic", "list"});
+  EXPECT_NE(r.out.find("orders"), std::string::npos);
+  EXPECT_NE(r.out.find("64.0 KiB"), std::string::npos) << r.out;
+
+  ASSERT_EQ(h({"publish", "orders", "--key", "k", "hello"}).status, 0);
+  r = h({"topic", "describe", "orders", "--json"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  const auto d = r.json();
+  EXPECT_EQ(d["partition_stats"].size(), 3u);
+  std::uint64_t events = 0;
+  for (const auto& p : d["partition_stats"]) {
+    events += p["events"].get<std::uint64_t>();
+    if (p["events"] == 1) {
+      EXPECT_EQ(p["tail"], 128) << p;  // one small record
+      EXPECT_EQ(p["beginning"], 0);
+      EXPECT_GT(p["beginning_time_ns"].get<std::uint64_t>(), 0u);
+    }
+  }
+  EXPECT_EQ(events, 1u);
+  r = h({"topic", "describe", "orders"});
+  EXPECT_NE(r.out.find("3 partitions"), std::string::npos) << r.out;
+
+  r = h({"topic", "describe", "nope"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.describe();
+  ASSERT_EQ(h({"topic", "delete", "orders"}).status, 0);
+  ASSERT_EQ(h({"topic", "delete", "audit", "--json"}).json()["deleted"], true);
+  r = h({"topic", "list", "--json"});
+  EXPECT_TRUE(r.json()["topics"].empty()) << r.out;
+}
+
+TEST_F(CliDataTest, PublishConsumeTailAndGroups) {
+  ASSERT_EQ(h({"topic", "create", "orders", "--partitions", "2", "--ring", "1M", "--max-event", "64K"}).status, 0);
+  // One event with DATA: partition and position.
+  CliRun r = h({"publish", "orders", "--key", "cust-1", "--type", "OrderPlaced", "--source", "shop", "--header",
+             "tenant=acme", "--header", "trace=t1", "--correlation-id", "c-1", "--causation-id", "x-0", "--json",
+             "{\"order\":1}"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  const auto one = r.json();
+  EXPECT_EQ(one["position"], 0);
+  const auto first_partition = one["partition"].get<std::uint32_t>();
+  r = h({"publish", "orders", "--key", "cust-1", "plain"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_EQ(r.out.rfind("partition " + std::to_string(first_partition) + " position ", 0), 0u) << r.out;
+
+  // Stdin lines, then JSON lines with every field.
+  r = h({"publish", "orders", "--type", "Line"}, "l1\nl2\r\nl3");
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_NE(r.out.find("published 3 events"), std::string::npos) << r.out;
+  r = h({"publish", "orders", "--jsonl", "--json"},
+        "{\"key\":\"k9\",\"type\":\"T\",\"source\":\"s\",\"headers\":{\"h\":\"v\"},\"data\":\"utf8 ✓\"}\n"
+        "\n"
+        "{\"key\":\"k9\",\"data_base64\":\"AAEC/w==\"}\n");
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_EQ(r.json()["published"], 2);
+  r = h({"publish", "orders", "--jsonl"}, "not json\n");
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("line 1"), std::string::npos) << r.describe();
+
+  // Consume everything as JSON lines.
+  r = h({"consume", "orders", "--group", "g1", "--count", "7", "--timeout", "10s", "--json"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  const auto events = r.json_lines();
+  ASSERT_EQ(events.size(), 7u) << r.out;
+  int seen_envelope = 0, seen_binary = 0, seen_utf8 = 0;
+  for (const auto& e : events) {
+    for (const char* k : {"topic", "partition", "position", "id", "time", "type", "source", "key", "correlation_id",
+                          "causation_id", "headers", "delivery"})
+      EXPECT_TRUE(e.contains(k)) << k << " missing in " << e;
+    if (e.value("correlation_id", "") == "c-1") {
+      ++seen_envelope;
+      EXPECT_EQ(e["type"], "OrderPlaced");
+      EXPECT_EQ(e["source"], "shop");
+      EXPECT_EQ(e["key"], "cust-1");
+      EXPECT_EQ(e["causation_id"], "x-0");
+      EXPECT_EQ(e["headers"]["tenant"], "acme");
+      EXPECT_EQ(e["headers"]["trace"], "t1");
+      EXPECT_EQ(e["data"], "{\"order\":1}");
+      EXPECT_EQ(e["delivery"], 1);
+    }
+    if (e.contains("data_base64")) {
+      ++seen_binary;
+      EXPECT_EQ(e["data_base64"], "AAEC/w==");
+    }
+    if (e.value("data", "") == "utf8 ✓") {
+      ++seen_utf8;
+      EXPECT_EQ(e["headers"]["h"], "v");
+      EXPECT_EQ(e["type"], "T");
+    }
+  }
+  EXPECT_EQ(seen_envelope, 1);
+  EXPECT_EQ(seen_binary, 1);
+  EXPECT_EQ(seen_utf8, 1);
+
+  // Nothing left: the group is at the tail; the next consume times out with nothing.
+  r = h({"groups", "orders", "--json"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  const auto g = r.json()["topics"][0]["groups"][0];
+  EXPECT_EQ(g["name"], "g1");
+  EXPECT_EQ(g["lag_bytes"], 0) << g;
+  r = h({"consume", "orders", "--group", "g1", "--timeout", "300ms"});
+  EXPECT_EQ(r.status, 0) << r.describe();
+  EXPECT_TRUE(r.out.empty()) << r.out;
+
+  // Lag shows up in bytes, estimated events (bytes / average record size:
+  // exact here, every record has the same size) and time.
+  ASSERT_EQ(h({"topic", "create", "lag", "--partitions", "1", "--ring", "64K", "--max-event", "4K"}).status, 0);
+  ASSERT_EQ(h({"publish", "lag"}, "a\n").status, 0);
+  ASSERT_EQ(h({"consume", "lag", "--group", "slow", "--count", "1", "--timeout", "5s"}).status, 0);
+  ASSERT_EQ(h({"publish", "lag"}, "b\nc\nd\n").status, 0);
+  r = h({"groups", "lag", "--json"});
+  const auto p0 = r.json()["topics"][0]["groups"][0]["partitions"][0];
+  EXPECT_EQ(p0["lag_bytes"], 192) << p0;
+  EXPECT_EQ(p0["lag_events"], 3) << p0;
+  EXPECT_GT(p0["lag_seconds"].get<double>(), 0.0) << p0;
+  r = h({"groups"});
+  EXPECT_NE(r.out.find("LAG EVENTS"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("slow"), std::string::npos) << r.out;
+
+  // tail: everything retained, the last N, a partition from a position.
+  r = h({"tail", "lag", "--last", "2"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_EQ(r.out, "c\nd\n");
+  r = h({"tail", "lag"});
+  EXPECT_EQ(r.out, "a\nb\nc\nd\n");
+  r = h({"tail", "orders", "--json"});
+  EXPECT_EQ(r.json_lines().size(), 7u) << r.out;
+  r = h({"tail", "orders", "--from", "1:0", "--json"});
+  for (const auto& e : r.json_lines()) EXPECT_EQ(e["partition"], 1);
+  r = h({"tail", "orders", "--from", "1:100"});  // not an event boundary
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("not a committed event boundary"), std::string::npos) << r.describe();
+}
+
+TEST_F(CliDataTest, ConsumeFromAndResetAndGroupAdministration) {
+  ASSERT_EQ(h({"topic", "create", "t", "--partitions", "1", "--ring", "64K", "--max-event", "4K"}).status, 0);
+  ASSERT_EQ(h({"publish", "t"}, "e0\ne1\ne2\ne3\n").status, 0);
+  // A new group from latest sees nothing old; from a position, from there.
+  CliRun r = h({"consume", "t", "--group", "late", "--from", "end", "--timeout", "300ms"});
+  EXPECT_EQ(r.status, 0) << r.describe();
+  EXPECT_EQ(r.out, "");
+  r = h({"consume", "t", "--group", "mid", "--from", "0:128", "--count", "2", "--timeout", "5s"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_EQ(r.out, "e2\ne3\n");
+  r = h({"consume", "t", "--group", "recent", "--from", "-1h", "--count", "4", "--timeout", "5s"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_EQ(r.out, "e0\ne1\ne2\ne3\n");
+  // --count not reached before --timeout: an error naming both.
+  r = h({"consume", "t", "--group", "recent", "--count", "1", "--timeout", "200ms"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("got 0 of 1"), std::string::npos) << r.describe();
+
+  // reset: the plan changes nothing; --execute moves the cursor.
+  r = h({"groups", "reset", "t", "mid", "--to", "earliest", "--json"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  auto plan = r.json();
+  EXPECT_EQ(plan["executed"], false);
+  EXPECT_EQ(plan["plan"][0]["from"], 256);
+  EXPECT_EQ(plan["plan"][0]["to"], 0);
+  r = h({"groups", "reset", "t", "mid", "--to", "earliest"});
+  EXPECT_NE(r.out.find("add --execute"), std::string::npos) << r.out;
+  r = h({"consume", "t", "--group", "mid", "--timeout", "300ms"});
+  EXPECT_EQ(r.out, "") << "a plan must not move the cursor";
+  r = h({"groups", "reset", "t", "mid", "--to", "0:100", "--execute"});
+  EXPECT_EQ(r.status, 1) << r.describe();  // not a boundary
+  ASSERT_EQ(h({"groups", "reset", "t", "mid", "--to", "0:192", "--execute"}).status, 0);
+  r = h({"consume", "t", "--group", "mid", "--count", "1", "--timeout", "5s"});
+  EXPECT_EQ(r.out, "e3\n") << r.describe();
+  // consume --reset moves an existing group first.
+  r = h({"consume", "t", "--group", "mid", "--from", "beginning", "--reset", "--count", "4", "--timeout", "5s"});
+  EXPECT_EQ(r.out, "e0\ne1\ne2\ne3\n") << r.describe();
+
+  // groups delete (and its DLQ topic goes with it).
+  ASSERT_EQ(h({"groups", "delete", "t", "late"}).status, 0);
+  r = h({"groups", "t", "--json"});
+  for (const auto& g : r.json()["topics"][0]["groups"]) EXPECT_NE(g["name"], "late");
+  r = h({"topic", "list", "--json"});
+  for (const auto& t : r.json()["topics"]) EXPECT_NE(t["name"], "t.dlq.late");
+  r = h({"groups", "delete", "t", "nope"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err.rfind("herald: error: ", 0), 0u);
+}
+
+TEST_F(CliDataTest, TailFollowPrintsWhatArrives) {
+  ASSERT_EQ(h({"topic", "create", "t", "--partitions", "2", "--ring", "64K", "--max-event", "4K"}).status, 0);
+  ASSERT_EQ(h({"publish", "t", "old"}).status, 0);
+  Background tail = hb({"tail", "t", "--follow"});
+  ASSERT_TRUE(wait_until([&] { tail.drain(); return tail.out == "old\n"; }, 20, [&] { return tail.out + tail.err; }));
+  ASSERT_EQ(h({"publish", "t", "new"}).status, 0);
+  ASSERT_TRUE(wait_until([&] { tail.drain(); return tail.out == "old\nnew\n"; }, 20, [&] { return tail.out + tail.err; }));
+  EXPECT_EQ(tail.stop(), 0) << tail.err;
+  // A group-less reader holds nobody back and leaves no group behind.
+  EXPECT_TRUE(h({"groups", "t", "--json"}).json()["topics"][0]["groups"].empty());
+}
+
+TEST_F(CliDataTest, PublishWaitsUnderBackpressureAndDeadlineBoundsIt) {
+  // A lossless group with no consumer on a small ring: the ring fills.
+  ASSERT_EQ(h({"topic", "create", "t", "--partitions", "1", "--ring", "16K", "--max-event", "4K", "--policy",
+               "lossless"}).status, 0);
+  ASSERT_EQ(h({"consume", "t", "--group", "audit", "--timeout", "100ms"}).status, 0);
+  std::string lines;
+  for (int i = 0; i < 1000; ++i) lines += "line-" + std::to_string(i) + "\n";
+  CliRun r = h({"publish", "t", "--deadline", "200ms"}, lines);
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_EQ(r.err.rfind("herald: error: ", 0), 0u);
+  EXPECT_NE(r.err.find("events published before it"), std::string::npos) << r.describe();
+  // Without --deadline it waits; a consumer draining the group lets it finish.
+  Background consumer = hb({"consume", "t", "--group", "audit"});
+  r = h({"publish", "t"}, lines, 60);
+  EXPECT_EQ(r.status, 0) << r.describe();
+  EXPECT_NE(r.out.find("published 1000 events"), std::string::npos) << r.out;
+  EXPECT_EQ(consumer.stop(), 0) << consumer.err;
+}
+
+}  // namespace
+}  // namespace herald::test

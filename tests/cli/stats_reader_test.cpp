@@ -1,0 +1,145 @@
+// herald::read_stats over a live bus and over forged, inconsistent shared
+// memory: values are validated (clamped or skipped), never trusted.
+#include <gtest/gtest.h>
+
+#include "herald/herald.hpp"
+#include "shm/names.hpp"
+#include "shm/registry.hpp"
+#include "shm/state_layout.hpp"
+#include "shm/topic_map.hpp"
+#include "tests/support/test_env.hpp"
+
+namespace herald {
+namespace {
+
+class StatsReaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto b = Bus::attach(guard_.bus());
+    ASSERT_TRUE(b) << b.error().message();
+    bus_ = std::make_unique<Bus>(std::move(b).value());
+    ASSERT_TRUE(bus_->create_topic("t", {.partitions = 2, .ring_bytes = 1 << 16, .max_event = 4096}));
+  }
+  shm::TopicMap map_rw() {
+    auto rec = shm::Registry::open(guard_.bus())->find("t");
+    return std::move(shm::TopicMap::attach(guard_.bus(), "t", rec->incarnation, shm::Access::kReadWrite,
+                                           shm::Access::kReadWrite))
+        .value();
+  }
+  test::BusGuard guard_;
+  std::unique_ptr<Bus> bus_;
+};
+
+TEST_F(StatsReaderTest, ReportsTopicsPartitionsGroupsMembersAndProducers) {
+  auto p = bus_->producer("t").value();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(p.publish({.key = "k", .payload = "0123456789"}));
+  auto c = bus_->consumer("t", {.group = "g"}).value();
+  ASSERT_EQ(*c.poll([](const EventView&) {}, 4), 4u);
+  auto s = read_stats(guard_.bus());
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_FALSE(s->daemon.alive);  // daemonless
+  const TopicStats* t = nullptr;
+  for (const TopicStats& x : s->topics)
+    if (x.name == "t") t = &x;
+  ASSERT_NE(t, nullptr);
+  EXPECT_TRUE(t->error.empty()) << t->error;
+  EXPECT_EQ(t->events, 10u);
+  EXPECT_EQ(t->partition_stats.size(), 2u);
+  ASSERT_EQ(t->groups.size(), 1u);
+  const GroupStats& g = t->groups[0];
+  EXPECT_EQ(g.name, "g");
+  EXPECT_EQ(g.members, 1u);
+  EXPECT_EQ(g.lag_events, 6u);
+  EXPECT_EQ(g.dlq_topic, "t.dlq.g");
+  EXPECT_GT(g.lag_seconds, 0.0);
+  ASSERT_EQ(t->members.size(), 1u);
+  EXPECT_EQ(t->members[0].pid, ::getpid());
+  EXPECT_EQ(t->members[0].group, "g");
+  EXPECT_EQ(t->members[0].partitions.size(), 2u);
+  ASSERT_EQ(t->producers.size(), 1u);
+  EXPECT_EQ(t->producers[0].events, 10u);
+  EXPECT_TRUE(t->producers[0].alive);
+}
+
+TEST_F(StatsReaderTest, ForgedValuesAreClampedOrSkipped) {
+  auto p = bus_->producer("t").value();
+  ASSERT_TRUE(p.publish({.payload = "x", .partition = 0}));
+  { auto c = bus_->consumer("t", {.group = "g"}).value(); }
+  shm::TopicMap m = map_rw();
+  // A cursor far past the tail, an owner reader slot out of range, an
+  // in-flight word with deliveries, and a second group slot with a garbage name.
+  m.group_partition(0, 0)->cursor.store(shm::pack_cursor(1, 1ull << 40));
+  m.group_partition(0, 1)->owner_reader.store(100000);
+  shm::GroupLayout* bad = m.group(5);
+  bad->state.store(shm::kGroupActive);
+  bad->name_len.store(250);
+  shm::GroupLayout* empty = m.group(6);
+  empty->state.store(shm::kGroupActive);
+  empty->name_len.store(0);
+  // A reader slot of a dead pid naming a group slot that does not exist.
+  m.reader(7)->owner.store(0x7ffffff0);
+  m.reader(7)->group.store(99);
+  m.state_header()->reader_slots_hw.store(1000);  // beyond the table
+  auto s = read_stats(guard_.bus());
+  ASSERT_TRUE(s) << s.error().message();
+  const TopicStats& t = s->topics[0];
+  ASSERT_EQ(t.name, "t");
+  ASSERT_EQ(t.groups.size(), 1u) << "garbage group slots are skipped";
+  const GroupStats& g = t.groups[0];
+  EXPECT_LE(g.partitions[0].committed, t.partition_stats[0].tail);
+  EXPECT_EQ(g.partitions[0].lag_bytes, 0u);
+  EXPECT_EQ(g.partitions[1].owner_reader, 0u);
+  EXPECT_EQ(g.partitions[1].owner_pid, 0);
+  bool saw_dead = false;
+  for (const MemberStats& ms : t.members)
+    if (ms.reader_slot == 7) {
+      saw_dead = true;
+      EXPECT_FALSE(ms.alive);
+      EXPECT_EQ(ms.group, "?");
+    }
+  EXPECT_TRUE(saw_dead);
+}
+
+TEST_F(StatsReaderTest, MissingSegmentsAreReportedNotFatal) {
+  auto rec = shm::Registry::open(guard_.bus())->find("t");
+  ASSERT_TRUE(rec);
+  (void)shm::Segment::remove(shm::state_segment_name(guard_.bus(), "t", rec->incarnation));
+  auto s = read_stats(guard_.bus());
+  ASSERT_TRUE(s) << s.error().message();
+  ASSERT_EQ(s->topics.size(), 1u);
+  EXPECT_FALSE(s->topics[0].error.empty());
+  auto segs = bus_segments(guard_.bus());
+  ASSERT_TRUE(segs);
+  bool missing = false;
+  for (const SegmentInfo& si : *segs) missing = missing || (si.name.empty() && si.topic == "t" && si.kind == "state");
+  EXPECT_TRUE(missing);
+}
+
+TEST_F(StatsReaderTest, ARegistryEntryLeftMidWriteDoesNotHangReaders) {
+  // A writer killed between its odd and even seq stores leaves the entry
+  // odd: readers give up on it (bounded) instead of spinning forever.
+  auto reg = shm::Registry::open(guard_.bus()).value();
+  const auto rec = reg.find("t");
+  ASSERT_TRUE(rec);
+  auto* entries = reinterpret_cast<shm::TopicEntryLayout*>(reinterpret_cast<std::byte*>(reg.header()) +
+                                                           shm::RegistryGeometry{}.topics_off);
+  std::atomic<std::uint32_t>& seq = entries[rec->slot].seq;
+  const std::uint32_t before = seq.load();
+  seq.store(before | 1);
+  auto s = read_stats(guard_.bus());
+  ASSERT_TRUE(s) << s.error().message();
+  for (const TopicStats& t : s->topics) EXPECT_NE(t.name, "t") << "a half-written entry is not reported";
+  EXPECT_FALSE(reg.find("t"));
+  seq.store(before);
+  EXPECT_TRUE(reg.find("t"));
+}
+
+TEST(StatsReaderNoBusTest, AMissingBusIsNotFound) {
+  test::BusGuard guard;
+  auto s = read_stats(guard.bus());
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, Errc::kNotFound);
+}
+
+}  // namespace
+}  // namespace herald
