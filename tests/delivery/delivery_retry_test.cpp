@@ -144,6 +144,57 @@ TEST_P(DeliveryRetryTest, HandlerFailingFewerThanMaxDeliveriesTimesSucceedsOnceI
                static_cast<unsigned long long>(meanwhile));
 }
 
+// A member that leaves gracefully while an event is being retried counts no
+// delivery for leaving (DELIVERY.md "What redelivered means exactly"): the
+// next owner continues the event's count from its failed deliveries, and
+// dead-letters it at max_deliveries deliveries in all.
+TEST(DeliveryRetryLeaveTest, GracefulLeaveAddsNoDeliveryAndTheCountCarriesOver) {
+  test::BusGuard guard;
+  auto bus = Bus::attach(guard.bus());
+  ASSERT_TRUE(bus) << bus.error().message();
+  ASSERT_TRUE(bus->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 20, .max_event = 4096}));
+  auto prod = bus->producer("t");
+  ASSERT_TRUE(prod);
+  for (const char* p : {"a", "bad", "b"}) ASSERT_TRUE(prod->publish({.payload = p}));
+  ConsumerOptions o;
+  o.group = "g";
+  o.max_deliveries = 3;
+  o.retry = {std::chrono::milliseconds(0), 1.0, std::chrono::milliseconds(0)};
+  std::vector<std::pair<std::string, std::uint32_t>> calls;  // payload, delivery
+  auto handler = [&](const EventView& e) -> HandlerResult {
+    calls.emplace_back(e.payload_text(), e.delivery());
+    if (e.payload_text() == "bad") return nack("still bad");
+    return {};
+  };
+  {
+    auto first = bus->consumer("t", o);
+    ASSERT_TRUE(first) << first.error().message();
+    // a, then bad fails once: the poll stops there (its backoff is 0, but
+    // one poll delivers an event once).
+    ASSERT_TRUE(first->poll(handler, 2));
+  }  // leaves gracefully
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[1], (std::pair<std::string, std::uint32_t>("bad", 1)));
+  auto second = bus->consumer("t", o);
+  ASSERT_TRUE(second) << second.error().message();
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        auto n = second->poll(handler, 16);
+        EXPECT_TRUE(n) << n.error().message();
+        return !n || second->stats().dead_lettered == 1;
+      },
+      10, [&] { return std::to_string(calls.size()) + " calls"; }));
+  ASSERT_TRUE(second->poll(handler, 16));
+  const std::vector<std::pair<std::string, std::uint32_t>> expect = {
+      {"a", 1}, {"bad", 1}, {"bad", 2}, {"bad", 3}, {"b", 1}};
+  EXPECT_EQ(calls, expect) << "the leave added no delivery; the count went on from 1";
+  auto dls = bus->dead_letters("t", "g");
+  ASSERT_TRUE(dls);
+  ASSERT_EQ(dls->size(), 1u);
+  EXPECT_EQ(dls->front().deliveries, 3u);
+  EXPECT_EQ(dls->front().reason, "still bad");
+}
+
 INSTANTIATE_TEST_SUITE_P(FailureKinds, DeliveryRetryTest,
                          ::testing::Values(FailBy::kNack, FailBy::kFalse, FailBy::kThrow),
                          [](const ::testing::TestParamInfo<FailBy>& i) {
