@@ -391,6 +391,19 @@ Result<bool> Consumer::Impl::recover(std::uint32_t p) {
   Part& pt = parts[p];
   shm::GroupPartitionLayout* g = gp(p);
   const shm::PartitionView& v = topic->partition(p);
+  // Daemonless, nobody else repairs what a dead member left in the DLQ
+  // (heraldd would): a claim it won but had not noted yet, or a dead letter
+  // it committed without clearing its claim slot. Left alone, the first
+  // holds the DLQ's readers (dead_letters, redrive) at a record that is
+  // never committed, and either holds the DLQ's watermark down for good. So
+  // the new owner reclaims the DLQ's dead producers before it looks at the
+  // note (a claim aborted here is redone below, like one heraldd aborted).
+  if (!daemon_mode && group >= 0) {
+    if (auto dm = dlq_view()) {
+      if (auto w = bus->map_topic((*dm)->topic(), shm::Access::kReadWrite, shm::Access::kReadOnly))
+        shm::reclaim_dead_producers(**w);
+    }
+  }
   const std::uint64_t pending = g->dlq_pending.load(std::memory_order_acquire);
   if (shm::dlq_pending_set(pending)) {
     const std::uint64_t x = shm::dlq_pending_pos(pending);

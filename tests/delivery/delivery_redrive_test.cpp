@@ -1,0 +1,354 @@
+// Dead-letter redrive and purge through the public API (DELIVERY.md
+// "Failures, retries, dead letters"): redrive puts every dead letter back
+// once, in order, to its original partition, with its envelope and original
+// headers intact plus herald.redriven-from, for its group only (a second
+// group skips it); by position, by type, by header; rate-limited with
+// progress and a final count; purge empties the DLQ. A DLQ full of
+// unresolved dead letters stalls only the source partition of that group
+// (dlq_stalled in the state segment) and redrive or purge unstalls it.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "herald/herald.hpp"
+#include "runtime/src/groups.hpp"
+#include "tests/support/daemon_harness.hpp"
+#include "tests/support/test_env.hpp"
+
+namespace herald {
+namespace {
+
+struct Handled {
+  std::uint32_t partition;
+  std::uint64_t position;
+  Event event;
+};
+
+// One group member whose handler refuses events whose payload starts with
+// "bad" while `broken` is set (max_deliveries 1, no backoff: the first
+// failure dead-letters).
+class Member {
+ public:
+  Member(Bus& bus, const std::string& topic, const std::string& group) {
+    ConsumerOptions o;
+    o.group = group;
+    o.max_deliveries = 1;
+    o.retry = {std::chrono::milliseconds(0), 1.0, std::chrono::milliseconds(0)};
+    auto c = bus.consumer(topic, o);
+    EXPECT_TRUE(c) << c.error().message();
+    if (c) consumer.emplace(std::move(c).value());
+  }
+  // Polls until a poll handles nothing (bounded).
+  void drain() {
+    for (int i = 0; i < 1000; ++i) {
+      auto n = consumer->poll(
+          [&](const EventView& e) -> HandlerResult {
+            if (broken && e.payload_text().substr(0, 3) == "bad") return nack("refused: " + std::string(e.type()));
+            handled.push_back({e.partition(), e.position(), e.to_event()});
+            return {};
+          },
+          64);
+      ASSERT_TRUE(n) << n.error().message();
+      if (*n == 0) return;
+    }
+    FAIL() << "the member never ran dry";
+  }
+  std::optional<Consumer> consumer;
+  bool broken = true;
+  std::vector<Handled> handled;
+};
+
+class DeliveryRedriveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto b = Bus::attach(guard_.bus());
+    ASSERT_TRUE(b) << b.error().message();
+    bus_ = std::make_unique<Bus>(std::move(b).value());
+  }
+  test::BusGuard guard_;
+  std::unique_ptr<Bus> bus_;
+};
+
+struct Spec {
+  std::string payload, type, tenant;
+  std::int32_t partition;
+};
+
+TEST_F(DeliveryRedriveTest, RedriveByPositionTypeHeaderAndRatePutsEachDeadLetterBackOnceInOrderForItsGroupOnly) {
+  ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 2, .ring_bytes = 1 << 20, .max_event = 4096}));
+  Member shipping(*bus_, "orders", "shipping");
+  Member audit(*bus_, "orders", "audit");
+  audit.broken = false;
+  ASSERT_TRUE(shipping.consumer && audit.consumer);
+  // Good and bad events on both partitions; the bad ones differ in type and tenant.
+  std::vector<Spec> specs;
+  const char* types[] = {"OrderPlaced", "OrderCancelled", "OrderPlaced", "OrderCancelled", "OrderPlaced",
+                         "OrderPlaced", "OrderCancelled", "OrderPlaced"};
+  const char* tenants[] = {"acme", "globex", "globex", "acme", "acme", "globex", "initech", "initech"};
+  for (int i = 0; i < 8; ++i) {
+    specs.push_back({"good" + std::to_string(i), "OrderPlaced", "acme", i % 2});
+    specs.push_back({"bad" + std::to_string(i), types[i], tenants[i], i % 2});
+  }
+  std::map<std::string, EventId> ids;
+  auto prod = bus_->producer("orders");
+  ASSERT_TRUE(prod) << prod.error().message();
+  for (const Spec& s : specs) {
+    const Header hs[] = {{"tenant", s.tenant}, {"trace", "t-" + s.payload}};
+    auto r = prod->publish({.key = "k-" + s.payload, .type = s.type, .payload = s.payload, .source = "shop",
+                            .correlation_id = "corr-" + s.payload, .content_type = "text/plain", .headers = hs,
+                            .partition = s.partition});
+    ASSERT_TRUE(r) << r.error().message();
+    ids[s.payload] = r->id;
+  }
+  ASSERT_NO_FATAL_FAILURE(shipping.drain());
+  ASSERT_NO_FATAL_FAILURE(audit.drain());
+  EXPECT_EQ(shipping.handled.size(), 8u);
+  EXPECT_EQ(audit.handled.size(), 16u);
+  EXPECT_EQ(shipping.consumer->stats().dead_lettered, 8u);
+
+  auto pending = bus_->dead_letters("orders", "shipping");
+  ASSERT_TRUE(pending) << pending.error().message();
+  ASSERT_EQ(pending->size(), 8u);
+  const std::vector<DeadLetter> dlq = *pending;  // DLQ order
+  for (std::size_t i = 1; i < dlq.size(); ++i) EXPECT_GT(dlq[i].dlq_position, dlq[i - 1].dlq_position);
+  std::map<std::uint64_t, std::string> payload_at;  // dlq position -> payload
+  for (const DeadLetter& d : dlq) {
+    payload_at[d.dlq_position] = std::string(d.event.payload_text());
+    EXPECT_EQ(d.reason, "refused: " + std::string(d.event.type()));
+    EXPECT_EQ(d.deliveries, 1u);
+  }
+  // Each partition's dead letters in the DLQ in their source order.
+  std::map<std::uint32_t, std::uint64_t> last_src;
+  for (const DeadLetter& d : dlq) {
+    auto [it, fresh] = last_src.try_emplace(d.partition, d.position);
+    if (!fresh) {
+      EXPECT_GT(d.position, it->second);
+    }
+    it->second = d.position;
+  }
+  EXPECT_TRUE(bus_->dead_letters("orders", "audit")->empty());
+
+  shipping.broken = false;  // fixed: redriven events are handled now
+  std::vector<std::uint64_t> redriven_order;  // dlq positions, in redrive order
+  auto redrive = [&](const RedriveOptions& o, std::uint64_t expect) {
+    const std::size_t before_ship = shipping.handled.size(), before_audit = audit.handled.size();
+    const std::uint64_t skipped = audit.consumer->stats().skipped_redrives;
+    auto r = bus_->redrive("orders", "shipping", o);
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->matched, expect);
+    EXPECT_EQ(r->redriven, expect);
+    ASSERT_NO_FATAL_FAILURE(shipping.drain());
+    ASSERT_NO_FATAL_FAILURE(audit.drain());
+    EXPECT_EQ(shipping.handled.size(), before_ship + expect) << "the group sees each redriven event once";
+    EXPECT_EQ(audit.handled.size(), before_audit) << "another group skips them";
+    EXPECT_EQ(audit.consumer->stats().skipped_redrives, skipped + expect);
+    // Each partition gets its share of the selection in DLQ order.
+    std::map<std::uint32_t, std::uint64_t> last_at;
+    for (std::size_t i = before_ship; i < shipping.handled.size(); ++i) {
+      const Event& e = shipping.handled[i].event;
+      const std::string from(e.header("herald.redriven-from").value_or(""));
+      ASSERT_EQ(from.rfind("orders.dlq.shipping@", 0), 0u) << from;
+      const std::uint64_t at = std::stoull(from.substr(from.find('@') + 1));
+      redriven_order.push_back(at);
+      auto [it, fresh] = last_at.try_emplace(shipping.handled[i].partition, at);
+      if (!fresh) {
+        EXPECT_GT(at, it->second) << "partition " << shipping.handled[i].partition << " out of DLQ order";
+      }
+      it->second = at;
+    }
+  };
+
+  // 1. By position: one dead letter (the third).
+  ASSERT_NO_FATAL_FAILURE(redrive({.position = dlq[2].dlq_position}, 1));
+  EXPECT_EQ(redriven_order.back(), dlq[2].dlq_position);
+  auto again = bus_->redrive("orders", "shipping", {.position = dlq[2].dlq_position});
+  ASSERT_FALSE(again) << "a dead letter is redriven once";
+  EXPECT_EQ(again.error().code, Errc::kNotFound);
+  // 2. By type.
+  std::uint64_t cancelled = 0;
+  for (std::size_t i = 0; i < dlq.size(); ++i)
+    cancelled += i != 2 && dlq[i].event.type() == "OrderCancelled" ? 1u : 0u;
+  ASSERT_NO_FATAL_FAILURE(redrive({.type = "OrderCancelled"}, cancelled));
+  // 3. By header.
+  std::uint64_t globex = 0;
+  for (std::size_t i = 0; i < dlq.size(); ++i)
+    globex += i != 2 && dlq[i].event.type() != "OrderCancelled" && dlq[i].event.header("tenant") == "globex" ? 1u : 0u;
+  ASSERT_NO_FATAL_FAILURE(redrive({.header_name = "tenant", .header_value = "globex"}, globex));
+  // 4. The rest, rate-limited, with progress (counts only; no timing asserted).
+  const std::uint64_t rest = dlq.size() - 1 - cancelled - globex;
+  ASSERT_GT(rest, 1u);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> progress;
+  ASSERT_NO_FATAL_FAILURE(redrive({.rate = 1000, .progress = [&](std::uint64_t done, std::uint64_t total) {
+                                     progress.emplace_back(done, total);
+                                   }},
+                                  rest));
+  ASSERT_EQ(progress.size(), rest);
+  for (std::size_t i = 0; i < progress.size(); ++i)
+    EXPECT_EQ(progress[i], (std::pair<std::uint64_t, std::uint64_t>(i + 1, rest)));
+  EXPECT_TRUE(bus_->dead_letters("orders", "shipping")->empty());
+  auto none = bus_->redrive("orders", "shipping");
+  ASSERT_TRUE(none) << none.error().message();
+  EXPECT_EQ(none->matched, 0u);
+
+  // Every dead letter came back exactly once, each selection in DLQ order.
+  std::vector<std::uint64_t> sorted = redriven_order;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<std::uint64_t> all;
+  for (const DeadLetter& d : dlq) all.push_back(d.dlq_position);
+  EXPECT_EQ(sorted, all);
+  // The redriven events, each to its original partition, per partition in
+  // DLQ order, with their envelope and original headers intact.
+  std::size_t redriven_seen = 0;
+  for (const Handled& h : shipping.handled) {
+    const Event& e = h.event;
+    const auto from = e.header("herald.redriven-from");
+    if (!from) continue;
+    ++redriven_seen;
+    const std::uint64_t at = std::stoull(std::string(from->substr(from->find('@') + 1)));
+    const DeadLetter& d = *std::find_if(dlq.begin(), dlq.end(), [&](const DeadLetter& x) { return x.dlq_position == at; });
+    const std::string pl(e.payload_text());
+    EXPECT_EQ(pl, payload_at[at]);
+    EXPECT_EQ(h.partition, d.partition) << pl << " goes back to its partition";
+    EXPECT_EQ(e.id(), ids[pl]) << pl << " keeps its id";
+    EXPECT_EQ(e.type(), d.event.type());
+    EXPECT_EQ(e.key(), "k-" + pl);
+    EXPECT_EQ(e.source(), "shop");
+    EXPECT_EQ(e.correlation_id(), "corr-" + pl);
+    EXPECT_EQ(e.content_type(), "text/plain");
+    EXPECT_EQ(e.time_ns(), d.time_ns);
+    EXPECT_EQ(e.header("tenant").value_or(""), d.event.header("tenant").value_or("?"));
+    EXPECT_EQ(e.header("trace").value_or(""), "t-" + pl);
+    ASSERT_GE(e.header_count(), 2u);
+    EXPECT_EQ(e.header_at(0).name, "tenant") << "original headers first, in order";
+    EXPECT_EQ(e.header_at(1).name, "trace");
+    for (std::size_t i = 0; i < e.header_count(); ++i)
+      EXPECT_NE(e.header_at(i).name.rfind("herald.dlq.", 0), 0u) << pl << " carries " << e.header_at(i).name;
+  }
+  EXPECT_EQ(redriven_seen, dlq.size());
+}
+
+TEST_F(DeliveryRedriveTest, PurgeEmptiesTheDeadLetterTopic) {
+  ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 2, .ring_bytes = 1 << 20, .max_event = 4096}));
+  Member m(*bus_, "orders", "g");
+  ASSERT_TRUE(m.consumer);
+  auto prod = bus_->producer("orders");
+  ASSERT_TRUE(prod) << prod.error().message();
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(prod->publish({.payload = "bad" + std::to_string(i), .partition = i % 2}));
+  ASSERT_NO_FATAL_FAILURE(m.drain());
+  ASSERT_EQ(bus_->dead_letters("orders", "g")->size(), 6u);
+  auto purged = bus_->purge_dead_letters("orders", "g");
+  ASSERT_TRUE(purged) << purged.error().message();
+  EXPECT_EQ(*purged, 6u);
+  EXPECT_TRUE(bus_->dead_letters("orders", "g")->empty());
+  auto r = bus_->redrive("orders", "g");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->matched, 0u);
+  // The DLQ takes new dead letters after a purge.
+  ASSERT_TRUE(prod->publish({.payload = "bad-after", .partition = 0}));
+  ASSERT_NO_FATAL_FAILURE(m.drain());
+  auto left = bus_->dead_letters("orders", "g");
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ(left->front().event.payload_text(), "bad-after");
+  EXPECT_EQ(*bus_->purge_dead_letters("orders", "g"), 1u);
+  EXPECT_EQ(*bus_->purge_dead_letters("orders", "g"), 0u);
+}
+
+// A full DLQ: big dead letters until the move is back-pressured.
+class DeliveryDlqFullTest : public DeliveryRedriveTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  static constexpr std::size_t kPayload = 300 << 10;
+
+  // Publishes bad events to partition 0 and polls until the DLQ is full
+  // and partition 0 stalls (the other group reads along).
+  void fill(Member& m, Member& other, Producer& prod) {
+    const std::string big(kPayload, 'x');
+    map_ = test::attach_topic(guard_.bus(), "big");
+    ASSERT_NE(map_, nullptr);
+    group_ = detail::find_group(*map_, "g")->slot;
+    for (int i = 0; i < 1000 && stalled(0) == 0; ++i) {
+      const std::string body = "bad" + std::to_string(i) + ";" + big;
+      auto r = prod.publish({.payload = body, .partition = 0});
+      if (!r) {
+        ASSERT_EQ(r.error().code, Errc::kBackPressured) << r.error().message();
+      }
+      ASSERT_NO_FATAL_FAILURE(m.drain());
+      ASSERT_NO_FATAL_FAILURE(other.drain());
+    }
+    ASSERT_EQ(stalled(0), 1u) << "the DLQ never filled";
+  }
+  std::uint32_t stalled(std::uint32_t p) const { return map_->group_partition(group_, p)->dlq_stalled.load(); }
+  std::uint64_t committed(std::uint32_t p) const {
+    return shm::cursor_pos(map_->group_partition(group_, p)->cursor.load());
+  }
+  std::shared_ptr<shm::TopicMap> map_;
+  std::uint32_t group_ = 0;
+};
+
+TEST_P(DeliveryDlqFullTest, FullDlqStallsOnlyTheSourcePartitionUntilRedriveOrPurge) {
+  const bool by_redrive = GetParam();
+  ASSERT_TRUE(bus_->create_topic("big", {.partitions = 2, .ring_bytes = 4 << 20, .max_event = 1 << 20}));
+  Member m(*bus_, "big", "g");
+  Member audit(*bus_, "big", "audit");
+  audit.broken = false;
+  ASSERT_TRUE(m.consumer && audit.consumer);
+  auto prod = bus_->producer("big", {.deadline = std::chrono::nanoseconds(0)});
+  ASSERT_TRUE(prod) << prod.error().message();
+  ASSERT_NO_FATAL_FAILURE(fill(m, audit, *prod));
+  const std::size_t letters = bus_->dead_letters("big", "g")->size();
+  const std::uint64_t stuck_at = committed(0);
+  std::fprintf(stderr, "[herald] the DLQ is full after %zu dead letters of %zu KiB\n", letters, kPayload >> 10);
+  ASSERT_GT(letters, 10u);
+
+  // Only partition 0 of this group waits: its partition 1 goes on, and so
+  // does another group on partition 0.
+  ASSERT_TRUE(prod->publish({.payload = "good-p1", .partition = 1}));
+  ASSERT_TRUE(prod->publish({.payload = "good-p0", .partition = 0}));
+  const std::size_t handled_before = m.handled.size();
+  ASSERT_NO_FATAL_FAILURE(m.drain());
+  ASSERT_NO_FATAL_FAILURE(audit.drain());
+  ASSERT_EQ(m.handled.size(), handled_before + 1);
+  EXPECT_EQ(m.handled.back().event.payload_text(), "good-p1");
+  EXPECT_EQ(committed(0), stuck_at) << "partition 0 waits at the event that cannot be dead-lettered";
+  EXPECT_EQ(stalled(0), 1u);
+  EXPECT_EQ(stalled(1), 0u);
+  EXPECT_TRUE(std::any_of(audit.handled.begin(), audit.handled.end(),
+                          [](const Handled& h) { return h.event.payload_text() == "good-p0"; }))
+      << "another group on partition 0 goes on";
+
+  if (by_redrive) {
+    // Redrive the oldest dead letter: its room lets the stalled move finish.
+    m.broken = false;
+    auto pending = bus_->dead_letters("big", "g");
+    auto r = bus_->redrive("big", "g", {.position = pending->front().dlq_position});
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->redriven, 1u);
+  } else {
+    auto r = bus_->purge_dead_letters("big", "g");
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(*r, letters);
+  }
+  ASSERT_NO_FATAL_FAILURE(m.drain());
+  EXPECT_EQ(stalled(0), 0u) << "the move finished";
+  EXPECT_GT(committed(0), stuck_at);
+  // good-p0 (behind the stalled event) is handled now.
+  bool good_p0 = false;
+  for (std::size_t i = handled_before; i < m.handled.size(); ++i)
+    good_p0 = good_p0 || m.handled[i].event.payload_text() == "good-p0";
+  EXPECT_TRUE(good_p0);
+  auto left = bus_->dead_letters("big", "g");
+  ASSERT_TRUE(left);
+  // Redrive resolved one and added the stalled one; purge dropped all, then
+  // the stalled one arrived.
+  EXPECT_EQ(left->size(), by_redrive ? letters : 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Unstall, DeliveryDlqFullTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Redrive" : "Purge"; });
+
+}  // namespace
+}  // namespace herald
