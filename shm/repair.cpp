@@ -1,5 +1,6 @@
 #include "shm/repair.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include "shm/crash_point.hpp"
@@ -61,7 +62,16 @@ RepairReport repair_claim_slot(const TopicMap& topic, std::uint32_t p, std::uint
     const std::uint64_t end = p0 + size;
     const std::uint64_t x = first_uncommitted(v, from, end);
     rep.aborted_from = x;
-    rep.aborted_records = write_aborted(v, x, end);
+    // A batch range longer than max_event becomes several aborted records,
+    // the one at x first. The crash point between the first and the rest is
+    // where a re-run must not mistake the first word for someone else's win
+    // (see the kClaimWon store in the candidate path below).
+    const std::uint64_t first_end = std::min(end, x + v.max_event);
+    rep.aborted_records = write_aborted(v, x, first_end);
+    if (first_end < end) {
+      HERALD_CRASH_POINT("repair.first_aborted");
+      rep.aborted_records += write_aborted(v, first_end, end);
+    }
     s.committed_to.store(end, std::memory_order_relaxed);
     v.part->aborted_records.fetch_add(rep.aborted_records, std::memory_order_relaxed);
     v.part->repaired_claims.fetch_add(1, std::memory_order_relaxed);
@@ -134,7 +144,18 @@ RepairReport repair_claim_slot(const TopicMap& topic, std::uint32_t p, std::uint
     }
     if (p0 + size != winner_end) return clear();
   }
-  return abort_from(p0);  // it won p0
+  // It won p0. Mark the slot won before writing anything: write_aborted
+  // stores the word at p0 first, and a repairer killed after that word but
+  // before the last one would leave a candidate slot whose p0 looks
+  // "committed by someone else" to its successor, which would clear it and
+  // leave the rest of the range without words (readers wait there forever,
+  // the partition wedges one lap later). A won slot is re-run by walking the
+  // words from p0 instead. Release: a successor that acquires the won word
+  // sees the size it was paired with. SPIN found this (docs/models/README.md
+  // section 4, `PROMOTE`).
+  s.word.store(p0 | kClaimWon, std::memory_order_release);
+  HERALD_CRASH_POINT("repair.promoted");
+  return abort_from(p0);
 }
 
 }  // namespace herald::shm

@@ -4,6 +4,10 @@
 // walks the repaired range (aborted records skipped, committed ones intact)
 // and a live producer publishes two more rings: no wedge.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <optional>
@@ -11,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "shm/crash_point.hpp"
 #include "shm/repair.hpp"
 #include "shm/ring_log.hpp"
 #include "shm/slots.hpp"
@@ -508,6 +513,67 @@ TEST_F(RepairTest, DeadCandidateAndADeadWinnerThatMarkedItsClaim) {
   walk(0);
   expect_no_wedge();
 }
+
+// ---- the repairer itself killed half way through ---------------------------
+
+// A dead candidate that won a batch claim longer than max_event (three
+// aborted records' worth), repaired by a child process that is killed at the
+// named crash point; this process then repairs again, as heraldd's successor
+// would. Without the kClaimWon store before aborting, a repairer killed after
+// the first aborted word left a candidate whose p looked "won by someone
+// else": the re-run cleared it and readers waited at p + max_event forever
+// (SPIN, docs/models/README.md section 4).
+class RepairerKilledTest : public RepairTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(RepairerKilledTest, ASuccessorFinishesTheBatchAbort) {
+#ifndef HERALD_TESTING
+  GTEST_SKIP() << "crash points are compiled only with HERALD_TESTING";
+#else
+  publish_live(128, 1);
+  const std::uint64_t p = tail();
+  const std::uint64_t size = 3 * kMax;
+  forge_claim(kA, p, kClaimCandidate, size);
+  forge_tail(p + size);  // its CAS won; it died before storing kClaimWon
+  publish_live(64, 2);
+  const pid_t child = ::fork();
+  ASSERT_NE(child, -1);
+  if (child == 0) {
+    // The crash-point table is read on the first hit; this process never hit
+    // one before the fork (g_crash_armed was false), so it reads this value.
+    ::setenv("HERALD_CRASH_AT", GetParam(), 1);
+    g_crash_armed = true;
+    (void)repair_claim_slot(topic_.map, 0, kA, bit(kA));
+    ::_exit(3);  // the crash point was not reached
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(child, &st, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "the repairer was not killed at " << GetParam()
+                                                          << " (status " << st << ")";
+  EXPECT_EQ(slot(kA).word.load() & kClaimStateMask, kClaimWon) << "the winner was marked before anything was written";
+  const RepairReport r = repair(kA, bit(kA));
+  EXPECT_EQ(r.outcome, RepairOutcome::kAborted);
+  EXPECT_EQ(slot(kA).word.load(), kClaimEmpty);
+  const auto seen = walk(0);
+  ASSERT_EQ(seen.size(), 5u) << test::describe_partition(wv());
+  std::uint64_t aborted = 0;
+  for (std::size_t i = 1; i < 4; ++i) {
+    EXPECT_TRUE(seen[i].aborted) << i;
+    aborted += seen[i].size;
+  }
+  EXPECT_EQ(aborted, size);
+  EXPECT_EQ(seen[4].tag, 2u);
+  expect_no_wedge();
+#endif
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryRepairPoint, RepairerKilledTest,
+                         ::testing::Values("repair.promoted", "repair.first_aborted", "repair.before_clear"),
+                         [](const ::testing::TestParamInfo<const char*>& i) {
+                           std::string n = i.param;
+                           for (char& c : n)
+                             if (c == '.') c = '_';
+                           return n;
+                         });
 
 // ---- slots.cpp: a new producer takes over a dead one's slot -----------------
 
