@@ -273,6 +273,8 @@ std::vector<Row> plan(const Options& o, const std::vector<Known>& known, unsigne
             s.mode = "publish";
             s.wait = w;
             s.consumers = 1;
+            // Same waiting as the 3-group rows, so the ratio compares groups only.
+            if (s.oversubscribed && s.wait == WaitMode::kSpin) s.wait = WaitMode::kYield;
             s.oversubscribed = busy_processes(s) > static_cast<int>(cpus);
             add_row(rows, s, *k, true, true);
           }

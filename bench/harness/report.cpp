@@ -154,7 +154,9 @@ std::string markdown(const std::vector<Row>& rows, const Extras& x, const RunInf
        "pingpong rows round trip / 2. Ratios are of medians within the same scenario and size, of events/s "
        "(throughput, fanout, mpsc) or of p50 (latency, pingpong: below 1 is faster); ÷ best herald compares "
        "with the best herald row, herald/peer is that best herald row over this one.\n\n";
-  for (const auto& [text, n] : notes) o << "[" << n << "] " << text << "\n";
+  std::vector<const std::string*> by_number(notes.size());
+  for (const auto& [text, n] : notes) by_number[static_cast<std::size_t>(n - 1)] = &text;
+  for (std::size_t i = 0; i < by_number.size(); ++i) o << "[" << i + 1 << "] " << *by_number[i] << "\n";
   if (x.ran) {
     o << "\n### heraldd: repair of a killed producer, idle consumer\n\n";
     if (!x.repair_error.empty()) {
