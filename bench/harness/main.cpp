@@ -329,7 +329,7 @@ int run(const Options& o) {
     if (r.skipped())
       std::fprintf(stderr, "herald-bench: skip %s %zu B %s: %s\n", std::string(scenario_name(r.spec.scenario)).c_str(),
                    r.spec.size, r.name().c_str(), r.skip.c_str());
-  if (cpus < 4)
+  if (std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.spec.oversubscribed && !r.skipped(); }))
     std::fprintf(stderr, "herald-bench: %u cores usable: rows with more busy processes than cores run with yield "
                          "or park waiting and are marked oversubscribed\n", cpus);
   std::size_t runnable = 0;
