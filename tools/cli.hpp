@@ -110,5 +110,6 @@ void add_stat_command(CLI::App& app, Context& ctx);
 void add_daemon_commands(CLI::App& app, Context& ctx);   // daemon start|stop|status, bus destroy
 void add_doctor_command(CLI::App& app, Context& ctx);
 void add_demo_commands(CLI::App& app, Context& ctx);
+void add_bench_command(CLI::App& app, Context& ctx);    // runs bench/'s herald-bench
 
 }  // namespace herald::tools

@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   add_daemon_commands(app, ctx);
   add_doctor_command(app, ctx);
   add_demo_commands(app, ctx);
+  add_bench_command(app, ctx);
 
   const CLI::App* cmd = nullptr;
   try {
