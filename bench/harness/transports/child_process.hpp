@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,8 +50,16 @@ class ChildProcess {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    // No core file from a daemon that aborts (it inherits RLIMIT_CORE = 0).
+    rlimit core{};
+    const bool have_core = getrlimit(RLIMIT_CORE, &core) == 0;
+    if (have_core) {
+      const rlimit none{0, core.rlim_max};
+      setrlimit(RLIMIT_CORE, &none);
+    }
     pid_t pid = -1;
     const int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+    if (have_core) setrlimit(RLIMIT_CORE, &core);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) throw BenchError("cannot start " + argv[0] + ": " + std::strerror(rc));
     pid_ = pid;
@@ -83,22 +92,32 @@ class ChildProcess {
   }
 
   // SIGTERM, up to `grace` for it to exit, then SIGKILL. Idempotent.
-  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000)) noexcept {
-    if (pid_ <= 0 || owner_ != getpid()) return;
+  // True when it exited normally on SIGTERM (or was not running here);
+  // false when it died of a signal or had to be killed, so whatever it
+  // cleans up on exit may be left behind.
+  bool stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000)) noexcept {
+    if (pid_ <= 0 || owner_ != getpid()) return true;
     kill(pid_, SIGTERM);
     const auto deadline = std::chrono::steady_clock::now() + grace;
+    bool clean = true;
     int status = 0;
     for (;;) {
       const pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_ || (r < 0 && errno != EINTR)) break;
+      if (r == pid_) {
+        clean = WIFEXITED(status);
+        break;
+      }
+      if (r < 0 && errno != EINTR) break;
       if (std::chrono::steady_clock::now() >= deadline) {
         kill(pid_, SIGKILL);
         waitpid(pid_, &status, 0);
+        clean = false;
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     pid_ = -1;
+    return clean;
   }
 
  private:
