@@ -56,14 +56,15 @@ struct BoostMqTransport {
 
     explicit Host(const RowSpec& spec) {
       try {
-        for (int r = 0; r < 2; ++r) {
+        const int routes = spec.scenario == Scenario::kPingPong ? 2 : 1;  // route 1 is ping-pong's pong
+        for (int r = 0; r < routes; ++r) {
           name[r] = queue_name(spec, r);
           Queue::remove(name[r].c_str());
           Queue q(boost::interprocess::create_only, name[r].c_str(), capacity(spec), spec.size);
         }
       } catch (const boost::interprocess::interprocess_exception& e) {
         cleanup();
-        throw BenchError("boost-mq: create " + queue_name(spec, 0) + "/1 (" + std::to_string(capacity(spec)) +
+        throw BenchError("boost-mq: create " + queue_name(spec, 0) + " (" + std::to_string(capacity(spec)) +
                          " x " + std::to_string(spec.size) + " B): " + e.what());
       }
     }
@@ -80,6 +81,7 @@ struct BoostMqTransport {
   };
 
   static std::unique_ptr<Queue> open(const Host& host, int route) {
+    if (host.name[route].empty()) throw BenchError("boost-mq: no queue for route " + std::to_string(route));
     try {
       return std::make_unique<Queue>(boost::interprocess::open_only, host.name[route].c_str());
     } catch (const boost::interprocess::interprocess_exception& e) {
