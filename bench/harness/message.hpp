@@ -3,7 +3,8 @@
 //   +0   seq u64        per producer, from 0; kEndSeq marks the producer's end
 //   +8   stamp_ns u64   CLOCK_MONOTONIC: the INTENDED send time when paced
 //                       (coordinated omission shows up as latency), else the
-//                       send time
+//                       send time; in the end marker: how many messages the
+//                       producer sent before it
 //   +16  producer u32   producer index
 //   +20  checksum u32   of the filler bytes [24, size): the consumer recomputes it
 //   +24  filler         a pattern derived from (producer, seq)

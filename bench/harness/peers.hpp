@@ -8,6 +8,9 @@ namespace herald::bench {
 
 struct TransportEntry;  // runner.hpp
 
+TransportEntry herald_transport();    // herald itself, per mode (transports/herald.hpp)
+TransportEntry ring_transport();      // the baseline SPSC ring (transports/ring.hpp)
+
 TransportEntry iceoryx_transport();   // iceoryx 2 publish/subscribe (Debian's packages); the Host starts RouDi
 TransportEntry boost_mq_transport();  // Boost.Interprocess message_queue
 TransportEntry zeromq_transport();    // ZeroMQ ipc:// PUSH/PULL

@@ -46,9 +46,22 @@
 //                                         std::chrono::milliseconds timeout);
 //   };
 //
-// Senders may additionally provide batched / zero-copy paths for herald's
-// modes; the herald transport handles its modes inside its own Sender (the
-// RowSpec's `mode` says which).
+// A Sender may also provide a zero-copy path; the loops use it when
+// `zero_copy()` is true (herald's "claim" mode):
+//     bool zero_copy() const;
+//     // Reserves n bytes in the transport, calls fill(std::byte*) to write
+//     // the message in place, then publishes it; false when full right now
+//     // (nothing reserved, fill not called).
+//     template <class Fill> bool try_send_with(std::size_t n, Fill&& fill);
+// Batching is a Sender's own business (herald's "batch" mode gathers
+// messages in try_send and publishes them together; flush() publishes the
+// rest). The loops call flush() whenever they are about to wait (a paced
+// producer ahead of its schedule, a ping waiting for its pong) and after the
+// end marker.
+//
+// End of a stream: each producer's last message is an end marker (seq =
+// kEndSeq, message.hpp) whose stamp_ns field holds how many messages that
+// producer sent before it, so a consumer knows it got all of them.
 #pragma once
 
 #include <chrono>
@@ -76,7 +89,8 @@ struct RowSpec {
   std::string mode;          // transport-specific: herald "publish" | "batch" | "claim"; "" otherwise
   WaitMode wait = WaitMode::kSpin;
   std::size_t size = 64;     // payload bytes (>= kMinMessage)
-  std::uint64_t count = 0;   // messages per producer
+  std::uint64_t count = 0;   // messages per producer (0: until duration_ns)
+  std::uint64_t duration_ns = 0;  // producers stop after this long (0: after count)
   double rate = 0;           // latency: messages/s per producer; 0 = as fast as possible
   int producers = 1;
   int consumers = 1;
@@ -84,6 +98,7 @@ struct RowSpec {
   std::string unique;        // unique among all rows of this run: prefix shm / socket names with it
   std::string workdir;       // a private temporary folder for this run (sockets, config files)
   bool pin = false;          // children pinned to distinct cores (never two spinners on one)
+  bool oversubscribed = false;  // fewer cores than busy processes: `wait` is kYield or kBlock, never kSpin
 };
 
 // Which end of which route a Sender / Receiver is.

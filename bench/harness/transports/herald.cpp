@@ -1,0 +1,150 @@
+#include "bench/harness/transports/herald.hpp"
+
+#include <dirent.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "bench/harness/peers.hpp"
+
+namespace herald::bench {
+
+namespace {
+
+Wait to_wait(WaitMode w) {
+  switch (w) {
+    case WaitMode::kSpin: return Wait::kBusySpin;
+    case WaitMode::kYield: return Wait::kSpinYield;
+    case WaitMode::kBlock: return Wait::kPark;
+  }
+  return Wait::kPark;
+}
+
+std::string topic_of(int route) { return "r" + std::to_string(route); }
+
+std::string group_of(const RowSpec& spec, const Endpoint& ep) {
+  return "g" + std::to_string(spec.scenario == Scenario::kFanout ? ep.index : 0);
+}
+
+// Every /dev/shm object of the bus, in case Bus::destroy left one (a crash).
+void remove_bus_objects(const std::string& bus) noexcept {
+  const std::string prefix = "herald." + bus + ".";
+  if (DIR* d = ::opendir("/dev/shm")) {
+    while (dirent* e = ::readdir(d))
+      if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) ::shm_unlink((std::string("/") + e->d_name).c_str());
+    ::closedir(d);
+  }
+}
+
+}  // namespace
+
+std::string HeraldTransport::describe(const RowSpec& spec) {
+  const std::size_t record = (48 + spec.size + 63) & ~std::size_t{63};
+  std::string how = spec.mode == "batch"   ? "Producer::publish_batch of up to 64 events"
+                    : spec.mode == "claim" ? "zero-copy Producer::claim + Claim::commit (written in place)"
+                                           : "Producer::publish, one event per call";
+  return how + "; a " + std::to_string(spec.size) + " B payload in herald's envelope (128-bit id and time filled by "
+         "the runtime; no key, type or headers) = a " + std::to_string(record) +
+         " B log record (48 B header, 64 B aligned); 1 partition, " + std::to_string(spec.ring_bytes >> 20) +
+         " MiB ring, multi-producer CAS claims; lossless group(s); Consumer::poll zero-copy, committed per poll; "
+         "herald Wait::" + (spec.wait == WaitMode::kSpin ? "kBusySpin" : spec.wait == WaitMode::kYield ? "kSpinYield" : "kPark");
+}
+
+std::string HeraldTransport::skip_reason(const RowSpec& spec) {
+  if (spec.mode != "publish" && spec.mode != "batch" && spec.mode != "claim")
+    return "unknown herald mode '" + spec.mode + "'";
+  if (spec.size + 48 > spec.ring_bytes / 4) return "message larger than a quarter of the ring";
+  return {};
+}
+
+HeraldTransport::Host::Host(const RowSpec& spec) {
+  bus_name = "hb" + std::to_string(::getpid()) + "-";
+  for (char c : spec.unique) bus_name += std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_';
+  if (bus_name.size() > 64) bus_name.resize(64);
+  remove_bus_objects(bus_name);
+  auto b = Bus::attach(bus_name);
+  if (!b) throw BenchError("attach bus " + bus_name + ": " + b.error().message());
+  bus.emplace(std::move(b).value());
+  const int routes = spec.scenario == Scenario::kPingPong ? 2 : 1;
+  const int groups = spec.scenario == Scenario::kFanout ? spec.consumers : 1;
+  for (int r = 0; r < routes; ++r) {
+    TopicConfig cfg{.partitions = 1, .ring_bytes = spec.ring_bytes, .default_policy = Policy::kLossless};
+    if (auto t = bus->create_topic(topic_of(r), cfg); !t)
+      throw BenchError("create topic: " + t.error().message());
+    // The groups exist (and gate) before any producer starts.
+    for (int g = 0; g < groups; ++g) {
+      auto c = bus->consumer(topic_of(r), {.group = "g" + std::to_string(g), .policy = Policy::kLossless,
+                                           .start = Offset::earliest()});
+      if (!c) throw BenchError("create group: " + c.error().message());
+    }
+  }
+}
+
+HeraldTransport::Host::~Host() {
+  bus.reset();
+  (void)Bus::destroy(bus_name);
+  remove_bus_objects(bus_name);
+}
+
+HeraldTransport::Sender::Sender(Host& host, const RowSpec& spec, Endpoint ep) : size_(spec.size) {
+  mode_ = spec.mode == "batch" ? Mode::kBatch : spec.mode == "claim" ? Mode::kClaim : Mode::kPublish;
+  auto b = Bus::attach(host.bus_name);
+  if (!b) throw BenchError("attach: " + b.error().message());
+  bus_.emplace(std::move(b).value());
+  auto p = bus_->producer(topic_of(ep.route), {.deadline = std::chrono::milliseconds(200), .wait = to_wait(spec.wait)});
+  if (!p) throw BenchError("producer: " + p.error().message());
+  producer_.emplace(std::move(p).value());
+  if (mode_ == Mode::kBatch) {
+    gathered_.resize(kBatch * size_);
+    batch_.resize(kBatch);
+  }
+}
+
+bool HeraldTransport::Sender::retry_or_throw(const Error& e) {
+  if (e.code == Errc::kBackPressured) return false;
+  throw BenchError("publish: " + e.message());
+}
+
+bool HeraldTransport::Sender::gather(const std::byte* p, std::size_t n) {
+  if (pending_ == kBatch && !drain()) return false;
+  std::byte* slot = gathered_.data() + pending_ * size_;
+  std::memcpy(slot, p, n);
+  batch_[pending_] = Message{.payload = Bytes(slot, n), .partition = 0};
+  if (++pending_ == kBatch) (void)drain();
+  return true;
+}
+
+bool HeraldTransport::Sender::drain() {
+  while (done_ < pending_) {
+    auto r = producer_->publish_batch(std::span<const Message>(batch_.data() + done_, pending_ - done_));
+    if (!r) return retry_or_throw(r.error());
+    done_ += r->published;
+    if (r->error && r->error->code != Errc::kBackPressured) throw BenchError("publish_batch: " + r->error->message());
+    if (r->published == 0) return false;
+  }
+  pending_ = done_ = 0;
+  return true;
+}
+
+void HeraldTransport::Sender::flush() {
+  if (mode_ != Mode::kBatch) return;
+  const std::uint64_t until = mono_ns() + 30'000'000'000ull;
+  while (!drain())
+    if (mono_ns() > until) throw BenchError("publish_batch: back-pressured for 30 s");
+}
+
+HeraldTransport::Receiver::Receiver(Host& host, const RowSpec& spec, Endpoint ep) {
+  auto b = Bus::attach(host.bus_name);
+  if (!b) throw BenchError("attach: " + b.error().message());
+  bus_.emplace(std::move(b).value());
+  auto c = bus_->consumer(topic_of(ep.route), {.group = group_of(spec, ep), .policy = Policy::kLossless,
+                                               .start = Offset::earliest(), .commit_mode = CommitMode::kAfterHandle,
+                                               .wait = to_wait(spec.wait)});
+  if (!c) throw BenchError("consumer: " + c.error().message());
+  consumer_.emplace(std::move(c).value());
+}
+
+TransportEntry herald_transport() { return make_transport<HeraldTransport>(); }
+
+}  // namespace herald::bench

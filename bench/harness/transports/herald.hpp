@@ -1,0 +1,103 @@
+// herald itself, through its public API (bus.hpp, producer.hpp,
+// consumer.hpp): one topic per route (1 partition, the default 16 MiB ring,
+// multi-producer claims), one lossless consumer group per consumer (fanout:
+// three groups; otherwise "g0"), daemonless (HERALD_NO_AUTOSTART=1, set by
+// herald-bench) on a bus of its own per repetition, destroyed with every
+// /dev/shm object by ~Host.
+//
+// RowSpec::mode selects the producer path: "publish" (Producer::publish,
+// one event per call), "batch" (Producer::publish_batch of up to kBatch
+// events gathered by try_send; flush() publishes the rest) or "claim"
+// (Producer::claim + Claim::commit, the message written in place). The
+// consumer always uses Consumer::poll, whose handler sees the event in the
+// log (zero copy: a lossless member's own partition), committing per poll.
+// WaitMode maps to herald's Wait: kSpin -> kBusySpin, kYield -> kSpinYield,
+// kBlock -> kPark (futex), for the consumer and the producer alike.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bench/harness/runner.hpp"
+#include "bench/harness/transport.hpp"
+#include "herald/herald.hpp"
+
+namespace herald::bench {
+
+struct HeraldTransport {
+  static constexpr std::string_view kName = "herald";
+  static constexpr std::size_t kBatch = 64;
+  static std::string describe(const RowSpec& spec);
+  static std::string skip_reason(const RowSpec& spec);
+
+  struct Host {
+    explicit Host(const RowSpec& spec);
+    ~Host();
+    Host(const Host&) = delete;
+    Host& operator=(const Host&) = delete;
+    std::string bus_name;
+    std::optional<Bus> bus;
+  };
+
+  class Sender {
+   public:
+    Sender(Host& host, const RowSpec& spec, Endpoint ep);
+    bool try_send(const std::byte* p, std::size_t n) {
+      if (mode_ == Mode::kBatch) return gather(p, n);
+      auto r = producer_->publish(Message{.payload = Bytes(p, n), .partition = 0});
+      if (r) return true;
+      return retry_or_throw(r.error());
+    }
+    [[nodiscard]] bool zero_copy() const noexcept { return mode_ == Mode::kClaim; }
+    template <class Fill>
+    bool try_send_with(std::size_t n, Fill&& fill) {
+      auto c = producer_->claim(n, meta_);
+      if (!c) return retry_or_throw(c.error());
+      fill(c->payload().data());
+      if (auto r = c->commit(); !r) return retry_or_throw(r.error());
+      return true;
+    }
+    void flush();
+
+   private:
+    enum class Mode { kPublish, kBatch, kClaim };
+    bool gather(const std::byte* p, std::size_t n);
+    bool drain();  // publishes the gathered events; false while back-pressured
+    static bool retry_or_throw(const Error& e);
+
+    Mode mode_ = Mode::kPublish;
+    std::optional<Bus> bus_;
+    std::optional<Producer> producer_;
+    Message meta_{.partition = 0};
+    std::size_t size_ = 0;
+    std::vector<std::byte> gathered_;  // kBatch messages of size_ bytes
+    std::vector<Message> batch_;       // views of gathered_
+    std::size_t pending_ = 0, done_ = 0;
+  };
+
+  class Receiver {
+   public:
+    Receiver(Host& host, const RowSpec& spec, Endpoint ep);
+    template <class F>
+    std::size_t poll(F&& f, std::size_t max, std::chrono::milliseconds timeout) {
+      auto n = consumer_->poll(
+          [&f](const EventView& e) {
+            const auto s = e.payload();
+            f(s.data(), s.size());
+          },
+          max, timeout);
+      if (!n) throw BenchError("poll: " + n.error().message());
+      return *n;
+    }
+
+   private:
+    std::optional<Bus> bus_;
+    std::optional<Consumer> consumer_;
+  };
+};
+
+}  // namespace herald::bench
