@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <iceoryx_hoofs/log/logmanager.hpp>
 #include <iceoryx_posh/internal/runtime/posh_runtime_impl.hpp>
 #include <iceoryx_posh/mepoo/chunk_header.hpp>
 #include <iceoryx_posh/popo/untyped_publisher.hpp>
@@ -160,6 +161,10 @@ struct IceoryxTransport {
       static std::weak_ptr<Runtime> current;
       static iox::RuntimeName_t name;
       if (auto rt = current.lock()) return rt;
+      // Warnings and errors only: no per-process registration lines on the
+      // harness's stderr.
+      iox::log::LogManager::GetLogManager().SetDefaultLogLevel(iox::log::LogLevel::kWarn,
+                                                              iox::log::LogLevelOutput::kHideLogLevel);
       const std::string n = "herald-bench-" + std::to_string(getpid());
       name = iox::RuntimeName_t(iox::cxx::TruncateToCapacity, n.c_str());
       std::shared_ptr<Runtime> rt(new Runtime(&name));
