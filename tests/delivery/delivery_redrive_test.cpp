@@ -98,7 +98,10 @@ TEST_F(DeliveryRedriveTest, RedriveByPositionTypeHeaderAndRatePutsEachDeadLetter
   auto prod = bus_->producer("orders");
   ASSERT_TRUE(prod) << prod.error().message();
   for (const Spec& s : specs) {
-    const Header hs[] = {{"tenant", s.tenant}, {"trace", "t-" + s.payload}};
+    // Named: a Header holds views, and a temporary string here would die
+    // before publish() reads it.
+    const std::string trace = "t-" + s.payload;
+    const Header hs[] = {{"tenant", s.tenant}, {"trace", trace}};
     auto r = prod->publish({.key = "k-" + s.payload, .type = s.type, .payload = s.payload, .source = "shop",
                             .correlation_id = "corr-" + s.payload, .content_type = "text/plain", .headers = hs,
                             .partition = s.partition});
