@@ -68,7 +68,10 @@ class RingLogWriter {
   // behind holds it; the slot is then left empty (nothing claimed, no hole).
   // Inline (below), like commit_record and finish: they are the publish hot
   // path; only the gate refresh and the wake-up of parked readers are calls.
-  Status try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence, std::uint64_t* pos) noexcept;
+  // Forced inline: g++ otherwise keeps it out of line in Producer::publish
+  // (a call, ten register saves and restores per event).
+  [[gnu::always_inline]] Status try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence,
+                                          std::uint64_t* pos) noexcept;
   // As try_claim, waiting per `wait` until deadline_ns (CLOCK_MONOTONIC;
   // UINT64_MAX waits forever).
   Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence, std::uint64_t deadline_ns,
@@ -77,9 +80,9 @@ class RingLogWriter {
 
   // Makes the record at `pos` (inside the current claim, header and body
   // written) visible: boundary index, then the commit word with release.
-  void commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept;
+  [[gnu::always_inline]] void commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept;
   // Ends the claim: clears the slot and wakes parked readers.
-  void finish(std::uint32_t p) noexcept;
+  [[gnu::always_inline]] void finish(std::uint32_t p) noexcept;
   // Turns [from, end of claim) into aborted records, then finishes.
   void abort_rest(std::uint32_t p, std::uint64_t from) noexcept;
 
@@ -112,8 +115,13 @@ class RingLogWriter {
 inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence,
                                        std::uint64_t* pos) noexcept {
   const PartitionView& v = topic_->partition(p);
-  if (bytes == 0 || bytes % kRecordAlign != 0 || bytes > v.ring_bytes / 2) return Status::kTooLarge;
+  // Locals: the atomic stores below would otherwise make g++ reload every
+  // field of the view (and of this writer) after each of them.
+  const std::uint64_t ring_bytes = v.ring_bytes;
+  std::atomic<std::uint64_t>& tail = v.part->tail;
+  if (bytes == 0 || bytes % kRecordAlign != 0 || bytes > ring_bytes / 2) return Status::kTooLarge;
   ClaimSlotLayout& s = v.claims[slot_];
+  std::uint64_t& cached_gate = cached_gate_[p];
   // Relaxed: these are ordered before the CAS by its release (R2), and only
   // heraldd reads them, after this process is dead.
   s.size.store(bytes, std::memory_order_relaxed);
@@ -121,7 +129,7 @@ inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std
   for (;;) {
     // Relaxed: the CAS below validates the value; gate computation reloads
     // tail with the ordering it needs.
-    std::uint64_t t = v.part->tail.load(std::memory_order_relaxed);
+    std::uint64_t t = tail.load(std::memory_order_relaxed);
     if ((t & kTailClosedBit) != 0) {
       s.word.store(kClaimEmpty, std::memory_order_release);
       return Status::kClosed;
@@ -135,7 +143,7 @@ inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std
     // (heraldd's repair reads all three). A plain mov on x86.
     s.word.store(t | kClaimCandidate, std::memory_order_release);
     HERALD_CRASH_POINT("claim.candidate");
-    if (t + bytes > cached_gate_[p] + v.ring_bytes && !refresh_gate(p, t, bytes)) {
+    if (t + bytes > cached_gate + ring_bytes && !refresh_gate(p, t, bytes)) [[unlikely]] {
       // Nothing claimed; clear the candidate so it does not hold W down
       // for the others while we wait.
       s.word.store(kClaimEmpty, std::memory_order_release);
@@ -146,7 +154,8 @@ inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std
     // topic delete can, setting the closed bit (fetch_or) between our load
     // and a plain store, which the store would then erase; every later
     // claim and read would never learn the topic is closed.
-    if (!v.part->tail.compare_exchange_weak(t, t + bytes, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    if (!tail.compare_exchange_weak(t, t + bytes, std::memory_order_acq_rel, std::memory_order_relaxed))
+        [[unlikely]] {
       continue;  // lost the race (or the topic closed): rewrite the slot for the new tail
     }
     HERALD_CRASH_POINT("claim.won_unmarked");
@@ -176,21 +185,28 @@ inline void index_record(const PartitionView& v, std::uint64_t pos, std::uint64_
 
 inline void RingLogWriter::commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept {
   const PartitionView& v = topic_->partition(p);
+  // Resolved before the stores below, which would make g++ reload them.
+  RecordHeader* const h = v.header_at(pos);
+  const std::uint64_t word = pos ^ v.salt;
+  std::atomic<std::uint64_t>& committed_to = v.claims[slot_].committed_to;
   HERALD_CRASH_POINT("commit.before_word");
-  index_record(v, pos, size);
+  // Only when the record reaches a 4 KiB page start (one record in 32 at
+  // 128 bytes): the loop's set-up is not paid per record.
+  if (align_up(pos, kIndexPageBytes) < pos + size) [[unlikely]] index_record(v, pos, size);
   // R1: publishes the record; pairs with A1 in read_gated / read_copy /
   // is_committed. Everything written to the record before is visible to a
   // reader that sees this word.
-  v.header_at(pos)->word.store(pos ^ v.salt, std::memory_order_release);
+  h->word.store(word, std::memory_order_release);
   // Relaxed: read by heraldd after our death only; it walks the commit
   // words from here, and a word is always stored before this advances.
   HERALD_CRASH_POINT("commit.word");
-  v.claims[slot_].committed_to.store(pos + size, std::memory_order_relaxed);
+  committed_to.store(pos + size, std::memory_order_relaxed);
   HERALD_CRASH_POINT("commit.committed_to");
 }
 
 inline void RingLogWriter::finish(std::uint32_t p) noexcept {
   const PartitionView& v = topic_->partition(p);
+  const std::atomic<std::uint64_t>& waiters = v.state->waiters;  // resolved before the store, as above
   HERALD_CRASH_POINT("finish.before_clear");
   // R3: pairs with A3 in compute_gate: a producer that sees this slot empty
   // may lap our records, and our writes to them happen before its writes.
@@ -211,8 +227,8 @@ inline void RingLogWriter::finish(std::uint32_t p) noexcept {
   } else {
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
-  const std::uint64_t w = v.state->waiters.load(std::memory_order_relaxed);
-  if (w != 0) wake_parked(w);
+  const std::uint64_t w = waiters.load(std::memory_order_relaxed);
+  if (w != 0) [[unlikely]] wake_parked(w);
 }
 
 // Writes [from, to) as aborted records of at most max_event bytes each:

@@ -1,5 +1,6 @@
 #include "runtime/src/envelope.hpp"
 
+#include <cstddef>
 #include <cstring>
 
 #include "shm/names.hpp"
@@ -52,6 +53,13 @@ void walk_meta(const std::byte* rec, F&& f) noexcept {
 
 EventView EventView::over(const std::byte* record, std::string_view topic, std::uint32_t partition,
                           std::uint64_t position, std::uint32_t delivery) noexcept {
+  // payload() (inline in event.hpp) reads the header at these offsets.
+  static_assert(EventView::kRecHeaderBytes == shm::kRecordHeaderBytes);
+  static_assert(EventView::kRecPayloadLenAt == offsetof(shm::RecordHeader, payload_len));
+  static_assert(EventView::kRecKeyLenAt == offsetof(shm::RecordHeader, key_len));
+  static_assert(EventView::kRecMetaLenAt == offsetof(shm::RecordHeader, meta_len));
+  static_assert(sizeof(shm::RecordHeader::payload_len) == 4 && sizeof(shm::RecordHeader::key_len) == 2 &&
+                sizeof(shm::RecordHeader::meta_len) == 2);
   EventView v;
   v.rec_ = record;
   v.topic_ = topic;
@@ -68,16 +76,6 @@ std::string_view EventView::key() const noexcept {
   if (rec_ == nullptr) return {};
   return {reinterpret_cast<const char*>(rec_ + kHdr), hdr(rec_).key_len};
 }
-std::span<const std::byte> EventView::payload() const noexcept {
-  if (rec_ == nullptr) return {};
-  const shm::RecordHeader& h = hdr(rec_);
-  return {rec_ + kHdr + h.key_len + h.meta_len, h.payload_len};
-}
-std::string_view EventView::payload_text() const noexcept {
-  auto p = payload();
-  return {reinterpret_cast<const char*>(p.data()), p.size()};
-}
-
 std::string_view EventView::field(Field f) const noexcept {
   std::string_view out;
   walk_meta(rec_, [&](std::uint8_t tag, std::string_view, std::string_view value) {

@@ -61,10 +61,12 @@ struct Producer::Impl {
   std::vector<Totals> base;
   // Per partition, resolved once: its view and this slot's counter row (the
   // hot path does not go through TopicMap's accessors; counters() is a call
-  // into the mapping code per use).
+  // into the mapping code per use), and the row's values as we last stored
+  // them (base + totals), so a publish stores them without recomputing.
   struct Hot {
     const shm::PartitionView* view = nullptr;
     shm::ProducerCountersLayout* row = nullptr;
+    std::uint64_t row_events = 0, row_bytes = 0, row_claims = 0;
   };
   std::vector<Hot> hot;
   // meta_size() of an event that names no optional field (set after
@@ -97,12 +99,12 @@ struct Producer::Impl {
     const char* bad = nullptr;
     default_meta = detail::meta_size(Message{}, opts.source, &bad, idempotent());
     for (std::uint32_t p = 0; p < partitions; ++p) {
-      hot[p] = {&topic->partition(p), topic->counters(slot, p)};
       // Relaxed: our CAS that took the slot (acq_rel) ordered the previous
       // owner's last stores before these loads.
       const shm::ProducerCountersLayout* c = topic->counters(slot, p);
       base[p] = {c->events.load(std::memory_order_relaxed), c->bytes.load(std::memory_order_relaxed),
                  c->backpressure_waits.load(std::memory_order_relaxed), c->claims.load(std::memory_order_relaxed)};
+      hot[p] = {&topic->partition(p), topic->counters(slot, p), base[p].events, base[p].bytes, base[p].claims};
     }
   }
 
@@ -117,16 +119,18 @@ struct Producer::Impl {
 #endif
   }
 
+  // Per claim: three plain stores into this slot's row (totals[p] keeps
+  // only the waits; stats() derives the rest from the row values).
   void count(std::uint32_t p, std::uint64_t events, std::uint64_t bytes) noexcept {
-    Totals& t = totals[p];
-    t.events += events;
-    t.bytes += bytes;
-    t.claims += 1;
-    shm::ProducerCountersLayout* c = hot[p].row;
+    Hot& h = hot[p];
+    shm::ProducerCountersLayout* c = h.row;
+    const std::uint64_t e = h.row_events += events;
+    const std::uint64_t b = h.row_bytes += bytes;
+    const std::uint64_t n = h.row_claims += 1;
     // Relaxed: a statistic; only this producer writes its row.
-    c->events.store(base[p].events + t.events, std::memory_order_relaxed);
-    c->bytes.store(base[p].bytes + t.bytes, std::memory_order_relaxed);
-    c->claims.store(base[p].claims + t.claims, std::memory_order_relaxed);
+    c->events.store(e, std::memory_order_relaxed);
+    c->bytes.store(b, std::memory_order_relaxed);
+    c->claims.store(n, std::memory_order_relaxed);
   }
 
   // Picks the partition: explicit, by key, or sticky round-robin.
@@ -158,9 +162,16 @@ struct Producer::Impl {
   }
 
   // Claims `bytes` on p, waiting up to the deadline under backpressure.
-  shm::Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos) noexcept {
-    shm::Status st = writer.try_claim(p, bytes, sequence, pos);
-    if (st != shm::Status::kBackPressured || opts.deadline.count() <= 0) return st;
+  // Inline: the uncontended claim is the publish hot path; only waiting
+  // under backpressure is a call.
+  [[gnu::always_inline]] shm::Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos) noexcept {
+    const shm::Status st = writer.try_claim(p, bytes, sequence, pos);
+    if (st != shm::Status::kBackPressured || opts.deadline.count() <= 0) [[likely]] return st;
+    return claim_waiting(p, bytes, pos);
+  }
+  [[gnu::noinline, gnu::cold]] shm::Status claim_waiting(std::uint32_t p, std::uint64_t bytes,
+                                                         std::uint64_t* pos) noexcept {
+    shm::Status st = shm::Status::kBackPressured;
     Totals& t = totals[p];
     hot[p].row->backpressure_waits.store(base[p].waits + ++t.waits, std::memory_order_relaxed);
     const std::uint64_t deadline = shm::monotonic_ns() + static_cast<std::uint64_t>(opts.deadline.count());
@@ -209,7 +220,10 @@ struct Producer::Impl {
   // Writes one record (everything but the commit word) at pos.
   EventId write(std::uint32_t p, std::uint64_t pos, std::uint64_t size, const Message& m, std::size_t meta,
                 std::size_t payload_len, std::uint64_t now, std::uint64_t seq = 0) noexcept {
-    const shm::PartitionView& v = *hot[p].view;
+    return write(*hot[p].view, pos, size, m, meta, payload_len, now, seq);
+  }
+  EventId write(const shm::PartitionView& v, std::uint64_t pos, std::uint64_t size, const Message& m,
+                std::size_t meta, std::size_t payload_len, std::uint64_t now, std::uint64_t seq = 0) noexcept {
     shm::RecordHeader* h = v.header_at(pos);
     const std::uint64_t t = m.time_ns != 0 ? m.time_ns : now;
     const EventId id = m.id.empty() ? ids.next(t) : m.id;
@@ -317,10 +331,10 @@ Result<Published> Producer::publish(const Message& m) {
   const shm::Status st = I.claim(p, size, &pos);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
   const std::uint64_t now = m.time_ns != 0 ? m.time_ns : shm::realtime_ns();
-  const EventId id = I.write(p, pos, size, m, meta, m.payload.size(), now, seq);
+  const shm::PartitionView& v = *I.hot[p].view;
+  const EventId id = I.write(v, pos, size, m, meta, m.payload.size(), now, seq);
   if (!m.payload.empty()) {
-    std::memcpy(I.hot[p].view->bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta,
-                m.payload.data(), m.payload.size());
+    std::memcpy(v.bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta, m.payload.data(), m.payload.size());
   }
   I.writer.commit_record(p, pos, static_cast<std::uint32_t>(size));
   I.writer.finish(p);
@@ -530,10 +544,11 @@ std::uint64_t Producer::last_sequence() const noexcept { return impl_->last_seq;
 
 ProducerStats Producer::stats() const noexcept {
   ProducerStats s;
-  for (const auto& t : impl_->totals) {
-    s.events += t.events;
-    s.bytes += t.bytes;
-    s.backpressure_waits += t.waits;
+  const Impl& I = *impl_;
+  for (std::uint32_t p = 0; p < I.partitions; ++p) {
+    s.events += I.hot[p].row_events - I.base[p].events;
+    s.bytes += I.hot[p].row_bytes - I.base[p].bytes;
+    s.backpressure_waits += I.totals[p].waits;
   }
   return s;
 }

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -102,8 +103,20 @@ class EventView {
   [[nodiscard]] std::string_view content_type() const noexcept { return field(kContentType); }
   [[nodiscard]] std::string_view correlation_id() const noexcept { return field(kCorrelation); }
   [[nodiscard]] std::string_view causation_id() const noexcept { return field(kCausation); }
-  [[nodiscard]] std::span<const std::byte> payload() const noexcept;
-  [[nodiscard]] std::string_view payload_text() const noexcept;
+  // Inline: most handlers read the payload of every event.
+  [[nodiscard]] std::span<const std::byte> payload() const noexcept {
+    if (rec_ == nullptr) return {};
+    std::uint32_t len = 0;
+    std::uint16_t key_len = 0, meta_len = 0;
+    std::memcpy(&len, rec_ + kRecPayloadLenAt, sizeof len);
+    std::memcpy(&key_len, rec_ + kRecKeyLenAt, sizeof key_len);
+    std::memcpy(&meta_len, rec_ + kRecMetaLenAt, sizeof meta_len);
+    return {rec_ + kRecHeaderBytes + key_len + meta_len, len};
+  }
+  [[nodiscard]] std::string_view payload_text() const noexcept {
+    const auto p = payload();
+    return {reinterpret_cast<const char*>(p.data()), p.size()};
+  }
   // Headers in publish order; header(name) is the first with that name.
   [[nodiscard]] std::size_t header_count() const noexcept;
   [[nodiscard]] Header header_at(std::size_t i) const noexcept;
@@ -141,6 +154,12 @@ class EventView {
  private:
   friend class Event;
   [[nodiscard]] std::string_view field(Field f) const noexcept;
+  // Where payload() finds its lengths in the record header (checked against
+  // shm::RecordHeader in envelope.cpp).
+  static constexpr std::size_t kRecHeaderBytes = 48;
+  static constexpr std::size_t kRecPayloadLenAt = 12;  // u32
+  static constexpr std::size_t kRecKeyLenAt = 42;      // u16
+  static constexpr std::size_t kRecMetaLenAt = 44;     // u16
   const std::byte* rec_ = nullptr;
   std::string_view topic_{};
   std::uint64_t position_ = 0;
