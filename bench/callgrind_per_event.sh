@@ -7,7 +7,7 @@
 #   bench/callgrind_per_event.sh [build dir, default build/rel] [size, default 64]
 set -euo pipefail
 build=${1:-build/rel}
-size=${2:-64}
+size=$(numfmt --from=iec "${2:-64}")  # 1K -> 1024
 events=102400
 bin="${HERALD_WORKLOAD:-$build/bench/herald_hot_path_workload}"
 out=$(mktemp -d /tmp/herald-callgrind-XXXXXX)
