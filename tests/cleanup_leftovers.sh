@@ -33,5 +33,19 @@ for d in /proc/[0-9]*; do
     removed=$((removed + 1))
   fi
 done
+# Run directories (BusGuard's /tmp/herald-test-XXXXXX) hold files named after
+# their bus: removed when that bus's test process is gone.
+for d in /tmp/herald-test-*; do
+  [ -d "$d" ] || continue
+  first=$(ls "$d" | head -n1)
+  [ -n "$first" ] || continue
+  pid=$(printf '%s' "$first" | sed -n 's/^[tb]\([0-9][0-9]*\)-.*/\1/p')
+  [ -n "$pid" ] || continue
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "herald_leftovers: removing $d (its test process $pid is gone)"
+    rm -rf "$d"
+    removed=$((removed + 1))
+  fi
+done
 echo "herald_leftovers: $removed leftover(s) removed"
 exit 0
