@@ -159,6 +159,10 @@ inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std
       continue;  // lost the race (or the topic closed): rewrite the slot for the new tail
     }
     HERALD_CRASH_POINT("claim.won_unmarked");
+    // Relaxed: the slot already names t (candidate, released before the
+    // CAS), so W holds at t either way; compute_gate treats candidate and
+    // won alike. Only repair tells them apart, after this process is dead,
+    // and a candidate that won is repaired as one that did (see repair.cpp).
     s.word.store(t | kClaimWon, std::memory_order_relaxed);
     HERALD_CRASH_POINT("claim.won");
     // The bytes we write next must not become visible before the new tail:

@@ -48,25 +48,25 @@ struct Producer::Impl {
   std::uint32_t sticky = 0;
   std::uint32_t sticky_left = kStickyRun;
   std::uint64_t sequence = 0;
-  // Running totals per partition, mirrored into this slot's counter row
-  // with plain stores (no shared read-modify-write on the hot path).
+  // A slot's counter values, per partition.
   struct Totals {
     std::uint64_t events = 0, bytes = 0, waits = 0, claims = 0;
   };
-  std::vector<Totals> totals;
   // The slot's counter row as its previous owner left it. The row is the
   // topic's running total for this slot (describe_topic sums the rows), so
   // we add to it rather than restart it from zero, which would drop every
-  // event the previous owner counted.
+  // event the previous owner counted. This producer's own counts are the
+  // row minus base (stats()).
   std::vector<Totals> base;
   // Per partition, resolved once: its view and this slot's counter row (the
   // hot path does not go through TopicMap's accessors; counters() is a call
   // into the mapping code per use), and the row's values as we last stored
-  // them (base + totals), so a publish stores them without recomputing.
+  // them, mirrored into the row with plain stores (only this producer
+  // writes it: no shared read-modify-write on the hot path).
   struct Hot {
     const shm::PartitionView* view = nullptr;
     shm::ProducerCountersLayout* row = nullptr;
-    std::uint64_t row_events = 0, row_bytes = 0, row_claims = 0;
+    Totals row_values;
   };
   std::vector<Hot> hot;
   // meta_size() of an event that names no optional field (set after
@@ -92,7 +92,6 @@ struct Producer::Impl {
         wait(wait_policy(o.wait)),
         partitions(topic->partitions()),
         max_event(topic->geometry().params.max_event),
-        totals(partitions),
         base(partitions),
         hot(partitions) {
     sticky = static_cast<std::uint32_t>(shm::random_u64() % partitions);
@@ -104,7 +103,7 @@ struct Producer::Impl {
       const shm::ProducerCountersLayout* c = topic->counters(slot, p);
       base[p] = {c->events.load(std::memory_order_relaxed), c->bytes.load(std::memory_order_relaxed),
                  c->backpressure_waits.load(std::memory_order_relaxed), c->claims.load(std::memory_order_relaxed)};
-      hot[p] = {&topic->partition(p), topic->counters(slot, p), base[p].events, base[p].bytes, base[p].claims};
+      hot[p] = {&topic->partition(p), topic->counters(slot, p), base[p]};
     }
   }
 
@@ -119,14 +118,13 @@ struct Producer::Impl {
 #endif
   }
 
-  // Per claim: three plain stores into this slot's row (totals[p] keeps
-  // only the waits; stats() derives the rest from the row values).
+  // Per claim: three plain stores into this slot's row.
   void count(std::uint32_t p, std::uint64_t events, std::uint64_t bytes) noexcept {
     Hot& h = hot[p];
     shm::ProducerCountersLayout* c = h.row;
-    const std::uint64_t e = h.row_events += events;
-    const std::uint64_t b = h.row_bytes += bytes;
-    const std::uint64_t n = h.row_claims += 1;
+    const std::uint64_t e = h.row_values.events += events;
+    const std::uint64_t b = h.row_values.bytes += bytes;
+    const std::uint64_t n = h.row_values.claims += 1;
     // Relaxed: a statistic; only this producer writes its row.
     c->events.store(e, std::memory_order_relaxed);
     c->bytes.store(b, std::memory_order_relaxed);
@@ -172,8 +170,9 @@ struct Producer::Impl {
   [[gnu::noinline, gnu::cold]] shm::Status claim_waiting(std::uint32_t p, std::uint64_t bytes,
                                                          std::uint64_t* pos) noexcept {
     shm::Status st = shm::Status::kBackPressured;
-    Totals& t = totals[p];
-    hot[p].row->backpressure_waits.store(base[p].waits + ++t.waits, std::memory_order_relaxed);
+    Hot& h = hot[p];
+    // Relaxed: a statistic, as in count().
+    h.row->backpressure_waits.store(++h.row_values.waits, std::memory_order_relaxed);
     const std::uint64_t deadline = shm::monotonic_ns() + static_cast<std::uint64_t>(opts.deadline.count());
     st = writer.claim(p, bytes, sequence, deadline, wait);
     if (st == shm::Status::kOk) *pos = writer.claimed_pos();
@@ -257,48 +256,70 @@ struct Producer::Impl {
     }
   }
 
-  // The hot-path check: the record size of m with payload_len payload
-  // bytes (and its meta size), or 0 when m is invalid; measure() then says
-  // why. The same rules as measure(), no strings.
-  std::uint64_t try_size(const Message& m, std::size_t payload_len, std::size_t* meta) const noexcept {
-    if (m.key.size() > kMaxKeyBytes || m.partition < -1 || m.partition >= static_cast<std::int64_t>(partitions) ||
-        payload_len > max_event)
-      return 0;
-    const char* bad = nullptr;
-    *meta = meta_of(m, &bad);
-    if (*meta == SIZE_MAX) return 0;
-    const std::uint64_t size = shm::record_size(m.key.size(), *meta, payload_len);
-    return size > max_event ? 0 : size;
-  }
+  // What try_size() found wrong with a message.
+  enum class Invalid : std::uint8_t { kKey, kMeta, kNegativePartition, kNoSuchPartition, kTooLarge };
 
-  // Validates m and computes its sizes; the error says what was wrong.
-  Result<std::uint64_t> measure(const Message& m, std::size_t payload_len, std::size_t* meta) const {
-    if (m.key.size() > kMaxKeyBytes)
-      return fail(Errc::kInvalidArgument, "key is " + std::to_string(m.key.size()) + " bytes; the limit is " +
-                                              std::to_string(kMaxKeyBytes));
-    const char* bad = nullptr;
-    *meta = detail::meta_size(m, opts.source, &bad, idempotent());
-    if (*meta == SIZE_MAX) return fail(detail::meta_error(m, bad));
-    if (m.partition < -1)
-      return fail(Errc::kInvalidArgument, "partition " + std::to_string(m.partition) +
-                                              " is negative (use -1 to pick by key)");
-    if (m.partition >= 0 && static_cast<std::uint32_t>(m.partition) >= partitions)
-      return fail(Errc::kInvalidArgument, "partition " + std::to_string(m.partition) + " does not exist (topic '" +
-                                              topic->topic() + "' has " + std::to_string(partitions) + ")");
+  // The one place the rules of a valid message live, without strings (the
+  // hot path): the record size of m with payload_len payload bytes (and its
+  // meta size), or 0 with *why (and, for kMeta, *bad naming the field) when
+  // m is invalid; invalid() then says so in words.
+  std::uint64_t try_size(const Message& m, std::size_t payload_len, std::size_t* meta, Invalid* why,
+                         const char** bad) const noexcept {
+    if (m.key.size() > kMaxKeyBytes) {
+      *why = Invalid::kKey;
+      return 0;
+    }
+    *meta = meta_of(m, bad);
+    if (*meta == SIZE_MAX) {
+      *why = Invalid::kMeta;
+      return 0;
+    }
+    if (m.partition < -1) {
+      *why = Invalid::kNegativePartition;
+      return 0;
+    }
+    if (m.partition >= static_cast<std::int64_t>(partitions)) {
+      *why = Invalid::kNoSuchPartition;
+      return 0;
+    }
     // A payload over max_event is too large whatever the rest; checked
     // first because record_size() would wrap for one near SIZE_MAX (claim(n)
     // takes any n) and let it through.
-    const std::uint64_t size =
-        payload_len > max_event ? UINT64_MAX : shm::record_size(m.key.size(), *meta, payload_len);
-    if (size > max_event)
-      return fail(Errc::kTooLarge, "event of " + (size == UINT64_MAX ? "more than " + std::to_string(max_event)
-                                                                     : std::to_string(size)) +
-                                       " bytes (payload " +
-                                       std::to_string(payload_len) + ", key " + std::to_string(m.key.size()) +
-                                       ", envelope " + std::to_string(shm::kRecordHeaderBytes + *meta) +
-                                       ") > max_event=" + std::to_string(max_event) + " of topic '" +
-                                       topic->topic() + "'");
+    if (payload_len > max_event) {
+      *why = Invalid::kTooLarge;
+      return 0;
+    }
+    const std::uint64_t size = shm::record_size(m.key.size(), *meta, payload_len);
+    if (size > max_event) {
+      *why = Invalid::kTooLarge;
+      return 0;
+    }
     return size;
+  }
+
+  // The error for a message try_size() refused (cold: builds strings).
+  [[gnu::cold]] Error invalid(const Message& m, std::size_t payload_len, std::size_t meta, Invalid why,
+                              const char* bad) const {
+    switch (why) {
+      case Invalid::kKey:
+        return Error{Errc::kInvalidArgument, "key is " + std::to_string(m.key.size()) + " bytes; the limit is " +
+                                                 std::to_string(kMaxKeyBytes)};
+      case Invalid::kMeta: return detail::meta_error(m, bad);
+      case Invalid::kNegativePartition:
+        return Error{Errc::kInvalidArgument,
+                     "partition " + std::to_string(m.partition) + " is negative (use -1 to pick by key)"};
+      case Invalid::kNoSuchPartition:
+        return Error{Errc::kInvalidArgument, "partition " + std::to_string(m.partition) + " does not exist (topic '" +
+                                                 topic->topic() + "' has " + std::to_string(partitions) + ")"};
+      case Invalid::kTooLarge: break;
+    }
+    const std::string size = payload_len > max_event
+                                 ? "more than " + std::to_string(max_event)
+                                 : std::to_string(shm::record_size(m.key.size(), meta, payload_len));
+    return Error{Errc::kTooLarge, "event of " + size + " bytes (payload " + std::to_string(payload_len) + ", key " +
+                                      std::to_string(m.key.size()) + ", envelope " +
+                                      std::to_string(shm::kRecordHeaderBytes + meta) + ") > max_event=" +
+                                      std::to_string(max_event) + " of topic '" + topic->topic() + "'"};
   }
 };
 
@@ -316,12 +337,11 @@ Result<Published> Producer::publish(const Message& m) {
   Impl& I = *impl_;
   I.check_thread();
   std::size_t meta = 0;
-  // Fast validation inline; the slow path builds the message.
-  const std::uint64_t size = I.try_size(m, m.payload.size(), &meta);
-  if (size == 0) {
-    auto r = I.measure(m, m.payload.size(), &meta);
-    return fail(std::move(r).error());
-  }
+  Impl::Invalid why{};
+  const char* bad = nullptr;
+  // Fast validation inline; only a refused message builds strings.
+  const std::uint64_t size = I.try_size(m, m.payload.size(), &meta, &why, &bad);
+  if (size == 0) return fail(I.invalid(m, m.payload.size(), meta, why, bad));
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is pending on this producer");
   const std::uint64_t seq = I.next_sequence(m);
   if (I.idempotent() && seq == 0) return Published{0, 0, m.id, true};
@@ -357,11 +377,12 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
   // Validate everything first: bad input publishes nothing.
   for (std::size_t i = 0; i < n; ++i) {
     std::size_t meta = 0;
-    const std::uint64_t size = I.try_size(batch[i], batch[i].payload.size(), &meta);
-    if (size == 0) {
-      auto r = I.measure(batch[i], batch[i].payload.size(), &meta);
-      return fail(std::move(r).error().with_context("batch event " + std::to_string(i)));
-    }
+    Impl::Invalid why{};
+    const char* bad = nullptr;
+    const std::uint64_t size = I.try_size(batch[i], batch[i].payload.size(), &meta, &why, &bad);
+    if (size == 0)
+      return fail(I.invalid(batch[i], batch[i].payload.size(), meta, why, bad)
+                      .with_context("batch event " + std::to_string(i)));
     I.batch_size[i] = static_cast<std::uint32_t>(size);
     I.batch_meta[i] = static_cast<std::uint32_t>(meta);
     I.pick(batch[i], &I.batch_part[i]);
@@ -437,11 +458,10 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   I.check_thread();
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is already pending on this producer");
   std::size_t meta = 0;
-  const std::uint64_t size = I.try_size(meta_in, payload_bytes, &meta);
-  if (size == 0) {
-    auto r = I.measure(meta_in, payload_bytes, &meta);
-    return fail(std::move(r).error());
-  }
+  Impl::Invalid why{};
+  const char* bad = nullptr;
+  const std::uint64_t size = I.try_size(meta_in, payload_bytes, &meta, &why, &bad);
+  if (size == 0) return fail(I.invalid(meta_in, payload_bytes, meta, why, bad));
   std::uint32_t p = 0;
   I.pick(meta_in, &p);
   std::uint64_t pos = 0;
@@ -546,9 +566,10 @@ ProducerStats Producer::stats() const noexcept {
   ProducerStats s;
   const Impl& I = *impl_;
   for (std::uint32_t p = 0; p < I.partitions; ++p) {
-    s.events += I.hot[p].row_events - I.base[p].events;
-    s.bytes += I.hot[p].row_bytes - I.base[p].bytes;
-    s.backpressure_waits += I.totals[p].waits;
+    const Impl::Totals& row = I.hot[p].row_values;
+    s.events += row.events - I.base[p].events;
+    s.bytes += row.bytes - I.base[p].bytes;
+    s.backpressure_waits += row.waits - I.base[p].waits;
   }
   return s;
 }
