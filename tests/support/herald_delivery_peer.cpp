@@ -62,28 +62,14 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "tests/support/peer_main.hpp"
 
 namespace {
 
-std::atomic<bool> g_stop{false};
-extern "C" void on_term(int) { g_stop.store(true); }
-
-std::map<std::string, std::string> g_args;
-
-std::string arg(const std::string& k, const std::string& fallback = "") {
-  auto it = g_args.find(k);
-  return it == g_args.end() ? fallback : it->second;
-}
-long long arg_i(const std::string& k, long long fallback) {
-  auto it = g_args.find(k);
-  return it == g_args.end() ? fallback : std::strtoll(it->second.c_str(), nullptr, 10);
-}
-
-[[noreturn]] void die(int code, const std::string& msg) {
-  std::fprintf(stderr, "herald_delivery_peer[%d]: %s\n", ::getpid(), msg.c_str());
-  std::fflush(stderr);
-  std::_Exit(code);
-}
+using herald::test::peer::arg;
+using herald::test::peer::arg_i;
+using herald::test::peer::die;
+using herald::test::peer::g_stop;
 
 // An append-only file written one line per write(2).
 struct Appender {
@@ -287,21 +273,6 @@ int transform() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) die(2, "usage: herald_delivery_peer consume|produce|transform --key=value ...");
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--", 0) != 0) die(2, "bad argument " + a);
-    const auto eq = a.find('=');
-    if (eq == std::string::npos) die(2, "bad argument " + a + " (want --key=value)");
-    g_args[a.substr(2, eq - 2)] = a.substr(eq + 1);
-  }
-  struct sigaction sa {};
-  sa.sa_handler = on_term;
-  sigaction(SIGTERM, &sa, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
-  const std::string scenario = argv[1];
-  if (scenario == "consume") return consume();
-  if (scenario == "produce") return produce();
-  if (scenario == "transform") return transform();
-  die(2, "unknown scenario " + scenario);
+  return herald::test::peer::run(argc, argv, "herald_delivery_peer",
+                                 {{"consume", consume}, {"produce", produce}, {"transform", transform}});
 }
