@@ -412,12 +412,9 @@ Result<bool> Consumer::Impl::recover(std::uint32_t p) {
     if (dm) {
       const shm::PartitionView& dv = (*dm)->partition(0);
       if (!shm::is_committed(dv, x) && shm::load_tail(dv) > x) {
-        // Claimed but neither committed nor aborted yet: heraldd (or, with
-        // no daemon, whoever reclaims the dead slot) repairs it. Wait.
-        if (!daemon_mode) {
-          if (auto w = bus->map_topic((*dm)->topic(), shm::Access::kReadWrite, shm::Access::kReadOnly))
-            shm::reclaim_dead_producers(**w);
-        }
+        // Claimed but neither committed nor aborted yet: heraldd repairs it
+        // (daemonless: the reclaim at the top of the next recover() call).
+        // Wait.
         return false;
       }
       std::vector<std::byte> rec(dv.max_event);
@@ -484,22 +481,33 @@ Result<bool> Consumer::Impl::dead_letter(std::uint32_t p, const EventView& e, st
   auto c = dlq->claim(e.payload().size(), msg.message);
   if (!c) {
     if (c.error().code != Errc::kBackPressured) return fail(std::move(c).error());
+    // Relaxed: a status flag for stat, doctor and metrics; nothing is
+    // ordered by it.
     g->dlq_stalled.store(1, std::memory_order_relaxed);
     return false;
   }
+  // Release: pairs with the acquire in recover(). A successor that sees the
+  // note also sees our DLQ claim slot naming x (written before the claim's
+  // CAS), so it waits for that claim to be repaired rather than taking an
+  // unwritten record for "not moved".
   g->dlq_pending.store(shm::pack_dlq_pending(c->position()), std::memory_order_release);
   HERALD_CRASH_POINT("dlq.pending");
   if (!e.payload().empty()) std::memcpy(c->payload().data(), e.payload().data(), e.payload().size());
   if (auto r = c->commit(); !r) return fail(std::move(r).error());
   HERALD_CRASH_POINT("dlq.committed");
   const std::uint64_t next = e.next_position();
+  // Relaxed, as every in-flight store: read by the next owner after our
+  // death only; the cursor CAS below orders it for a live successor.
   g->inflight.store(shm::pack_inflight(next, 0, false, marks()), std::memory_order_relaxed);
   pt.read = pt.handled = next;
   // Past a dead letter the cursor moves in every commit mode: it must not
   // be handled again by the next owner.
   if (auto r = commit_to(p, next); !r) return fail(std::move(r).error());
   HERALD_CRASH_POINT("dlq.advanced");
+  // Release: a successor that sees the note cleared sees the cursor past the
+  // source event (committed just above), so it does not move it again.
   g->dlq_pending.store(0, std::memory_order_release);
+  // Relaxed: a status flag and a statistic (only this member writes them).
   g->dlq_stalled.store(0, std::memory_order_relaxed);
   g->dead_letters.store(g->dead_letters.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   stats.dead_lettered += 1;
