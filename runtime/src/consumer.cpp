@@ -188,7 +188,11 @@ struct Consumer::Impl {
   }
   // lossy() for a member of a group that can gate, its GroupLayout resolved.
   static bool lossy_member(const Part& pt, const shm::GroupLayout* g) {
-    // A demoted lag-out group no longer gates: read by copy.
+    // A demoted lag-out group no longer gates: read by copy. Relaxed: heraldd
+    // demotes a group only while it has no live member, and promotes it
+    // (gating again from the tail on) before a joining member gets
+    // partitions; a stale value seen here can only be "not gating", which
+    // reads by copy, the safe side.
     if ((g->flags.load(std::memory_order_relaxed) & shm::kGroupGating) == 0) return true;
     return pt.read < pt.floor;
   }
@@ -430,6 +434,8 @@ Result<bool> Consumer::Impl::recover(std::uint32_t p) {
         std::uint32_t sn = 0;
         const std::uint64_t next =
             shm::read_copy(v, src, buf.data(), &sn) == shm::Status::kOk ? src + sn : shm::boundary_at_or_after(v, src + 64);
+        // Relaxed, as every in-flight store: read by the next owner after
+        // our death only.
         g->inflight.store(shm::pack_inflight(next, 0, false, true), std::memory_order_relaxed);
         if (next > pt.read) pt.read = pt.handled = next;
       }
