@@ -45,7 +45,92 @@ bool read_stat(pid_t pid, std::uint64_t* start, char* state) noexcept {
   return true;
 }
 
+// Whether the kernel's clocksource is the TSC (checked once per process):
+// then the TSC is invariant and synchronised across cores, or the kernel
+// would have switched away from it.
+bool tsc_usable() noexcept {
+#if defined(__x86_64__)
+  static const bool usable = [] {
+    if (const char* e = std::getenv("HERALD_EVENT_CLOCK"); e != nullptr && std::strcmp(e, "vdso") == 0) return false;
+    int fd = ::open("/sys/devices/system/clocksource/clocksource0/current_clocksource", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[32] = {};
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    return n >= 3 && std::strncmp(buf, "tsc", 3) == 0 && (n == 3 || buf[3] == '\n');
+  }();
+  return usable;
+#else
+  return false;
+#endif
+}
+
+// The rate the process's clocks measured last (ns per tick << 32), so a new
+// clock starts calibrated. Relaxed: any recent value is as good as another.
+std::atomic<std::uint64_t> g_mult{0};
+
+constexpr std::uint64_t kAnchorTicks = std::uint64_t{1} << 21;
+constexpr std::uint64_t kMaxSampleTicks = std::uint64_t{1} << 14;  // ~5 us at 3 GHz; a vDSO read takes ~20 ns
+constexpr std::uint64_t kMinBaselineNs = 1'000'000;       // first rate after 1 ms
+constexpr std::uint64_t kMaxBaselineNs = 8'000'000'000;   // restart the baseline after ~8 s (follows NTP slewing)
+constexpr std::uint64_t kMaxErrorNs = 20'000;             // an anchor this far off the ticks: recalibrate
+constexpr std::uint64_t kMinMult = std::uint64_t{1} << 24;  // 256 GHz: implausibly fast
+constexpr std::uint64_t kMaxMult = std::uint64_t{1} << 36;  // 62.5 MHz: implausibly slow
+
 }  // namespace
+
+EventClock::EventClock() noexcept : tsc_(tsc_usable()) {
+  if (!tsc_) return;
+  const std::uint64_t m = g_mult.load(std::memory_order_relaxed);
+  if (m != 0) {
+    mult_ = m;
+    period_ = kAnchorTicks;
+  }
+  // The first now() anchors (period_ starts with tsc0_ = 0: d is huge).
+}
+
+std::uint64_t EventClock::anchor() noexcept {
+#if defined(__x86_64__)
+  if (!tsc_) return realtime_ns();
+  // The ticks on both sides of the clock read: a pair taken across a
+  // preemption (or a slow read) would skew the anchor and the rate, so such
+  // a sample only answers this call (the next one anchors again).
+  const std::uint64_t before = __builtin_ia32_rdtsc();
+  const std::uint64_t ns = realtime_ns();
+  const std::uint64_t after = __builtin_ia32_rdtsc();
+  if (after - before > kMaxSampleTicks) return ns;
+  const std::uint64_t tsc = before + (after - before) / 2;
+  if (period_ != 0) {
+    // Where the old anchor put this instant: far off means the wall clock
+    // stepped, or the TSC is not what we took it for. Start over.
+    const std::uint64_t d = tsc - tsc0_;
+    const std::uint64_t predicted = d < (std::uint64_t{1} << 27) ? ns0_ + ((d * mult_) >> 32) : ns;
+    const std::uint64_t err = predicted > ns ? predicted - ns : ns - predicted;
+    if (err > kMaxErrorNs) {
+      base_tsc_ = base_ns_ = 0;
+      period_ = 0;
+    }
+  }
+  if (base_ns_ == 0 || ns <= base_ns_ || tsc <= base_tsc_ || ns - base_ns_ > kMaxBaselineNs) {
+    base_tsc_ = tsc;
+    base_ns_ = ns;
+  } else if (ns - base_ns_ >= kMinBaselineNs) {
+    __extension__ using U128 = unsigned __int128;  // ns << 32 overflows 64 bits after 4 s
+    const auto m = static_cast<std::uint64_t>((static_cast<U128>(ns - base_ns_) << 32) / (tsc - base_tsc_));
+    if (m >= kMinMult && m <= kMaxMult) {
+      mult_ = m;
+      period_ = kAnchorTicks;
+      g_mult.store(m, std::memory_order_relaxed);
+    }
+  }
+  tsc0_ = tsc;
+  ns0_ = ns;
+  if (mult_ == 0) period_ = 0;
+  return ns;
+#else
+  return realtime_ns();
+#endif
+}
 
 std::optional<std::uint64_t> process_start_time(pid_t pid) noexcept {
   std::uint64_t start = 0;

@@ -45,6 +45,7 @@ struct Producer::Impl {
   std::uint32_t partitions = 0;
   std::uint64_t max_event = 0;
   detail::IdGenerator ids;
+  shm::EventClock clock;  // event times: the TSC scaled to CLOCK_REALTIME where usable (shm/clock.hpp)
   std::uint32_t sticky = 0;
   std::uint32_t sticky_left = kStickyRun;
   std::uint64_t sequence = 0;
@@ -350,7 +351,7 @@ Result<Published> Producer::publish(const Message& m) {
   std::uint64_t pos = 0;
   const shm::Status st = I.claim(p, size, &pos);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
-  const std::uint64_t now = m.time_ns != 0 ? m.time_ns : shm::realtime_ns();
+  const std::uint64_t now = m.time_ns != 0 ? m.time_ns : I.clock.now();
   const shm::PartitionView& v = *I.hot[p].view;
   const EventId id = I.write(v, pos, size, m, meta, m.payload.size(), now, seq);
   if (!m.payload.empty()) {
@@ -400,7 +401,7 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
     }
     I.batch_seq[i] = next = s;
   }
-  const std::uint64_t now = shm::realtime_ns();  // one clock read for the batch
+  const std::uint64_t now = I.clock.now();  // one clock read for the batch
   const std::uint64_t chunk_limit = I.topic->geometry().params.ring_bytes / 4;
   BatchResult result;
   // In batch order, one claim per run of consecutive events bound for the
@@ -467,7 +468,7 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   std::uint64_t pos = 0;
   const shm::Status st = I.claim(p, size, &pos);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
-  const std::uint64_t now = meta_in.time_ns != 0 ? meta_in.time_ns : shm::realtime_ns();
+  const std::uint64_t now = meta_in.time_ns != 0 ? meta_in.time_ns : I.clock.now();
   const std::uint64_t seq = I.next_sequence(meta_in);
   if (I.idempotent() && seq == 0) {
     I.writer.abort_rest(p, pos);  // nothing is written for a duplicate
