@@ -8,6 +8,10 @@
 //   F1/F2  park/wake: producer after commit / consumer before parking
 #include "shm/ring_log.hpp"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include <sched.h>
 
 #include <algorithm>
@@ -26,6 +30,17 @@ inline void cpu_relax() noexcept {
   __builtin_ia32_pause();
 #elif defined(__aarch64__)
   asm volatile("yield" ::: "memory");
+#endif
+}
+}  // namespace
+
+namespace {
+bool has_prefetchw() noexcept {
+#if defined(__x86_64__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(0x80000001u, &a, &b, &c, &d) != 0 && (c & (1u << 8)) != 0;
+#else
+  return false;
 #endif
 }
 }  // namespace
@@ -56,6 +71,7 @@ RingLogWriter::RingLogWriter(const TopicMap* topic, std::uint32_t slot, bool fas
     : topic_(topic),
       slot_(slot),
       fast_wake_(fast_wake),
+      prefetchw_(has_prefetchw()),
       cached_gate_(topic->partitions(), 0) {}
 
 std::uint64_t RingLogWriter::compute_gate(std::uint32_t p) noexcept {
