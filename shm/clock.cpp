@@ -70,8 +70,12 @@ bool tsc_usable() noexcept {
 std::atomic<std::uint64_t> g_mult{0};
 
 constexpr std::uint64_t kAnchorTicks = std::uint64_t{1} << 21;
-constexpr std::uint64_t kMaxSampleTicks = std::uint64_t{1} << 14;  // ~5 us at 3 GHz; a vDSO read takes ~20 ns
-constexpr std::uint64_t kMinBaselineNs = 1'000'000;       // first rate after 1 ms
+// A sample's ticks bracket at most this (~400 ns at 2.6 GHz; a vDSO read
+// takes ~20 ns): its midpoint is then within ~200 ns of the clock read, and
+// a rate over the 4 ms first baseline within 1e-4, ~80 ns over one anchor
+// period, falling as the baseline grows.
+constexpr std::uint64_t kMaxSampleTicks = std::uint64_t{1} << 10;
+constexpr std::uint64_t kMinBaselineNs = 4'000'000;       // first rate after 4 ms
 constexpr std::uint64_t kMaxBaselineNs = 8'000'000'000;   // restart the baseline after ~8 s (follows NTP slewing)
 constexpr std::uint64_t kMaxErrorNs = 20'000;             // an anchor this far off the ticks: recalibrate
 constexpr std::uint64_t kMinMult = std::uint64_t{1} << 24;  // 256 GHz: implausibly fast

@@ -10,6 +10,7 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
+#include <utility>
 #include <cstring>
 #include <optional>
 #include <utility>
@@ -83,13 +84,13 @@ struct Segment::DoubleMap::Impl {
 };
 
 Segment::Segment() = default;
-Segment::Segment(Segment&&) noexcept = default;
-Segment& Segment::operator=(Segment&&) noexcept = default;
-Segment::~Segment() = default;
-
-std::byte* Segment::data() const noexcept {
-  return impl_ ? static_cast<std::byte*>(impl_->region.get_address()) : nullptr;
+Segment::Segment(Segment&& o) noexcept : impl_(std::move(o.impl_)), data_(std::exchange(o.data_, nullptr)) {}
+Segment& Segment::operator=(Segment&& o) noexcept {
+  impl_ = std::move(o.impl_);
+  data_ = std::exchange(o.data_, nullptr);
+  return *this;
 }
+Segment::~Segment() = default;
 std::uint64_t Segment::size() const noexcept { return impl_ ? impl_->region.get_size() : 0; }
 Access Segment::access() const noexcept { return impl_ ? impl_->access : Access::kReadOnly; }
 const std::string& Segment::name() const noexcept {
@@ -138,6 +139,7 @@ Result<Segment> Segment::create(const std::string& name, std::uint64_t bytes, co
   }
   Segment s;
   s.impl_ = std::move(impl);
+  s.data_ = static_cast<std::byte*>(s.impl_->region.get_address());
   return s;
 }
 
@@ -163,6 +165,7 @@ Result<Segment> Segment::open(const std::string& name, Access access) {
   }
   Segment s;
   s.impl_ = std::move(impl);
+  s.data_ = static_cast<std::byte*>(s.impl_->region.get_address());
   return s;
 }
 

@@ -42,7 +42,9 @@ class Segment {
   Segment& operator=(Segment&&) noexcept;
   ~Segment();
 
-  std::byte* data() const noexcept;
+  // Inline: TopicMap's accessors (groups, cursors, readers) resolve through
+  // it on every poll and commit.
+  std::byte* data() const noexcept { return data_; }
   std::uint64_t size() const noexcept;
   Access access() const noexcept;
   const std::string& name() const noexcept;
@@ -56,6 +58,7 @@ class Segment {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  std::byte* data_ = nullptr;  // impl_'s mapping address (nullptr when empty)
 };
 
 class Segment::DoubleMap {
