@@ -109,7 +109,12 @@ std::string markdown(const std::vector<Row>& rows, const Extras& x, const RunInf
   std::map<std::string, int> notes;  // describe text -> footnote number
   o << "herald-bench: " << info.command << "\n";
   o << "(" << info.cpus << " cores usable, " << info.reps << " repetitions per row, interleaved; " << info.method
-    << ")\n\n";
+    << ")\n";
+  if (info.round_trip_before_ns >= 0)
+    o << "(a cache line's round trip between two threads: " << static_cast<long>(info.round_trip_before_ns)
+      << " ns before the rows, " << static_cast<long>(info.round_trip_after_ns)
+      << " ns after; ~100 ns: the two vCPUs are close, ~500 ns: far apart, and every ratio moves with it)\n";
+  o << "\n";
   o << "| scenario | size | transport / mode / wait | events/s median (min–max) | MB/s | p50 | p90 | p99 | p99.9 | "
        "p99.99 | max | ÷ best herald | herald/peer | notes |\n";
   o << "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
@@ -191,6 +196,8 @@ nlohmann::json to_json(const std::vector<Row>& rows, const Extras& x, const RunI
   out["quick"] = info.quick;
   out["reps"] = info.reps;
   out["method"] = info.method;
+  if (info.round_trip_before_ns >= 0)
+    out["cache_line_round_trip_ns"] = {{"before", info.round_trip_before_ns}, {"after", info.round_trip_after_ns}};
   json arr = json::array();
   for (const Row& r : rows) {
     json j;

@@ -66,6 +66,10 @@ struct RunInfo {
   bool quick = false;
   int reps = 0;
   std::string method;  // how counts / durations were chosen
+  // cache_line_round_trip_ns (bench/support/round_trip.hpp) before the
+  // first row and after the last, -1 when not measured (fewer than 2 CPUs):
+  // tells the reader where the host put the vCPUs (every ratio moves with it).
+  double round_trip_before_ns = -1, round_trip_after_ns = -1;
 };
 
 void summarize(std::vector<Row>& rows);

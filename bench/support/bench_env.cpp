@@ -1,5 +1,7 @@
 #include "bench/support/bench_env.hpp"
 
+#include "bench/support/round_trip.hpp"
+
 #include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
@@ -108,36 +110,7 @@ void init(int* argc, char** argv) {
 
 std::uint64_t ring_bytes_option() noexcept { return g_ring_bytes; }
 
-double core_round_trip_ns() {
-  struct alignas(128) Line {
-    std::atomic<std::uint64_t> v{0};
-  };
-  Line ping, pong;
-  constexpr std::uint64_t kBatch = 1000, kBatches = 100;
-  std::thread echo([&] {
-    pin_this_thread(g_consumer_cpu);
-    for (std::uint64_t i = 1; i <= kBatch * kBatches; ++i) {
-      while (ping.v.load(std::memory_order_acquire) != i) {
-      }
-      pong.v.store(i, std::memory_order_release);
-    }
-  });
-  std::vector<double> per_batch;
-  std::uint64_t i = 0;
-  for (std::uint64_t b = 0; b < kBatches; ++b) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (std::uint64_t k = 0; k < kBatch; ++k) {
-      ping.v.store(++i, std::memory_order_release);
-      while (pong.v.load(std::memory_order_acquire) != i) {
-      }
-    }
-    per_batch.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() /
-                        static_cast<double>(kBatch));
-  }
-  echo.join();
-  std::sort(per_batch.begin(), per_batch.end());
-  return per_batch[per_batch.size() / 2];
-}
+double core_round_trip_ns() { return cache_line_round_trip_ns(g_producer_cpu, g_consumer_cpu); }
 int producer_cpu() noexcept { return g_producer_cpu; }
 int consumer_cpu() noexcept { return g_consumer_cpu; }
 

@@ -33,10 +33,8 @@ int consumer_cpu() noexcept;
 // Pins the calling thread to cpu (a no-op for cpu < 0).
 void pin_this_thread(int cpu) noexcept;
 
-// Median round trip (ns) of one cache line bounced between two threads on
-// the producer and consumer CPUs. On a VM it is not a constant: when the
-// host places the two vCPUs far apart it grows ~5x, and every cross-thread
-// number with it, so each run reports it (before and after).
+// cache_line_round_trip_ns (round_trip.hpp) between the producer and
+// consumer CPUs.
 double core_round_trip_ns();
 
 // A bus of its own for one benchmark run: "b<pid>-<n>-<tag>". Its
