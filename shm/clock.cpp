@@ -107,6 +107,9 @@ std::uint64_t EventClock::anchor() noexcept {
   if (period_ != 0) {
     // Where the old anchor put this instant: far off means the wall clock
     // stepped, or the TSC is not what we took it for. Start over.
+    // d < 2^27 keeps d * mult_ (mult_ < 2^36) inside 64 bits; a longer gap
+    // (the first anchor of a clock that took the process's rate) has no
+    // prediction to check.
     const std::uint64_t d = tsc - tsc0_;
     const std::uint64_t predicted = d < (std::uint64_t{1} << 27) ? ns0_ + ((d * mult_) >> 32) : ns;
     const std::uint64_t err = predicted > ns ? predicted - ns : ns - predicted;
@@ -129,7 +132,6 @@ std::uint64_t EventClock::anchor() noexcept {
   }
   tsc0_ = tsc;
   ns0_ = ns;
-  if (mult_ == 0) period_ = 0;
   return ns;
 #else
   return realtime_ns();

@@ -52,8 +52,9 @@ inline std::uint64_t coarse_monotonic_ns() noexcept {
 // Accuracy: the value follows CLOCK_REALTIME (and its steps: an anchor that
 // disagrees with the ticks by more than 20 us recalibrates from scratch) to
 // within the rate's error over one anchor period: at most ~80 ns while the
-// first baselines are short, nanoseconds after that (mean error 3 ns here). Like CLOCK_REALTIME it may step back across an anchor, by
-// that much; event ids stay ordered regardless (event_id.hpp).
+// first baselines are short, nanoseconds after that (mean error 3 ns here).
+// Like CLOCK_REALTIME it may step back across an anchor, by that much; event
+// ids stay ordered regardless (event_id.hpp).
 //
 // One owner (a Producer) at a time: no synchronisation inside. Set
 // HERALD_EVENT_CLOCK=vdso to read clock_gettime on every call instead.
@@ -84,7 +85,7 @@ class EventClock {
 
   std::uint64_t tsc0_ = 0;    // anchor: ticks ...
   std::uint64_t ns0_ = 0;     // ... and CLOCK_REALTIME at them
-  std::uint64_t period_ = 0;  // ticks the anchor serves; 0 while uncalibrated (every call anchors)
+  std::uint64_t period_ = 0;  // ticks the anchor serves; 0 (every call anchors) until a rate is measured
   std::uint64_t mult_ = 0;    // ns per tick << 32
   std::uint64_t base_tsc_ = 0, base_ns_ = 0;  // calibration base (0: none)
   bool tsc_ = false;          // the TSC is usable here

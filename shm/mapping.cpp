@@ -10,7 +10,6 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
-#include <utility>
 #include <cstring>
 #include <optional>
 #include <utility>

@@ -32,13 +32,16 @@ inline void cpu_relax() noexcept {
   asm volatile("yield" ::: "memory");
 #endif
 }
-}  // namespace
 
-namespace {
+// CPUID 0x80000001 ECX bit 8, asked once per process (CPUID traps to the
+// hypervisor on a VM).
 bool has_prefetchw() noexcept {
 #if defined(__x86_64__)
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  return __get_cpuid(0x80000001u, &a, &b, &c, &d) != 0 && (c & (1u << 8)) != 0;
+  static const bool has = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid(0x80000001u, &a, &b, &c, &d) != 0 && (c & (1u << 8)) != 0;
+  }();
+  return has;
 #else
   return false;
 #endif

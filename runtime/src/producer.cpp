@@ -257,55 +257,58 @@ struct Producer::Impl {
     }
   }
 
-  // What try_size() found wrong with a message.
+  // What try_size() found wrong with a message (for kMeta, `bad` names the
+  // field); invalid() words it.
   enum class Invalid : std::uint8_t { kKey, kMeta, kNegativePartition, kNoSuchPartition, kTooLarge };
+  struct Refusal {
+    Invalid why{};
+    const char* bad = nullptr;
+  };
 
   // The one place the rules of a valid message live, without strings (the
   // hot path): the record size of m with payload_len payload bytes (and its
-  // meta size), or 0 with *why (and, for kMeta, *bad naming the field) when
-  // m is invalid; invalid() then says so in words.
-  std::uint64_t try_size(const Message& m, std::size_t payload_len, std::size_t* meta, Invalid* why,
-                         const char** bad) const noexcept {
+  // meta size), or 0 with *no saying why when m is invalid; invalid() then
+  // says so in words.
+  std::uint64_t try_size(const Message& m, std::size_t payload_len, std::size_t* meta, Refusal* no) const noexcept {
     if (m.key.size() > kMaxKeyBytes) {
-      *why = Invalid::kKey;
+      no->why = Invalid::kKey;
       return 0;
     }
-    *meta = meta_of(m, bad);
+    *meta = meta_of(m, &no->bad);
     if (*meta == SIZE_MAX) {
-      *why = Invalid::kMeta;
+      no->why = Invalid::kMeta;
       return 0;
     }
     if (m.partition < -1) {
-      *why = Invalid::kNegativePartition;
+      no->why = Invalid::kNegativePartition;
       return 0;
     }
     if (m.partition >= static_cast<std::int64_t>(partitions)) {
-      *why = Invalid::kNoSuchPartition;
+      no->why = Invalid::kNoSuchPartition;
       return 0;
     }
     // A payload over max_event is too large whatever the rest; checked
     // first because record_size() would wrap for one near SIZE_MAX (claim(n)
     // takes any n) and let it through.
     if (payload_len > max_event) {
-      *why = Invalid::kTooLarge;
+      no->why = Invalid::kTooLarge;
       return 0;
     }
     const std::uint64_t size = shm::record_size(m.key.size(), *meta, payload_len);
     if (size > max_event) {
-      *why = Invalid::kTooLarge;
+      no->why = Invalid::kTooLarge;
       return 0;
     }
     return size;
   }
 
   // The error for a message try_size() refused (cold: builds strings).
-  [[gnu::cold]] Error invalid(const Message& m, std::size_t payload_len, std::size_t meta, Invalid why,
-                              const char* bad) const {
-    switch (why) {
+  [[gnu::cold]] Error invalid(const Message& m, std::size_t payload_len, std::size_t meta, const Refusal& no) const {
+    switch (no.why) {
       case Invalid::kKey:
         return Error{Errc::kInvalidArgument, "key is " + std::to_string(m.key.size()) + " bytes; the limit is " +
                                                  std::to_string(kMaxKeyBytes)};
-      case Invalid::kMeta: return detail::meta_error(m, bad);
+      case Invalid::kMeta: return detail::meta_error(m, no.bad);
       case Invalid::kNegativePartition:
         return Error{Errc::kInvalidArgument,
                      "partition " + std::to_string(m.partition) + " is negative (use -1 to pick by key)"};
@@ -338,11 +341,10 @@ Result<Published> Producer::publish(const Message& m) {
   Impl& I = *impl_;
   I.check_thread();
   std::size_t meta = 0;
-  Impl::Invalid why{};
-  const char* bad = nullptr;
+  Impl::Refusal no;
   // Fast validation inline; only a refused message builds strings.
-  const std::uint64_t size = I.try_size(m, m.payload.size(), &meta, &why, &bad);
-  if (size == 0) return fail(I.invalid(m, m.payload.size(), meta, why, bad));
+  const std::uint64_t size = I.try_size(m, m.payload.size(), &meta, &no);
+  if (size == 0) return fail(I.invalid(m, m.payload.size(), meta, no));
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is pending on this producer");
   const std::uint64_t seq = I.next_sequence(m);
   if (I.idempotent() && seq == 0) return Published{0, 0, m.id, true};
@@ -378,11 +380,10 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
   // Validate everything first: bad input publishes nothing.
   for (std::size_t i = 0; i < n; ++i) {
     std::size_t meta = 0;
-    Impl::Invalid why{};
-    const char* bad = nullptr;
-    const std::uint64_t size = I.try_size(batch[i], batch[i].payload.size(), &meta, &why, &bad);
+    Impl::Refusal no;
+    const std::uint64_t size = I.try_size(batch[i], batch[i].payload.size(), &meta, &no);
     if (size == 0)
-      return fail(I.invalid(batch[i], batch[i].payload.size(), meta, why, bad)
+      return fail(I.invalid(batch[i], batch[i].payload.size(), meta, no)
                       .with_context("batch event " + std::to_string(i)));
     I.batch_size[i] = static_cast<std::uint32_t>(size);
     I.batch_meta[i] = static_cast<std::uint32_t>(meta);
@@ -459,10 +460,9 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   I.check_thread();
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is already pending on this producer");
   std::size_t meta = 0;
-  Impl::Invalid why{};
-  const char* bad = nullptr;
-  const std::uint64_t size = I.try_size(meta_in, payload_bytes, &meta, &why, &bad);
-  if (size == 0) return fail(I.invalid(meta_in, payload_bytes, meta, why, bad));
+  Impl::Refusal no;
+  const std::uint64_t size = I.try_size(meta_in, payload_bytes, &meta, &no);
+  if (size == 0) return fail(I.invalid(meta_in, payload_bytes, meta, no));
   std::uint32_t p = 0;
   I.pick(meta_in, &p);
   std::uint64_t pos = 0;
