@@ -123,6 +123,22 @@ void Child::kill_now() {
   status_ = st;
 }
 
+bool Child::freeze(double seconds) {
+  if (pid_ <= 0 || status_) return false;
+  ::kill(pid_, SIGSTOP);
+  bool stopped = false;
+  wait_until(
+      [&] {
+        int st = 0;
+        const pid_t r = ::waitpid(pid_, &st, WUNTRACED | WNOHANG);
+        if (r == pid_ && WIFSTOPPED(st)) stopped = true;
+        if (r == pid_ && !WIFSTOPPED(st)) status_ = st;  // it died meanwhile
+        return stopped || status_.has_value();
+      },
+      seconds, [this] { return "child pid " + std::to_string(pid_) + " did not stop"; });
+  return stopped;
+}
+
 std::string describe_status(int st) {
   if (WIFEXITED(st)) return "exited " + std::to_string(WEXITSTATUS(st));
   if (WIFSIGNALED(st)) return "killed by signal " + std::to_string(WTERMSIG(st));

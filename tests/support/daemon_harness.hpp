@@ -50,6 +50,9 @@ class Child {
   void signal(int sig) const;
   // SIGKILL and reap.
   void kill_now();
+  // SIGSTOP, and wait (bounded) until it is stopped: while it is, nothing it
+  // would do to shared memory can happen. False if it did not stop in time.
+  bool freeze(double seconds = 20);
   [[nodiscard]] std::optional<int> status() const noexcept { return status_; }
   // Its process start time (captured at spawn), for shm::process_alive.
   [[nodiscard]] std::uint64_t start_time() const noexcept { return start_time_; }
