@@ -7,7 +7,7 @@
 //
 // One thread, one partition (16 MiB ring), a lossless group (or a group-less
 // reader for --mode=lossy): rounds of `round` events published, then polled
-// (256 a call), so the ring never fills. Each phase is in its own noinline
+// (256 a call, or --poll-max), so the ring never fills. Each phase is in its own noinline
 // function (produce_round / consume_round) so callgrind's inclusive cost of
 // it, divided by --events, is the per-event cost.
 //
@@ -36,6 +36,7 @@ struct Args {
   std::uint64_t events = 102400;
   std::size_t size = 64;
   std::size_t round = 1024;
+  std::size_t poll_max = 256;  // events per Consumer::poll call (1: the per-poll overhead on every event)
 };
 
 constexpr std::size_t kBatchN = 32;
@@ -85,7 +86,8 @@ __attribute__((noinline)) void produce_round(Producer& p, const Args& a, std::ve
   }
 }
 
-__attribute__((noinline)) std::uint64_t consume_round(Consumer& c, std::size_t n, std::uint64_t* expect) {
+__attribute__((noinline)) std::uint64_t consume_round(Consumer& c, std::size_t n, std::size_t poll_max,
+                                                      std::uint64_t* expect) {
   std::uint64_t bad = 0;
   std::size_t got = 0;
   while (got < n) {
@@ -95,7 +97,7 @@ __attribute__((noinline)) std::uint64_t consume_round(Consumer& c, std::size_t n
           std::memcpy(&s, e.payload().data(), 8);
           bad += s != (*expect)++;
         },
-        256);
+        poll_max);
     if (!r) die(r.error().message());
     got += *r;
   }
@@ -174,7 +176,7 @@ int run(const Args& a) {
     produce_round(*p, a, payload, batch, &seq);
     pns += ns_since(t0);
     t0 = Clock::now();
-    bad += consume_round(*c, a.round, &expect);
+    bad += consume_round(*c, a.round, a.poll_max, &expect);
     cns += ns_since(t0);
   }
   report(a.mode.c_str(), a, seq, bad, pns, cns);
@@ -197,14 +199,19 @@ int main(int argc, char** argv) {
     else if (const char* v2 = val("--events=")) a.events = std::strtoull(v2, nullptr, 10);
     else if (const char* v3 = val("--size=")) a.size = std::strtoull(v3, nullptr, 10);
     else if (const char* v4 = val("--round=")) a.round = std::strtoull(v4, nullptr, 10);
+    else if (const char* v5 = val("--poll-max=")) a.poll_max = std::strtoull(v5, nullptr, 10);
     else {
       std::fprintf(stderr,
                    "usage: herald_hot_path_workload [--mode=publish|batch|claim|lossy|ring] [--events=N] "
-                   "[--size=B] [--round=N]\n");
+                   "[--size=B] [--round=N] [--poll-max=N]\n");
       return 2;
     }
   }
   if (a.size < 8) a.size = 8;
+  if (a.poll_max == 0) {
+    std::fprintf(stderr, "herald_hot_path_workload: --poll-max must be at least 1\n");
+    return 2;
+  }
   using herald::bench::Mode;
   if (a.mode == "publish") a.m = Mode::kPublish;
   else if (a.mode == "batch") a.m = Mode::kBatch;
