@@ -13,6 +13,7 @@
 //
 // Modes: publish, batch (publish_batch of 32), claim (claim/commit), lossy
 // (publish + group-less copying reader), ring (the baseline ring, same shape).
+// --single-producer creates the topic single-producer (claims by plain store).
 #include <chrono>
 #include <cstdio>
 #include <new>
@@ -37,6 +38,7 @@ struct Args {
   std::size_t size = 64;
   std::size_t round = 1024;
   std::size_t poll_max = 256;  // events per Consumer::poll call (1: the per-poll overhead on every event)
+  bool single_producer = false;  // a single-producer topic: claims move tail by plain store
 };
 
 constexpr std::size_t kBatchN = 32;
@@ -157,7 +159,9 @@ int run(const Args& a) {
   if (a.round % kBatchN != 0 || a.events % a.round != 0) die("--events must be a multiple of --round, --round of 32");
   BenchBus bb("hot-path");
   if (bb.bus() == nullptr) die(bb.error());
-  if (auto t = bb.bus()->create_topic("t", {.partitions = 1, .default_policy = Policy::kLossless}); !t)
+  if (auto t = bb.bus()->create_topic(
+          "t", {.partitions = 1, .default_policy = Policy::kLossless, .single_producer = a.single_producer});
+      !t)
     die(t.error().message());
   auto p = bb.bus()->producer("t", {.wait = Wait::kBusySpin});
   if (!p) die(p.error().message());
@@ -200,10 +204,11 @@ int main(int argc, char** argv) {
     else if (const char* v3 = val("--size=")) a.size = std::strtoull(v3, nullptr, 10);
     else if (const char* v4 = val("--round=")) a.round = std::strtoull(v4, nullptr, 10);
     else if (const char* v5 = val("--poll-max=")) a.poll_max = std::strtoull(v5, nullptr, 10);
+    else if (s == "--single-producer") a.single_producer = true;
     else {
       std::fprintf(stderr,
                    "usage: herald_hot_path_workload [--mode=publish|batch|claim|lossy|ring] [--events=N] "
-                   "[--size=B] [--round=N] [--poll-max=N]\n");
+                   "[--size=B] [--round=N] [--poll-max=N] [--single-producer]\n");
       return 2;
     }
   }

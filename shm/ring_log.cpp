@@ -74,6 +74,7 @@ RingLogWriter::RingLogWriter(const TopicMap* topic, std::uint32_t slot, bool fas
     : topic_(topic),
       slot_(slot),
       fast_wake_(fast_wake),
+      plain_claims_(fast_wake && (topic->log_header()->flags & kLogSingleProducer) != 0),
       prefetchw_(has_prefetchw()),
       cached_gate_(topic->partitions(), 0) {}
 

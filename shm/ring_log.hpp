@@ -61,7 +61,8 @@ class RingLogWriter {
  public:
   // `slot` is this producer's slot index (ProducerSlotLayout, claim slots).
   // `fast_wake`: this process registered for membarrier GLOBAL_EXPEDITED, so
-  // a publish may skip the seq_cst fence before checking for parked readers.
+  // a publish may skip the seq_cst fence before checking for parked readers,
+  // and a claim on a single-producer topic may move tail with a plain store.
   RingLogWriter(const TopicMap* topic, std::uint32_t slot, bool fast_wake);
 
   // Claims `bytes` (a multiple of 64, at most ring/2) on partition p without
@@ -137,6 +138,10 @@ class RingLogWriter {
   const TopicMap* topic_;
   std::uint32_t slot_;
   bool fast_wake_;
+  // Claims move tail with a plain store: a single-producer topic (attach
+  // refuses a second producer) and fast_wake_ (the closer's membarrier
+  // reaches this process). Otherwise a CAS. See try_claim, C1.
+  bool plain_claims_;
   bool prefetchw_;  // the CPU has PREFETCHW (CPUID 0x80000001 ECX bit 8)
   std::vector<std::uint64_t> cached_gate_;  // per partition; only ever a safe lower bound
   std::uint64_t claim_pos_ = 0;
@@ -185,21 +190,47 @@ inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std
       s.word.store(kClaimEmpty, std::memory_order_release);
       return Status::kBackPressured;
     }
-    // R2: the release orders our slot store before the new tail. A CAS even
-    // on single-producer topics, where no other producer can move the tail:
-    // topic delete can, setting the closed bit (fetch_or) between our load
-    // and a plain store, which the store would then erase; every later
-    // claim and read would never learn the topic is closed.
-    if (!tail.compare_exchange_weak(t, t + bytes, std::memory_order_acq_rel, std::memory_order_relaxed))
+    if (plain_claims_) {
+      // Single-producer topic: nobody else moves tail, but topic delete
+      // sets the closed bit with a fetch_or, which a plain store of t +
+      // bytes would erase if the fetch_or came after our load of t (every
+      // later claim and read would never learn the topic is closed). C1:
+      // re-load tail after naming t in the slot, and store only if it is
+      // still t. The closer (TopicMap::close) sets the bit, then runs
+      // membarrier GLOBAL_EXPEDITED (this process registered for it:
+      // plain_claims_ needs fast_wake_), then waits while our slot names a
+      // candidate: either our slot store was visible before that barrier
+      // (it waits for us and sets the bit again if we erased it) or this
+      // re-load runs after it and sees the bit. Only a compiler barrier
+      // between the slot store and the re-load: the membarrier is the
+      // StoreLoad fence, paid by the closer. docs/models/close-exclusive.pml
+      // checks this with the store buffer modelled.
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      if (const std::uint64_t raw = tail.load(std::memory_order_relaxed); raw != t) [[unlikely]] {
+        // close() is the only other writer of tail here; anything else
+        // (a second producer despite attach) goes round again.
+        if ((raw & kTailClosedBit) != 0) {
+          s.word.store(kClaimEmpty, std::memory_order_release);
+          return Status::kClosed;
+        }
+        continue;
+      }
+      // R2: release orders our slot store before the new tail.
+      tail.store(t + bytes, std::memory_order_release);
+    } else if (!tail.compare_exchange_weak(t, t + bytes, std::memory_order_acq_rel, std::memory_order_relaxed))
         [[unlikely]] {
-      continue;  // lost the race (or the topic closed): rewrite the slot for the new tail
+      // R2 as above. Lost the race (or the topic closed): rewrite the slot
+      // for the new tail.
+      continue;
     }
     HERALD_CRASH_POINT("claim.won_unmarked");
-    // Relaxed: the slot already names t (candidate, released before the
-    // CAS), so W holds at t either way; compute_gate treats candidate and
-    // won alike. Only repair tells them apart, after this process is dead,
-    // and a candidate that won is repaired as one that did (see repair.cpp).
-    s.word.store(t | kClaimWon, std::memory_order_relaxed);
+    // Release (a plain mov on x86, as relaxed would be): the slot already
+    // names t (candidate, released before the tail moved), so W holds at t
+    // either way; compute_gate treats candidate and won alike, and repair
+    // treats a candidate that won as one that did (see repair.cpp). The
+    // release is for TopicMap::close on single-producer topics: once it
+    // sees the slot leave candidate, its re-load of tail sees our store.
+    s.word.store(t | kClaimWon, std::memory_order_release);
     HERALD_CRASH_POINT("claim.won");
     // The bytes we write next must not become visible before the new tail:
     // lossy readers validate a copy by re-reading tail after it. Free on x86

@@ -1,5 +1,6 @@
 #include "shm/topic_map.hpp"
 
+#include <sched.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include "shm/clock.hpp"
 #include "shm/futex.hpp"
 #include "shm/names.hpp"
+#include "shm/slots.hpp"
 
 namespace herald::shm {
 
@@ -287,6 +289,7 @@ void TopicMap::close() const noexcept {
     // the bit and return kClosed) and every empty read report kClosed.
     v.part->tail.fetch_or(kTailClosedBit, std::memory_order_seq_cst);
   }
+  if ((log_header()->flags & kLogSingleProducer) != 0) keep_closed_bit_against_plain_claims();
   // Wake everyone parked so they see it now rather than at their timeout.
   for (std::uint32_t r = 0; r < geo_.reader_slots; ++r) {
     wake(r)->seq.fetch_add(1, std::memory_order_seq_cst);
@@ -297,6 +300,48 @@ void TopicMap::close() const noexcept {
       v.state->gate_seq.fetch_add(1, std::memory_order_seq_cst);
       futex_wake(&v.state->gate_seq, 1 << 30);
     }
+  }
+}
+
+// The closer's half of C1 (RingLogWriter::try_claim; the protocol checked
+// in docs/models/close-exclusive.pml). A single producer moves tail with a
+// plain store after re-loading it; a claim whose re-load came before our
+// fetch_or can still erase the bit. membarrier GLOBAL_EXPEDITED makes every
+// thread of every registered process execute a full barrier: after it,
+// either such a claim's candidate slot is visible here, or its re-load runs
+// after our fetch_or and sees the bit. So: wait while the slot names a
+// candidate whose owner lives (a few instructions: candidate to won has no
+// wait in it), and set the bit again if a claim erased it, until a round
+// finds it still set everywhere. A producer that could not register for
+// membarrier claims by CAS, which cannot erase the bit.
+void TopicMap::keep_closed_bit_against_plain_claims() const noexcept {
+  const std::uint64_t give_up = monotonic_ns() + 5'000'000'000ull;  // a stopped producer mid-claim
+  // Each round sets the bit again only if a claim that straddled the
+  // previous barrier erased it; the claims after that barrier see the bit.
+  while (monotonic_ns() < give_up) {
+    // Refused by the kernel: then no producer could register either, and
+    // all of them claim by CAS.
+    if (!membarrier_heavy_fence()) return;
+    bool kept = true;
+    for (const PartitionView& v : views_) {
+      const ClaimSlotLayout& s = v.claims[0];  // single-producer: slot 0 only (acquire_producer_slot)
+      const ProducerSlotLayout* ps = producer(0);
+      // Acquire: pairs with the producer's release store of `won` or
+      // `empty`; its tail store, if any, is then visible to the load below.
+      while ((s.word.load(std::memory_order_acquire) & kClaimStateMask) == kClaimCandidate) {
+        const std::uint64_t owner = ps->owner.load(std::memory_order_acquire);
+        if (owner == 0 || owner == kOwnerReclaiming ||
+            !process_alive(static_cast<pid_t>(owner & 0xffffffffu), ps->start_time.load(std::memory_order_relaxed)))
+          break;  // dead: it stores nothing more (its last stores drained long before its exit)
+        if (monotonic_ns() >= give_up) return;
+        sched_yield();
+      }
+      if ((v.part->tail.load(std::memory_order_seq_cst) & kTailClosedBit) == 0) {
+        v.part->tail.fetch_or(kTailClosedBit, std::memory_order_seq_cst);
+        kept = false;
+      }
+    }
+    if (kept) return;
   }
 }
 

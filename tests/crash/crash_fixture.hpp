@@ -161,8 +161,9 @@ class CrashFixture : public ::testing::Test {
 
   // The topic, and this process's lossless member of group `audit` (it
   // reads every event while children publish and die).
-  void make_topic(std::uint32_t partitions = 2, bool with_member = true) {
-    auto r = bus_->create_topic("t", {.partitions = partitions, .ring_bytes = kRing, .max_event = 4096});
+  void make_topic(std::uint32_t partitions = 2, bool with_member = true, bool single_producer = false) {
+    auto r = bus_->create_topic(
+        "t", {.partitions = partitions, .ring_bytes = kRing, .max_event = 4096, .single_producer = single_producer});
     ASSERT_TRUE(r) << r.error().message();
     map_ = attach_topic(guard_.bus(), "t");
     ASSERT_NE(map_, nullptr);

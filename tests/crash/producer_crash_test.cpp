@@ -191,6 +191,53 @@ INSTANTIATE_TEST_SUITE_P(EveryPoint, ProducerCrashPointTest, ::testing::ValuesIn
                          });
 
 // ---------------------------------------------------------------------------
+// A single-producer topic: its producer moves tail with a plain store (no
+// CAS; ring_log.hpp C1). Killed at each point of a claim, it is repaired
+// like any other, and the next producer takes the one slot over and
+// carries on from where the repair left tail.
+// ---------------------------------------------------------------------------
+
+class SingleProducerCrashPointTest : public ProducerCrashTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(SingleProducerCrashPointTest, KilledProducerIsRepairedAndTheNextOneCarriesOn) {
+  const std::string point = GetParam();
+  make_topic(1, true, /*single_producer=*/true);
+  const Kind kind = kind_of(point);
+  const std::uint64_t hit = kind == Kind::kBeforeRecordWord || kind == Kind::kAfterRecordWord ? 5 : 3;
+  const std::uint64_t aborted_before = aborted_records();
+  const pid_t pid = kill_victim("V", "single", point, hit, 1000);
+  ASSERT_NE(pid, 0);
+  ASSERT_TRUE(repaired(pid));
+  print_repair_latency("single-producer " + point);
+  const std::uint64_t confirmed = progress("V.progress")[0];
+  const Expect ex = expect_for("single", point, hit, confirmed);
+  // The slot of the dead producer is the topic's only one: the next
+  // producer gets it (taken over from the dead owner), not kBusy.
+  Child& next = start_healthy();
+  ASSERT_NO_FATAL_FAILURE(finish_healthy(next));
+  std::string why;
+  EXPECT_TRUE(ledger_.prefix("V", 0, ex.events, &why))
+      << why << " (confirmed " << confirmed << ", killed at " << point << ":" << hit << ")";
+  EXPECT_EQ(ledger_.duplicates(), 0u);
+  EXPECT_EQ(ledger_.disorder(), 0u);
+  EXPECT_EQ(ledger_.unparsable(), 0u);
+  const Ledger::Stream* v = ledger_.stream("V");
+  const std::uint64_t size = v != nullptr && v->size != 0 ? v->size : 128;
+  EXPECT_EQ(ledger_.gap_bytes() + trailing_aborted(), ex.aborted_events * size)
+      << ex.aborted_events << " records of " << size << " bytes";
+  EXPECT_EQ(aborted_records() - aborted_before, ex.aborted_events == 0 ? 0u : 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryClaimPoint, SingleProducerCrashPointTest,
+                         ::testing::Values("claim.candidate", "claim.won_unmarked", "claim.won", "commit.before_word",
+                                           "commit.word", "finish.before_clear"),
+                         [](const ::testing::TestParamInfo<const char*>& i) {
+                           std::string n = i.param;
+                           std::replace(n.begin(), n.end(), '.', '_');
+                           return n;
+                         });
+
+// ---------------------------------------------------------------------------
 
 TEST_F(ProducerCrashTest, PublishBatchKilledHalfWayKeepsEveryCommittedRecordAndAbortsExactlyTheRest) {
   make_topic(1);

@@ -376,16 +376,22 @@ TEST_F(RingLogLitmusTest, CopyWhileLappedIsNeverTorn) {
 // Topic delete sets the closed bit in tail; a claim racing with it either
 // happened before (kOk) or sees the bit (kClosed). Forbidden: the bit is
 // gone afterwards (a later claim or read would never learn the topic is
-// closed). Both kinds of topic: multi-producer (tail CAS) and
-// single-producer.
+// closed). Every kind of claim: multi-producer (tail CAS), single-producer
+// without membarrier (CAS too), and single-producer with membarrier, where
+// the claim moves tail with a plain store and close() runs the C1
+// handshake (docs/models/close-exclusive.pml).
 
-class RingLogCloseLitmusTest : public RingLogLitmusTest, public ::testing::WithParamInterface<bool> {};
+enum class CloseCase { kMulti, kSingleCas, kSinglePlain };
+
+class RingLogCloseLitmusTest : public RingLogLitmusTest, public ::testing::WithParamInterface<CloseCase> {};
 
 TEST_P(RingLogCloseLitmusTest, CloseRacingAClaimNeverLosesTheClosedBit) {
-  const bool single = GetParam();
+  const bool single = GetParam() != CloseCase::kMulti;
+  const bool plain = GetParam() == CloseCase::kSinglePlain;
+  if (plain && !membarrier_register()) GTEST_SKIP() << "membarrier GLOBAL_EXPEDITED is not available: claims use CAS";
   make_topic({.partitions = 1, .ring_bytes = 64 * 1024, .max_event = 1024, .flags = single ? kLogSingleProducer : 0u});
   const std::uint64_t seed = test::seed("close/claim litmus");
-  RingLogWriter writer(&topic_->map, slot_, false);
+  RingLogWriter writer(&topic_->map, slot_, plain);
   const PartitionView& wv = topic_->part(0);
   std::mt19937_64 rng(seed);
   // Random delays on both sides around a base that adapts (every 64
@@ -458,14 +464,23 @@ TEST_P(RingLogCloseLitmusTest, CloseRacingAClaimNeverLosesTheClosedBit) {
     n = i + 1;
   }
   w.join();  // a stop request ends both loops at the same barrier
-  print_table(single ? "close vs claim (single-producer topic)" : "close vs claim (multi-producer topic)", seen, bad, n);
+  print_table(plain    ? "close vs claim (single-producer topic, plain store)"
+              : single ? "close vs claim (single-producer topic, CAS)"
+                       : "close vs claim (multi-producer topic)",
+              seen, bad, n);
   for (const auto& [k, c] : bad) EXPECT_EQ(c, 0u) << k;
   EXPECT_EQ(n, iterations);
 }
 
-INSTANTIATE_TEST_SUITE_P(Producers, RingLogCloseLitmusTest, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& p) {
-                           return std::string(p.param ? "SingleProducer" : "MultiProducer");
+INSTANTIATE_TEST_SUITE_P(Producers, RingLogCloseLitmusTest,
+                         ::testing::Values(CloseCase::kMulti, CloseCase::kSingleCas, CloseCase::kSinglePlain),
+                         [](const ::testing::TestParamInfo<CloseCase>& p) {
+                           switch (p.param) {
+                             case CloseCase::kMulti: return std::string("MultiProducer");
+                             case CloseCase::kSingleCas: return std::string("SingleProducerCas");
+                             case CloseCase::kSinglePlain: return std::string("SingleProducerPlainStore");
+                           }
+                           return std::string("Unknown");
                          });
 
 }  // namespace

@@ -2,7 +2,10 @@
 // group-less readers, backpressure, zero-copy claims.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
+#include <optional>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -136,6 +139,46 @@ TEST_F(BusTest, DeleteClosesAttachedClients) {
   auto n = consumer.poll([](const EventView&) {}, 1);
   ASSERT_FALSE(n);
   EXPECT_EQ(n.error().code, Errc::kClosed);
+}
+
+// A single-producer topic's claims move tail with a plain store; a delete
+// racing with them must still leave the closed bit in place (C1 in
+// ring_log.hpp), so the producer stops with kClosed instead of publishing
+// into a deleted topic forever.
+TEST_F(BusTest, ForcedDeleteStopsAProducerPublishingToASingleProducerTopic) {
+  ASSERT_TRUE(bus_->create_topic("s", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 4096,
+                                       .single_producer = true}));
+  auto second = bus_->producer("s");
+  auto producer = std::move(second).value();
+  second = bus_->producer("s");
+  ASSERT_FALSE(second) << "a single-producer topic refuses a second producer";
+  EXPECT_EQ(second.error().code, Errc::kBusy);
+  std::atomic<std::uint64_t> published{0};
+  std::atomic<bool> done{false}, quit{false};
+  std::optional<Errc> code;
+  std::thread t([&] {
+    while (!quit.load(std::memory_order_relaxed)) {
+      auto r = producer.publish({.payload = "event"});
+      if (!r) {
+        code = r.error().code;
+        break;
+      }
+      published.fetch_add(1, std::memory_order_relaxed);
+    }
+    done.store(true, std::memory_order_release);
+  });
+  // No group gates the topic: the producer laps its ring freely.
+  EXPECT_TRUE(test::wait_until([&] { return published.load() > 1000 || done.load(); }, 20,
+                               [&] { return "published " + std::to_string(published.load()); }));
+  const auto del = bus_->delete_topic("s", {.force = true});
+  EXPECT_TRUE(del) << del.error().message();
+  EXPECT_TRUE(test::wait_until([&] { return done.load(std::memory_order_acquire); }, 20, [&] {
+    return "the producer still publishes after the delete: " + std::to_string(published.load()) + " events";
+  }));
+  quit.store(true);
+  t.join();
+  ASSERT_TRUE(code.has_value()) << "the producer never failed";
+  EXPECT_EQ(*code, Errc::kClosed);
 }
 
 }  // namespace

@@ -40,6 +40,8 @@ void remove_bus_objects(const std::string& bus) noexcept {
 
 }  // namespace
 
+bool HeraldTransport::single_producer(const RowSpec& spec) { return spec.scenario != Scenario::kMpsc; }
+
 std::string HeraldTransport::describe(const RowSpec& spec) {
   const std::size_t record = (48 + spec.size + 63) & ~std::size_t{63};
   std::string how = spec.mode == "batch"   ? "Producer::publish_batch of up to 64 events"
@@ -48,7 +50,10 @@ std::string HeraldTransport::describe(const RowSpec& spec) {
   return how + "; a " + std::to_string(spec.size) + " B payload in herald's envelope (128-bit id and time filled by "
          "the runtime; no key, type or headers) = a " + std::to_string(record) +
          " B log record (48 B header, 64 B aligned); 1 partition, " + std::to_string(spec.ring_bytes >> 20) +
-         " MiB ring, multi-producer CAS claims; lossless group(s); Consumer::poll zero-copy, committed per poll; "
+         " MiB ring, " +
+         (single_producer(spec) ? "single-producer topic (claims move tail by plain store)"
+                                : "multi-producer topic (claims CAS tail)") +
+         "; lossless group(s); Consumer::poll zero-copy, committed per poll; "
          "herald Wait::" + (spec.wait == WaitMode::kSpin ? "kBusySpin" : spec.wait == WaitMode::kYield ? "kSpinYield" : "kPark");
 }
 
@@ -70,7 +75,10 @@ HeraldTransport::Host::Host(const RowSpec& spec) {
   const int routes = spec.scenario == Scenario::kPingPong ? 2 : 1;
   const int groups = spec.scenario == Scenario::kFanout ? spec.consumers : 1;
   for (int r = 0; r < routes; ++r) {
-    TopicConfig cfg{.partitions = 1, .ring_bytes = spec.ring_bytes, .default_policy = Policy::kLossless};
+    // One producer per topic except in mpsc: the topic says so, and its
+    // producer moves tail with a plain store instead of a CAS.
+    TopicConfig cfg{.partitions = 1, .ring_bytes = spec.ring_bytes, .default_policy = Policy::kLossless,
+                    .single_producer = single_producer(spec)};
     if (auto t = bus->create_topic(topic_of(r), cfg); !t)
       throw BenchError("create topic: " + t.error().message());
     // The groups exist (and gate) before any producer starts.

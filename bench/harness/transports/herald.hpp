@@ -32,6 +32,8 @@ struct HeraldTransport {
   static constexpr std::string_view kName = "herald";
   static constexpr std::size_t kBatch = 64;
   static std::string describe(const RowSpec& spec);
+  // Every scenario but mpsc has one producer per topic: single-producer topics.
+  static bool single_producer(const RowSpec& spec);
   static std::string skip_reason(const RowSpec& spec);
 
   struct Host {
