@@ -211,20 +211,18 @@ struct Consumer::Impl {
     wait_pos.resize(assigned.size());
   }
 
-  // Moves the group's cursor on p forward to pos (CAS from what we last saw).
-  Result<void> commit_to(std::uint32_t p, std::uint64_t pos) {
+  // Moves the group's cursor on p forward to pos (CAS from what we last
+  // saw); false, changing nothing, when the CAS fails (a generation bump:
+  // this member is fenced). No Result on this path: it runs once per poll.
+  bool try_commit(std::uint32_t p, std::uint64_t pos) noexcept {
     Part& pt = parts[p];
-    if (shm::cursor_pos(pt.cursor) == pos) return {};
+    if (shm::cursor_pos(pt.cursor) == pos) return true;
     std::uint64_t expect = pt.cursor;
     const std::uint64_t desired = shm::pack_cursor(shm::cursor_gen(expect), pos);
     // R4: release (seq_cst) publishes that everything below pos was read;
     // pairs with A4 in compute_gate. seq_cst also orders it before the load
     // of producer_waiters in wake_producers (no lost producer wake-up).
-    if (!gp(p)->cursor.compare_exchange_strong(expect, desired, std::memory_order_seq_cst)) {
-      Error e = fenced_error(p, expect);
-      drop(p);
-      return fail(std::move(e));
-    }
+    if (!gp(p)->cursor.compare_exchange_strong(expect, desired, std::memory_order_seq_cst)) return false;
     HERALD_CRASH_POINT("consume.after_commit");
     pt.cursor = desired;
     if (pt.floor != 0 && pos >= pt.floor) {
@@ -232,7 +230,15 @@ struct Consumer::Impl {
       pt.floor = 0;
     }
     shm::wake_producers(topic->partition(p));
-    return {};
+    return true;
+  }
+
+  // As try_commit; a fenced commit drops p and fails with kFenced.
+  Result<void> commit_to(std::uint32_t p, std::uint64_t pos) {
+    if (try_commit(p, pos)) return {};
+    Error e = fenced_error(p, gp(p)->cursor.load(std::memory_order_acquire));
+    drop(p);
+    return fail(std::move(e));
   }
 
   // Commits every owned partition. With `lose_fenced`, a partition whose
@@ -240,6 +246,17 @@ struct Consumer::Impl {
   // on_lost and dropped instead of failing the call.
   Result<void> commit_all(bool lose_fenced) {
     if (group < 0) return {};
+    // The usual case, every commit succeeds, without a Result per partition.
+    // A failed try_commit changed nothing: the loop below repeats it and
+    // handles the fence.
+    bool all = true;
+    for (const std::uint32_t p : assigned) {
+      if (!try_commit(p, parts[p].handled)) {
+        all = false;
+        break;
+      }
+    }
+    if (all) return {};
     for (std::size_t i = 0; i < assigned.size();) {
       const std::uint32_t p = assigned[i];
       const std::size_t before = assigned.size();
@@ -658,8 +675,14 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
 Result<std::size_t> Consumer::Impl::drain(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t budget) {
   std::size_t n = 0;
   const std::size_t count = assigned.size();
+  // Round-robin start, without a division per poll (a 64-bit div is tens
+  // of cycles, a visible share of a one-event poll): rr stays below the
+  // size it was last compared with, and idx wraps by subtraction.
+  if (rr >= count) rr = 0;
+  std::size_t idx = rr;
   for (std::size_t k = 0; k < count && n < budget && !assigned.empty(); ++k) {
-    const std::uint32_t p = assigned[(rr + k) % assigned.size()];
+    if (idx >= assigned.size()) idx = 0;  // drain_partition may drop a partition (fenced)
+    const std::uint32_t p = assigned[idx++];
     auto r = drain_partition(p, handler, budget - n);
     if (!r) return r;
     n += *r;
