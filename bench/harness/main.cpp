@@ -346,13 +346,16 @@ int run(const Options& o) {
     std::size_t e = b;
     while (e < rows.size() && rows[e].spec.scenario == rows[b].spec.scenario && rows[e].spec.size == rows[b].spec.size) ++e;
     for (int rep = 0; rep < o.reps && g_stop == 0; ++rep) {
+      std::size_t nth = done;  // runnable rows before this one (skipped ones are not counted in `runnable`)
       for (std::size_t i = b; i < e && g_stop == 0; ++i) {
         Row& r = rows[i];
-        if (r.skipped() || r.failed()) continue;
+        if (r.skipped()) continue;
+        ++nth;
+        if (r.failed()) continue;
         const auto* k = &*std::find_if(known.begin(), known.end(), [&](const Known& x) { return x.name == r.label; });
         RowSpec s = r.spec;
         s.unique = "r" + std::to_string(i) + "-" + std::to_string(rep);
-        std::fprintf(stderr, "[row %zu/%zu, rep %d/%d] %s %zu B %s ...", done + (i - b) + 1, runnable, rep + 1, o.reps,
+        std::fprintf(stderr, "[row %zu/%zu, rep %d/%d] %s %zu B %s ...", nth, runnable, rep + 1, o.reps,
                      std::string(scenario_name(s.scenario)).c_str(), s.size, r.name().c_str());
         std::fflush(stderr);
         RepResult res = k->entry.run(s);

@@ -124,6 +124,28 @@ class ProducerCrashTest : public CrashFixture {
     EXPECT_TRUE(ledger_.prefix("H", 0, total, &why)) << why;
   }
 
+  // After the victim "V" (mode, killed at point:hit) was repaired and
+  // everything drained: the consumer got exactly what expect_for says, once
+  // and in order, and exactly the unfinished range was aborted and stepped
+  // over.
+  void expect_victim_outcome(const std::string& mode, const std::string& point, std::uint64_t hit,
+                             std::uint64_t aborted_before) {
+    const std::uint64_t confirmed = progress("V.progress")[0];
+    const Expect ex = expect_for(mode, point, hit, confirmed);
+    std::string why;
+    EXPECT_TRUE(ledger_.prefix("V", 0, ex.events, &why))
+        << why << " (confirmed " << confirmed << ", killed at " << point << ":" << hit << ")";
+    EXPECT_EQ(ledger_.duplicates(), 0u);
+    EXPECT_EQ(ledger_.disorder(), 0u);
+    EXPECT_EQ(ledger_.unparsable(), 0u);
+    const Ledger::Stream* v = ledger_.stream("V");
+    const std::uint64_t size = v != nullptr && v->size != 0 ? v->size : 128;
+    EXPECT_EQ(ledger_.gap_bytes() + trailing_aborted(), ex.aborted_events * size)
+        << ex.aborted_events << " records of " << size << " bytes";
+    EXPECT_EQ(aborted_records() - aborted_before, ex.aborted_events == 0 ? 0u : 1u);
+    EXPECT_EQ(member_->stats().aborted_skipped, aborted_records());
+  }
+
   // Aborted bytes after the last event of each partition (not a gap yet).
   std::uint64_t trailing_aborted() const {
     std::uint64_t n = 0;
@@ -157,22 +179,8 @@ TEST_P(ProducerCrashPointTest, KilledProducerIsRepairedAndOthersCarryOn) {
   ASSERT_TRUE(repaired(pid));
   print_repair_latency(mode + " " + point);
 
-  const std::uint64_t confirmed = progress("V.progress")[0];
-  const Expect ex = expect_for(mode, point, hit, confirmed);
   ASSERT_NO_FATAL_FAILURE(finish_healthy(healthy));
-  std::string why;
-  EXPECT_TRUE(ledger_.prefix("V", 0, ex.events, &why))
-      << why << " (confirmed " << confirmed << ", killed at " << point << ":" << hit << ")";
-  EXPECT_EQ(ledger_.duplicates(), 0u);
-  EXPECT_EQ(ledger_.disorder(), 0u);
-  EXPECT_EQ(ledger_.unparsable(), 0u);
-  // Exactly the unfinished range was aborted, and the consumer stepped over it.
-  const Ledger::Stream* v = ledger_.stream("V");
-  const std::uint64_t size = v != nullptr && v->size != 0 ? v->size : 128;
-  EXPECT_EQ(ledger_.gap_bytes() + trailing_aborted(), ex.aborted_events * size)
-      << ex.aborted_events << " records of " << size << " bytes";
-  EXPECT_EQ(aborted_records() - aborted_before, ex.aborted_events == 0 ? 0u : 1u);
-  EXPECT_EQ(member_->stats().aborted_skipped, aborted_records());
+  expect_victim_outcome(mode, point, hit, aborted_before);
 }
 
 std::vector<NamedCase> named_cases() {
@@ -209,23 +217,11 @@ TEST_P(SingleProducerCrashPointTest, KilledProducerIsRepairedAndTheNextOneCarrie
   ASSERT_NE(pid, 0);
   ASSERT_TRUE(repaired(pid));
   print_repair_latency("single-producer " + point);
-  const std::uint64_t confirmed = progress("V.progress")[0];
-  const Expect ex = expect_for("single", point, hit, confirmed);
   // The slot of the dead producer is the topic's only one: the next
   // producer gets it (taken over from the dead owner), not kBusy.
   Child& next = start_healthy();
   ASSERT_NO_FATAL_FAILURE(finish_healthy(next));
-  std::string why;
-  EXPECT_TRUE(ledger_.prefix("V", 0, ex.events, &why))
-      << why << " (confirmed " << confirmed << ", killed at " << point << ":" << hit << ")";
-  EXPECT_EQ(ledger_.duplicates(), 0u);
-  EXPECT_EQ(ledger_.disorder(), 0u);
-  EXPECT_EQ(ledger_.unparsable(), 0u);
-  const Ledger::Stream* v = ledger_.stream("V");
-  const std::uint64_t size = v != nullptr && v->size != 0 ? v->size : 128;
-  EXPECT_EQ(ledger_.gap_bytes() + trailing_aborted(), ex.aborted_events * size)
-      << ex.aborted_events << " records of " << size << " bytes";
-  EXPECT_EQ(aborted_records() - aborted_before, ex.aborted_events == 0 ? 0u : 1u);
+  expect_victim_outcome("single", point, hit, aborted_before);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryClaimPoint, SingleProducerCrashPointTest,
