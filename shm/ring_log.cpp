@@ -2,10 +2,13 @@
 // A<n> the acquire load it pairs with, F<n> a fence; each names its partner.
 //
 //   R1/A1  commit word: producer publishes a record / reader sees it
-//   R2/A2  tail CAS: a claim / readers and producers that load tail
+//   R2/A2  tail CAS (plain store on single-producer topics): a claim /
+//          readers and producers that load tail
 //   R3/A3  claim slot cleared after the last commit / a producer computing W
 //   R4/A4  group cursor CAS by a consumer / a producer loading the gate
 //   F1/F2  park/wake: producer after commit / consumer before parking
+//   C1     single-producer claim vs topic delete: the producer re-loads tail
+//          after naming it in its slot / TopicMap::close's membarrier
 #include "shm/ring_log.hpp"
 
 #if defined(__x86_64__)

@@ -150,7 +150,8 @@ class RingLogWriter {
 
 // ---------------------------------------------------------------------------
 // The producer's hot path, inline. Labels as in ring_log.cpp: R1/A1 commit
-// word, R2/A2 tail, R3/A3 claim slot, F1/F2 park/wake.
+// word, R2/A2 tail, R3/A3 claim slot, F1/F2 park/wake, C1 plain-store
+// claims against topic delete.
 // ---------------------------------------------------------------------------
 
 inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence,
