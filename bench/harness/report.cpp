@@ -41,6 +41,13 @@ bool usable(const Row& r) { return !r.skipped() && !r.failed() && !r.reps.empty(
 
 double headline(const Row& r) { return r.latency_row() ? r.pct_median[0] : r.eps_median; }
 
+// One repetition's headline figure (0 if it has none).
+double rep_headline(const Row& r, const RepResult& rep) {
+  if (!rep.ok) return 0;
+  if (!r.latency_row()) return rep.events_per_s;
+  return rep.latency ? static_cast<double>(rep.latency->percentile(kPercentiles[0])) : 0;
+}
+
 }  // namespace
 
 std::string Row::name() const {
@@ -93,7 +100,15 @@ void summarize(std::vector<Row>& rows) {
     if (it == best.end() || headline(*it->second) <= 0 || headline(r) <= 0) continue;
     r.best_herald = it->second->name();
     r.vs_best_herald = headline(r) / headline(*it->second);
-    if (!r.herald) r.herald_over_peer = headline(*it->second) / headline(r);
+    if (r.herald) continue;
+    const Row& b = *it->second;
+    r.herald_over_peer = headline(b) / headline(r);
+    std::vector<double> paired;
+    for (std::size_t i = 0; i < std::min(b.reps.size(), r.reps.size()); ++i) {
+      const double hb = rep_headline(b, b.reps[i]), hr = rep_headline(r, r.reps[i]);
+      if (hb > 0 && hr > 0) paired.push_back(hb / hr);
+    }
+    r.herald_over_peer_paired = median(paired);
   }
   for (Row& r : rows) {
     if (r.spec.scenario != Scenario::kFanout || r.comparison || !usable(r)) continue;
@@ -145,6 +160,7 @@ std::string markdown(const std::vector<Row>& rows, const Extras& x, const RunInf
     o << fmt_ratio(r.vs_best_herald) << " | " << fmt_ratio(r.herald_over_peer) << " | ";
     std::string n;
     if (r.spec.oversubscribed) n += "oversubscribed; ";
+    if (r.herald_over_peer_paired > 0) n += "paired " + fmt_ratio(r.herald_over_peer_paired) + "; ";
     if (r.spec.scenario == Scenario::kFanout && r.group_rates_median.size() > 1) {
       n += "per group:";
       for (double g : r.group_rates_median) n += " " + tools::format_count(g);
@@ -158,7 +174,9 @@ std::string markdown(const std::vector<Row>& rows, const Extras& x, const RunInf
        "Latency: latency rows one-way from the intended send time (paced, so coordinated omission is counted), "
        "pingpong rows round trip / 2. Ratios are of medians within the same scenario and size, of events/s "
        "(throughput, fanout, mpsc) or of p50 (latency, pingpong: below 1 is faster); ÷ best herald compares "
-       "with the best herald row, herald/peer is that best herald row over this one.\n\n";
+       "with the best herald row, herald/peer is that best herald row over this one. paired (notes): the median "
+       "over repetitions of the same ratio taken within each repetition (herald's rep i against this row's rep i, "
+       "seconds apart), which a change of vCPU placement between repetitions does not skew.\n\n";
   std::vector<const std::string*> by_number(notes.size());
   for (const auto& [text, n] : notes) by_number[static_cast<std::size_t>(n - 1)] = &text;
   for (std::size_t i = 0; i < by_number.size(); ++i) o << "[" << i + 1 << "] " << *by_number[i] << "\n";
@@ -254,6 +272,7 @@ nlohmann::json to_json(const std::vector<Row>& rows, const Extras& x, const RunI
       if (!r.group_rates_median.empty()) j["group_rates_median"] = r.group_rates_median;
       if (r.vs_best_herald > 0) j["ratio_to_best_herald"] = r.vs_best_herald;
       if (r.herald_over_peer > 0) j["herald_over_peer"] = r.herald_over_peer;
+      if (r.herald_over_peer_paired > 0) j["herald_over_peer_paired"] = r.herald_over_peer_paired;
       if (!r.best_herald.empty()) j["best_herald_row"] = r.best_herald;
       if (r.single_group_ratio > 0) j["ratio_to_single_group"] = r.single_group_ratio;
     }

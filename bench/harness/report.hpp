@@ -36,6 +36,12 @@ struct Row {
   std::vector<double> group_rates_median;                // fanout: per group
   double vs_best_herald = 0;    // this row's headline / the best herald row's
   double herald_over_peer = 0;  // non-herald rows: best herald / this row
+  // Non-herald rows: the median over repetitions i of (best herald's rep i
+  // / this row's rep i). The two reps ran seconds apart, so a change of
+  // vCPU placement between repetitions moves both: unlike the ratio of
+  // medians, it does not compare a herald rep in one placement with a peer
+  // rep in the other.
+  double herald_over_peer_paired = 0;
   double single_group_ratio = 0;  // fanout: per-group rate / the 1-group row's rate
   std::string best_herald;        // the label of that best herald row
 
