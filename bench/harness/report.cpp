@@ -312,6 +312,12 @@ int check_json_file(const std::string& path) {
     return 1;
   }
   int run = 0, skipped = 0, bad = 0;
+  // Blocks (scenario, size) where a herald row ran: their peer rows that ran
+  // must carry both ratios (of medians, and paired).
+  std::map<std::pair<std::string, int>, bool> herald_ran;
+  for (const auto& r : j["rows"])
+    if (r.value("transport", "") == "herald" && r.value("verified", false) && !r.value("comparison", false))
+      herald_ran[{r.value("scenario", ""), r.value("size", 0)}] = true;
   for (const auto& r : j["rows"]) {
     const std::string name = r.value("scenario", "?") + " " + std::to_string(r.value("size", 0)) + " " +
                              r.value("name", "?");
@@ -324,6 +330,12 @@ int check_json_file(const std::string& path) {
       ++bad;
       std::fprintf(stderr, "herald-bench: --check: %s: not verified: %s\n", name.c_str(),
                    r.value("error", std::string("no error recorded")).c_str());
+      continue;
+    }
+    if (r.value("transport", "") != "herald" && herald_ran.count({r.value("scenario", ""), r.value("size", 0)}) != 0 &&
+        (r.value("herald_over_peer", 0.0) <= 0 || r.value("herald_over_peer_paired", 0.0) <= 0)) {
+      ++bad;
+      std::fprintf(stderr, "herald-bench: --check: %s: no herald/peer ratio (of medians and paired)\n", name.c_str());
     }
   }
   if (j.contains("heraldd")) {
