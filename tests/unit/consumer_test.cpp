@@ -220,6 +220,49 @@ TEST_F(ConsumerTest, AfterHandleCommitsEachPolledBatchAfterItsHandlers) {
   EXPECT_EQ(c.position(0), last_next);
 }
 
+// burst_settle: after a drain of 16 or more, the next poll that finds
+// nothing pauses (at most its timeout) before it looks again. Nothing is
+// lost or held back by it: the empty poll times out with 0, the events
+// published after it are delivered in order, and with burst_settle = 0 the
+// same sequence behaves the same.
+TEST_F(ConsumerTest, AnEmptyPollAfterABurstSettlesAndLosesNothing) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("t").value();
+  std::uint64_t seq = 0;
+  for (const auto settle : {std::chrono::nanoseconds(1500), std::chrono::nanoseconds(50'000'000),
+                            std::chrono::nanoseconds(0)}) {
+    const std::string group = "g" + std::to_string(settle.count());
+    auto c = bus_->consumer("t", {.group = group, .wait = Wait::kBusySpin, .burst_settle = settle}).value();
+    std::uint64_t expect = 0, bad = 0;
+    auto check = [&](const EventView& e) {
+      auto s = test::check_payload(e.payload());
+      bad += !s || s->seq != expect++;
+    };
+    const std::uint64_t before = seq;
+    publish_n(producer, 40, &seq);  // everything this group has not read: the ones before, then 40
+    std::size_t got = 0;
+    while (got < seq) {  // a burst (every event from the first one on)
+      auto n = c.poll(check, 256);
+      ASSERT_TRUE(n) << n.error().message();
+      ASSERT_GT(*n, 0u) << "events left: " << seq - got << state_of("t");
+      got += *n;
+    }
+    // Empty: settles (the 50 ms one only up to the 2 ms timeout), then times out.
+    auto empty = c.poll(check, 256, std::chrono::milliseconds(2));
+    ASSERT_TRUE(empty) << empty.error().message();
+    EXPECT_EQ(*empty, 0u);
+    publish_n(producer, 20, &seq);
+    while (got < seq) {
+      auto n = c.poll(check, 256, std::chrono::seconds(5));
+      ASSERT_TRUE(n) << n.error().message();
+      ASSERT_GT(*n, 0u) << "events left: " << seq - got << state_of("t");
+      got += *n;
+    }
+    EXPECT_EQ(bad, 0u) << "burst_settle " << settle.count() << " ns (from " << before << ")";
+    EXPECT_EQ(expect, seq);
+  }
+}
+
 TEST_F(ConsumerTest, ManualCommitMovesTheCursorOnlyWhenAsked) {
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
   auto producer = bus_->producer("t").value();

@@ -94,6 +94,15 @@ struct ConsumerOptions {
   std::vector<std::uint32_t> partitions{};  // group-less readers: which partitions (empty: all)
   CommitMode commit_mode = CommitMode::kAfterHandle;
   Wait wait = Wait::kPark;
+  // After a poll drained a burst (at least 16 events), the next time a poll
+  // finds nothing and would wait, it first pauses this long: the producer
+  // gets ahead on lines no reader is touching, and the next drain takes a
+  // run of finished records instead of chasing the one being written.
+  // herald-bench, 64 B, two processes: publish_batch +5 % (vCPUs close) to
+  // +15-25 % (far apart). A poll that drains one event at a time (request and
+  // reply, paced streams) never pauses, nor does a poll with no timeout.
+  // Zero: never.
+  std::chrono::nanoseconds burst_settle = std::chrono::nanoseconds(1500);
   // Group membership (with heraldd):
   Assignor assignor = Assignor::kSticky;
   // A member outside poll() longer than this is stuck: its partitions move
