@@ -99,7 +99,7 @@ struct ConsumerOptions {
   // gets ahead on lines no reader is touching, and the next drain takes a
   // run of finished records instead of chasing the one being written.
   // herald-bench, 64 B, two processes: publish_batch +5 % (vCPUs close) to
-  // +15-25 % (far apart). A poll that drains one event at a time (request and
+  // +23 % (far apart). A poll that drains one event at a time (request and
   // reply, paced streams) never pauses, nor does a poll with no timeout.
   // Zero: never.
   std::chrono::nanoseconds burst_settle = std::chrono::nanoseconds(1500);
