@@ -1,6 +1,6 @@
 // Clocks and process identity.
 //
-// Both clocks go through clock_gettime, which glibc serves from the vDSO: no
+// The clocks go through clock_gettime, which glibc serves from the vDSO: no
 // system call on the hot path. Owners of shared slots are identified by
 // (pid, process start time) so a recycled pid is never taken for the process
 // that died.
@@ -15,26 +15,18 @@ namespace herald::shm {
 
 // Inline: the publish path reads the realtime clock once per event, and an
 // out-of-line wrapper around the vDSO call is one more call per event.
-inline std::uint64_t realtime_ns() noexcept {  // CLOCK_REALTIME: event times
+inline std::uint64_t clock_ns(clockid_t id) noexcept {
   timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(id, &ts);
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
 }
-inline std::uint64_t monotonic_ns() noexcept {  // CLOCK_MONOTONIC: deadlines, stalls, liveness
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
+inline std::uint64_t realtime_ns() noexcept { return clock_ns(CLOCK_REALTIME); }    // event times
+inline std::uint64_t monotonic_ns() noexcept { return clock_ns(CLOCK_MONOTONIC); }  // deadlines, stalls, liveness
 // CLOCK_MONOTONIC_COARSE: the last timer tick's time (1-4 ms resolution,
 // never ahead of CLOCK_MONOTONIC), ~3 ns through the vDSO against ~21 ns.
 // For liveness stamps compared against intervals of seconds (a consumer's
 // last poll), stored on every poll.
-inline std::uint64_t coarse_monotonic_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
+inline std::uint64_t coarse_monotonic_ns() noexcept { return clock_ns(CLOCK_MONOTONIC_COARSE); }
 
 // CLOCK_REALTIME for event times, cheap enough to read once per published
 // event. clock_gettime costs ~21 ns through the vDSO on the VMs herald is

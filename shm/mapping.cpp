@@ -83,6 +83,8 @@ struct Segment::DoubleMap::Impl {
 };
 
 Segment::Segment() = default;
+Segment::Segment(std::unique_ptr<Impl> impl) noexcept
+    : impl_(std::move(impl)), data_(static_cast<std::byte*>(impl_->region.get_address())) {}
 Segment::Segment(Segment&& o) noexcept : impl_(std::move(o.impl_)), data_(std::exchange(o.data_, nullptr)) {}
 Segment& Segment::operator=(Segment&& o) noexcept {
   impl_ = std::move(o.impl_);
@@ -136,10 +138,7 @@ Result<Segment> Segment::create(const std::string& name, std::uint64_t bytes, co
   } catch (const bip::interprocess_exception& ex) {
     return undo(from_boost(ex, "map", name));
   }
-  Segment s;
-  s.impl_ = std::move(impl);
-  s.data_ = static_cast<std::byte*>(s.impl_->region.get_address());
-  return s;
+  return Segment(std::move(impl));
 }
 
 Result<Segment> Segment::open(const std::string& name, Access access) {
@@ -162,10 +161,7 @@ Result<Segment> Segment::open(const std::string& name, Access access) {
   } catch (const bip::interprocess_exception& ex) {
     return fail(from_boost(ex, "map", name));
   }
-  Segment s;
-  s.impl_ = std::move(impl);
-  s.data_ = static_cast<std::byte*>(s.impl_->region.get_address());
-  return s;
+  return Segment(std::move(impl));
 }
 
 Result<void> Segment::remove(const std::string& name) {

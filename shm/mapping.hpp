@@ -57,6 +57,7 @@ class Segment {
 
  private:
   struct Impl;
+  explicit Segment(std::unique_ptr<Impl> impl) noexcept;  // create/open: sets data_ from the mapping
   std::unique_ptr<Impl> impl_;
   std::byte* data_ = nullptr;  // impl_'s mapping address (nullptr when empty)
 };

@@ -28,14 +28,6 @@
 namespace herald::shm {
 
 namespace {
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
 // CPUID 0x80000001 ECX bit 8, asked once per process (CPUID traps to the
 // hypervisor on a VM).
 bool has_prefetchw() noexcept {

@@ -38,9 +38,7 @@ void init_producer_slot(const TopicMap& topic, std::uint32_t i, std::uint64_t pr
 bool take_over_dead_producer(const TopicMap& topic, std::uint32_t i, std::uint64_t me) noexcept {
   ProducerSlotLayout* ps = topic.producer(i);
   std::uint64_t owner = ps->owner.load(std::memory_order_acquire);
-  if (owner == 0 || owner == kOwnerReclaiming) return false;
-  if (process_alive(static_cast<pid_t>(owner & 0xffffffffu), ps->start_time.load(std::memory_order_relaxed)))
-    return false;
+  if (!owner_dead(owner, ps->start_time.load(std::memory_order_relaxed))) return false;
   if (!ps->owner.compare_exchange_strong(owner, kOwnerReclaiming, std::memory_order_acq_rel)) return false;
   if (!repair_producer_slot(topic, i, 1ull << i)) {
     ps->owner.store(owner, std::memory_order_release);  // give it back: someone retries later
@@ -118,8 +116,7 @@ std::uint32_t reclaim_dead_producers(const TopicMap& topic) noexcept {
   for (std::uint32_t i = 0; i < n; ++i) {
     ProducerSlotLayout* ps = topic.producer(i);
     std::uint64_t owner = ps->owner.load(std::memory_order_acquire);
-    if (owner == 0 || owner == kOwnerReclaiming) continue;
-    if (process_alive(static_cast<pid_t>(owner & 0xffffffffu), ps->start_time.load(std::memory_order_relaxed))) continue;
+    if (!owner_dead(owner, ps->start_time.load(std::memory_order_relaxed))) continue;
     if (!ps->owner.compare_exchange_strong(owner, kOwnerReclaiming, std::memory_order_acq_rel)) continue;
     taken |= 1ull << i;
     owners[i] = owner;
@@ -176,9 +173,7 @@ Result<std::uint32_t> acquire_reader_slot(const TopicMap& topic, std::uint32_t g
   for (std::uint32_t i = 0; i < n; ++i) {
     ReaderLayout* r = topic.reader(i);
     std::uint64_t owner = r->owner.load(std::memory_order_acquire);
-    if (owner == 0 || owner == kOwnerReclaiming) continue;
-    if (process_alive(static_cast<pid_t>(owner & 0xffffffffu), r->start_time.load(std::memory_order_relaxed)))
-      continue;
+    if (!owner_dead(owner, r->start_time.load(std::memory_order_relaxed))) continue;
     if (!r->owner.compare_exchange_strong(owner, kOwnerReclaiming, std::memory_order_acq_rel)) continue;
     reclaim_reader_slot(topic, i);
     std::uint64_t expect = 0;

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "herald/result.hpp"
+#include "shm/clock.hpp"
 #include "shm/topic_map.hpp"
 
 namespace herald::shm {
@@ -39,5 +40,13 @@ void reclaim_reader_slot(const TopicMap& topic, std::uint32_t slot) noexcept;
 
 // The owner word value a taker writes while cleaning up a dead owner's slot.
 inline constexpr std::uint64_t kOwnerReclaiming = 1ull << 63;
+
+// An owner word (with its slot's start time) names a process that is gone:
+// not free, not being reclaimed, and (pid, start time) no longer runs. Such
+// a slot may be taken over.
+inline bool owner_dead(std::uint64_t owner, std::uint64_t start_time) noexcept {
+  return owner != 0 && owner != kOwnerReclaiming &&
+         !process_alive(static_cast<pid_t>(owner & 0xffffffffu), start_time);
+}
 
 }  // namespace herald::shm

@@ -329,13 +329,18 @@ void TopicMap::keep_closed_bit_against_plain_claims() const noexcept {
       // Acquire: pairs with the producer's release store of `won` or
       // `empty`; its tail store, if any, is then visible to the load below.
       while ((s.word.load(std::memory_order_acquire) & kClaimStateMask) == kClaimCandidate) {
+        // No live owner (freed, being reclaimed, or dead): it stores nothing
+        // more (a dead process's last stores drained long before its exit).
         const std::uint64_t owner = ps->owner.load(std::memory_order_acquire);
-        if (owner == 0 || owner == kOwnerReclaiming ||
-            !process_alive(static_cast<pid_t>(owner & 0xffffffffu), ps->start_time.load(std::memory_order_relaxed)))
-          break;  // dead: it stores nothing more (its last stores drained long before its exit)
+        if (owner == 0 || owner == kOwnerReclaiming || owner_dead(owner, ps->start_time.load(std::memory_order_relaxed)))
+          break;
         if (monotonic_ns() >= give_up) return;
         sched_yield();
       }
+      // seq_cst like close()'s other accesses to tail (once per delete);
+      // acquire would do: the slot's acquire above already made the
+      // producer's tail store visible, and coherence orders it with our
+      // fetch_or.
       if ((v.part->tail.load(std::memory_order_seq_cst) & kTailClosedBit) == 0) {
         v.part->tail.fetch_or(kTailClosedBit, std::memory_order_seq_cst);
         kept = false;

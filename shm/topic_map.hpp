@@ -102,11 +102,10 @@ class TopicMap {
   }
 
   // Topic delete: sets the closed bit in every partition's tail (needs the
-  // log mapped read-write) and wakes every parked reader and producer.
-  // Sets the closed bit in every partition's tail and wakes everyone
-  // parked. On a single-producer topic also makes sure a claim by plain
-  // store racing with it did not erase the bit (C1, ring_log.hpp); that
-  // waits for at most a few instructions of a live producer's claim.
+  // log mapped read-write) and wakes every parked reader and producer. On a
+  // single-producer topic it also makes sure a claim by plain store racing
+  // with it did not erase the bit (C1, ring_log.hpp); that waits for at most
+  // a few instructions of a live producer's claim.
   void close() const noexcept;
   bool closed() const noexcept;
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "tools/common/units.hpp"
@@ -314,10 +315,10 @@ int check_json_file(const std::string& path) {
   int run = 0, skipped = 0, bad = 0;
   // Blocks (scenario, size) where a herald row ran: their peer rows that ran
   // must carry both ratios (of medians, and paired).
-  std::map<std::pair<std::string, int>, bool> herald_ran;
+  std::set<std::pair<std::string, int>> herald_ran;
   for (const auto& r : j["rows"])
     if (r.value("transport", "") == "herald" && r.value("verified", false) && !r.value("comparison", false))
-      herald_ran[{r.value("scenario", ""), r.value("size", 0)}] = true;
+      herald_ran.insert({r.value("scenario", ""), r.value("size", 0)});
   for (const auto& r : j["rows"]) {
     const std::string name = r.value("scenario", "?") + " " + std::to_string(r.value("size", 0)) + " " +
                              r.value("name", "?");

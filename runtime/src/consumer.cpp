@@ -18,6 +18,7 @@
 #include "runtime/src/groups.hpp"
 #include "shm/clock.hpp"
 #include "shm/crash_point.hpp"
+#include "shm/futex.hpp"
 #include "shm/names.hpp"
 #include "shm/ring_log.hpp"
 #include "shm/slots.hpp"
@@ -48,14 +49,6 @@ shm::WaitPolicy wait_policy(Wait w) {
 constexpr std::uint64_t kRejoinEveryNs = 100'000'000;  // an idle daemonless member retries ownership this often
 constexpr std::size_t kBurstEvents = 16;               // a drain this large makes the next empty poll settle first
 
-inline void cpu_pause() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
 // How many pause instructions last `ns`. A pause costs from a few ns to
 // ~45 ns depending on the CPU (23 ns on the EPYC of bench/RESULTS.md), so
 // it is timed once per process (2000 of them, ~50 us here). Preempted
@@ -63,7 +56,7 @@ inline void cpu_pause() noexcept {
 std::uint32_t pauses_for(std::chrono::nanoseconds ns) {
   static const double per_pause = [] {
     const std::uint64_t t0 = shm::monotonic_ns();
-    for (int i = 0; i < 2000; ++i) cpu_pause();
+    for (int i = 0; i < 2000; ++i) shm::cpu_relax();
     return std::max(1.0, static_cast<double>(shm::monotonic_ns() - t0) / 2000.0);
   }();
   return static_cast<std::uint32_t>(std::min(1e7, static_cast<double>(ns.count()) / per_pause));
@@ -256,12 +249,17 @@ struct Consumer::Impl {
     return true;
   }
 
+  // After a failed try_commit: p was reassigned. Drops it; the kFenced error.
+  Error fence(std::uint32_t p) {
+    Error e = fenced_error(p, gp(p)->cursor.load(std::memory_order_acquire));
+    drop(p);
+    return e;
+  }
+
   // As try_commit; a fenced commit drops p and fails with kFenced.
   Result<void> commit_to(std::uint32_t p, std::uint64_t pos) {
     if (try_commit(p, pos)) return {};
-    Error e = fenced_error(p, gp(p)->cursor.load(std::memory_order_acquire));
-    drop(p);
-    return fail(std::move(e));
+    return fail(fence(p));
   }
 
   // Commits every owned partition. With `lose_fenced`, a partition whose
@@ -269,25 +267,16 @@ struct Consumer::Impl {
   // on_lost and dropped instead of failing the call.
   Result<void> commit_all(bool lose_fenced) {
     if (group < 0) return {};
-    // The usual case, every commit succeeds, without a Result per partition.
-    // A failed try_commit changed nothing: the loop below repeats it and
-    // handles the fence.
-    bool all = true;
-    for (const std::uint32_t p : assigned) {
-      if (!try_commit(p, parts[p].handled)) {
-        all = false;
-        break;
-      }
-    }
-    if (all) return {};
+    // A Result only for a fenced partition: this runs once per poll.
     for (std::size_t i = 0; i < assigned.size();) {
       const std::uint32_t p = assigned[i];
-      const std::size_t before = assigned.size();
-      if (auto r = commit_to(p, parts[p].handled); !r) {
-        if (!lose_fenced || r.error().code != Errc::kFenced) return r;
-        lost.push_back(p);
+      if (try_commit(p, parts[p].handled)) {
+        ++i;
+        continue;
       }
-      if (assigned.size() == before) ++i;
+      Error e = fence(p);  // drops p: assigned[i] is the next partition now
+      if (!lose_fenced) return fail(std::move(e));
+      lost.push_back(p);
     }
     report_lost();
     return {};
@@ -761,7 +750,7 @@ Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventVie
       // Never longer than the poll's own timeout.
       I.last_drain = 0;
       const std::uint32_t pauses = pauses_for(std::min<std::chrono::nanoseconds>(I.opts.burst_settle, timeout));
-      for (std::uint32_t i = 0; i < pauses; ++i) cpu_pause();
+      for (std::uint32_t i = 0; i < pauses; ++i) shm::cpu_relax();
       continue;
     }
     // The precise clock costs ~21 ns, more than an empty drain: a spinning

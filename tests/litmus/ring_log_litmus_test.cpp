@@ -47,12 +47,6 @@ namespace {
 using test::check_record;
 using test::fill_record;
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 // A reusable two-party barrier that spins briefly, then yields (2 cores:
 // the other party may need ours). The last to arrive decides, for both,
 // whether the run goes on, so a stop request cannot split the parties.
