@@ -51,13 +51,14 @@ inline constexpr std::uint64_t kMinMaxEvent = 128;
 inline constexpr std::uint64_t kIndexPageBytes = 4096;  // one boundary-index entry per 4 KiB of ring
 
 enum LogFlags : std::uint32_t {
-  kLogSingleProducer = 1u << 0,  // attach refuses a second producer (claims still CAS: see try_claim)
+  kLogSingleProducer = 1u << 0,  // attach refuses a second producer; its claims may move tail by plain store (C1, try_claim)
   kLogDeadLetterTopic = 1u << 1, // a group's DLQ (`<topic>.dlq.<group>`)
 };
 
 // The low bit of `tail` is the closed bit: topic delete sets it before
-// unlinking, so every later claim (whose CAS expects a clean value) and every
-// read that finds nothing learns Errc::kClosed instead of waiting forever.
+// unlinking, so every later claim (a CAS expects a clean value; a plain-store
+// claim sees the bit when it re-loads tail) and every read that finds
+// nothing learns Errc::kClosed instead of waiting forever.
 inline constexpr std::uint64_t kTailClosedBit = 1;
 
 struct LogHeaderLayout {
@@ -94,9 +95,10 @@ struct alignas(128) PartitionLayout {
   std::uint64_t ring_off;  // offset of this partition's ring in the segment
   std::uint64_t index_off; // offset of this partition's boundary index
   std::uint64_t claims_off;// offset of this partition's claim slots
-  // +128 (P): the next position to claim; CAS by producers (on
-  // single-producer topics too: a plain store could erase the closed bit).
-  // Bit 0 is kTailClosedBit.
+  // +128 (P): the next position to claim; CAS by producers, or a plain
+  // store by the one producer of a single-producer topic (C1 in
+  // ring_log.hpp: TopicMap::close then keeps its closed bit). Bit 0 is
+  // kTailClosedBit.
   alignas(128) std::atomic<std::uint64_t> tail;
   // +256 (P): producers parked on backpressure (fetch_add/sub); consumers and
   // heraldd load it after a cursor change to decide whether to wake them.

@@ -9,6 +9,7 @@
 #include <boost/interprocess/exceptions.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -184,6 +185,36 @@ std::vector<std::string> Segment::list(const std::string& prefix) {
   }
   ::closedir(d);
   return out;
+}
+
+namespace {
+
+// MADV_POPULATE_READ (Linux 5.14): the page tables for the range, as read
+// faults would install them. On a shared tmpfs mapping that is enough for
+// writers too: a shmem mapping needs no write notification, so a read
+// fault on a writable shared mapping installs a writable entry (the first
+// write then takes no fault; measured, and asserted in mapping_test).
+#ifdef MADV_POPULATE_READ
+constexpr int kMadvPopulateRead = MADV_POPULATE_READ;
+#else
+constexpr int kMadvPopulateRead = 22;
+#endif
+
+void populate_range(std::byte* p, std::uint64_t n) noexcept {
+  if (n == 0 || ::madvise(p, n, kMadvPopulateRead) == 0 || errno != EINVAL) return;
+  // An older kernel: one read per page, a fault each (relaxed atomic loads:
+  // other processes write these bytes).
+  for (std::uint64_t off = 0; off < n; off += kPageBytes)
+    (void)__atomic_load_n(reinterpret_cast<const unsigned char*>(p + off), __ATOMIC_RELAXED);
+}
+
+}  // namespace
+
+void Segment::DoubleMap::populate(std::uint64_t spill) const noexcept {
+  if (!impl_) return;
+  populate_range(impl_->base, impl_->bytes);
+  const std::uint64_t rest = std::min(impl_->bytes, (spill + kPageBytes - 1) / kPageBytes * kPageBytes);
+  populate_range(impl_->base + impl_->bytes, rest);
 }
 
 Segment::DoubleMap::DoubleMap() = default;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,11 @@ class TopicMap {
   Access state_access() const noexcept { return state_.access(); }
 
   const PartitionView& partition(std::uint32_t p) const noexcept { return views_[p]; }
+  // Installs this process's page tables for partition p's ring, once per
+  // TopicMap (Segment::DoubleMap::populate): producers call it for every
+  // partition when they attach, consumers for each partition they are
+  // given, so the data path takes no page faults. ~1.3 ms per 16 MiB.
+  void prefault(std::uint32_t p) const noexcept;
   LogHeaderLayout* log_header() const noexcept { return reinterpret_cast<LogHeaderLayout*>(log_.data()); }
   StateHeaderLayout* state_header() const noexcept { return reinterpret_cast<StateHeaderLayout*>(state_.data()); }
   ReaderWakeLayout* wake(std::uint32_t r) const noexcept {
@@ -118,6 +124,7 @@ class TopicMap {
   std::uint64_t incarnation_ = 0;
   Segment log_, state_;
   std::vector<Segment::DoubleMap> rings_;
+  std::unique_ptr<std::atomic<bool>[]> prefaulted_;  // per ring: prefault() ran (relaxed: it only saves a repeat)
   std::vector<PartitionView> views_;
   LogGeometry geo_{};
   StateGeometry sgeo_{};

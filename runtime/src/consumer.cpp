@@ -173,6 +173,7 @@ struct Consumer::Impl {
       Part& pt = parts[p];
       if (pt.assigned) continue;
       pt.assigned = true;
+      topic->prefault(p);
       if (group >= 0) {
         pt.cursor = gp(p)->cursor.load(std::memory_order_acquire);
         pt.read = pt.handled = shm::cursor_pos(pt.cursor);

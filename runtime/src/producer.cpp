@@ -105,6 +105,8 @@ struct Producer::Impl {
       base[p] = {c->events.load(std::memory_order_relaxed), c->bytes.load(std::memory_order_relaxed),
                  c->backpressure_waits.load(std::memory_order_relaxed), c->claims.load(std::memory_order_relaxed)};
       hot[p] = {&topic->partition(p), topic->counters(slot, p), base[p]};
+      // Any partition may receive this producer's events (keys, round-robin).
+      topic->prefault(p);
     }
   }
 
