@@ -213,7 +213,8 @@ void populate_range(std::byte* p, std::uint64_t n) noexcept {
 void Segment::DoubleMap::populate(std::uint64_t spill) const noexcept {
   if (!impl_) return;
   populate_range(impl_->base, impl_->bytes);
-  const std::uint64_t rest = std::min(impl_->bytes, (spill + kPageBytes - 1) / kPageBytes * kPageBytes);
+  // Clamped first, so a huge spill cannot wrap (bytes is a page multiple).
+  const std::uint64_t rest = (std::min(impl_->bytes, spill) + kPageBytes - 1) / kPageBytes * kPageBytes;
   populate_range(impl_->base + impl_->bytes, rest);
 }
 

@@ -113,7 +113,8 @@ TEST_F(MappingTest, PopulatedRingTakesNoFaultOnFirstWrite) {
   ASSERT_TRUE(ro);
   auto rdm = ro->map_twice(kPageBytes, kRing);
   ASSERT_TRUE(rdm) << rdm.error().message();
-  rdm->populate(kRing * 4);  // more than a copy: clamped to one
+  rdm->populate(kRing * 4);             // more than a copy: clamped to one
+  rdm->populate(~std::uint64_t{0});    // and no wrap-around
   EXPECT_EQ(rdm->data()[kRing - kPageBytes], std::byte{1});
   EXPECT_EQ(rdm->data()[2 * kRing - kPageBytes], std::byte{1});
   Segment::DoubleMap empty;
