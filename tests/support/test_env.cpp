@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -82,6 +83,23 @@ bool under_asan() {
 #else
   return false;
 #endif
+}
+
+long rss_kb(const void* addr) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto want = reinterpret_cast<std::uintptr_t>(addr);
+  std::string line;
+  bool in = false;
+  while (std::getline(smaps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) {  // a mapping's first line
+      in = lo == want;
+      continue;
+    }
+    long kb = 0;
+    if (in && std::sscanf(line.c_str(), "Rss: %ld kB", &kb) == 1) return kb;
+  }
+  return -1;
 }
 
 void remove_bus_objects(const std::string& bus) {

@@ -26,6 +26,11 @@ std::uint64_t scaled(std::uint64_t n);
 bool under_tsan();
 bool under_asan();
 
+// Resident kB of this process's mapping that starts at addr, as
+// /proc/self/smaps counts it (the pages its page tables map), or -1 when no
+// mapping starts there.
+long rss_kb(const void* addr);
+
 // Removes every /dev/shm object of the bus and its run-directory files.
 void remove_bus_objects(const std::string& bus);
 

@@ -7,9 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <string>
 
 #include "shm/mapping.hpp"
@@ -95,25 +93,6 @@ TEST_F(TopicMapTest, RingsArePageAlignedAndDoubleMapped) {
   EXPECT_EQ(topic_.partition(0).ring[100], std::byte{1});
 }
 
-// Resident kB of this process's mapping that starts at addr (/proc/self/smaps
-// counts the pages its page tables map), or -1 when no mapping starts there.
-long rss_kb(const void* addr) {
-  std::ifstream smaps("/proc/self/smaps");
-  const auto want = reinterpret_cast<std::uintptr_t>(addr);
-  std::string line;
-  bool in = false;
-  while (std::getline(smaps, line)) {
-    std::uintptr_t lo = 0, hi = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) {  // a mapping's first line
-      in = lo == want;
-      continue;
-    }
-    long kb = 0;
-    if (in && std::sscanf(line.c_str(), "Rss: %ld kB", &kb) == 1) return kb;
-  }
-  return -1;
-}
-
 // prefault() maps one partition's ring into this process's page tables (the
 // whole first copy, the second as far as max_event), once; nothing else.
 TEST_F(TopicMapTest, PrefaultMapsOnePartitionsRing) {
@@ -121,15 +100,15 @@ TEST_F(TopicMapTest, PrefaultMapsOnePartitionsRing) {
   ASSERT_TRUE(consumer) << consumer.error().message();
   const PartitionView& v1 = consumer->partition(1);
   const PartitionView& v2 = consumer->partition(2);
-  ASSERT_EQ(rss_kb(v1.ring), 0) << "a fresh attach already has ring pages mapped";
+  ASSERT_EQ(test::rss_kb(v1.ring), 0) << "a fresh attach already has ring pages mapped";
   consumer->prefault(1);
   consumer->prefault(1);  // once is enough; a repeat is a no-op
-  EXPECT_EQ(rss_kb(v1.ring), static_cast<long>(kParams.ring_bytes / 1024));
+  EXPECT_EQ(test::rss_kb(v1.ring), static_cast<long>(kParams.ring_bytes / 1024));
   // The second copy: at least the page a 1024-byte record can spill into
   // (the kernel's fault-around may map more of it, never beyond the copy).
-  EXPECT_GE(rss_kb(v1.ring + v1.ring_bytes), static_cast<long>(kPageBytes / 1024));
-  EXPECT_LE(rss_kb(v1.ring + v1.ring_bytes), static_cast<long>(kParams.ring_bytes / 1024));
-  EXPECT_EQ(rss_kb(v2.ring), 0);
+  EXPECT_GE(test::rss_kb(v1.ring + v1.ring_bytes), static_cast<long>(kPageBytes / 1024));
+  EXPECT_LE(test::rss_kb(v1.ring + v1.ring_bytes), static_cast<long>(kParams.ring_bytes / 1024));
+  EXPECT_EQ(test::rss_kb(v2.ring), 0);
   consumer->prefault(99);  // no such partition: ignored
 }
 
