@@ -214,8 +214,7 @@ void Segment::DoubleMap::populate(std::uint64_t spill) const noexcept {
   if (!impl_) return;
   populate_range(impl_->base, impl_->bytes);
   // Clamped first, so a huge spill cannot wrap (bytes is a page multiple).
-  const std::uint64_t rest = (std::min(impl_->bytes, spill) + kPageBytes - 1) / kPageBytes * kPageBytes;
-  populate_range(impl_->base + impl_->bytes, rest);
+  populate_range(impl_->base + impl_->bytes, align_up(std::min(impl_->bytes, spill), kPageBytes));
 }
 
 Segment::DoubleMap::DoubleMap() = default;

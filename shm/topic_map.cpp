@@ -329,16 +329,15 @@ void TopicMap::keep_closed_bit_against_plain_claims() const noexcept {
     // all of them claim by CAS.
     if (!membarrier_heavy_fence()) return;
     bool kept = true;
+    const ProducerSlotLayout* ps = producer(0);  // single-producer: slot 0 only (acquire_producer_slot)
     for (const PartitionView& v : views_) {
-      const ClaimSlotLayout& s = v.claims[0];  // single-producer: slot 0 only (acquire_producer_slot)
-      const ProducerSlotLayout* ps = producer(0);
+      const ClaimSlotLayout& s = v.claims[0];
       // Acquire: pairs with the producer's release store of `won` or
       // `empty`; its tail store, if any, is then visible to the load below.
       while ((s.word.load(std::memory_order_acquire) & kClaimStateMask) == kClaimCandidate) {
         // No live owner (freed, being reclaimed, or dead): it stores nothing
         // more (a dead process's last stores drained long before its exit).
-        const std::uint64_t owner = ps->owner.load(std::memory_order_acquire);
-        if (owner == 0 || owner == kOwnerReclaiming || owner_dead(owner, ps->start_time.load(std::memory_order_relaxed)))
+        if (!owner_live(ps->owner.load(std::memory_order_acquire), ps->start_time.load(std::memory_order_relaxed)))
           break;
         if (monotonic_ns() >= give_up) return;
         sched_yield();

@@ -248,9 +248,8 @@ bool live_member(const shm::TopicMap& topic, std::uint32_t g, std::uint32_t r) {
   if (r >= topic.state_geometry().reader_slots) return false;
   shm::ReaderLayout* rd = topic.reader(r);
   const std::uint64_t owner = rd->owner.load(std::memory_order_acquire);
-  if (owner == 0 || owner == shm::kOwnerReclaiming) return false;
   if (rd->group.load(std::memory_order_relaxed) != g + 1) return false;
-  return shm::process_alive(static_cast<pid_t>(owner & 0xffffffffu), rd->start_time.load(std::memory_order_relaxed));
+  return shm::owner_live(owner, rd->start_time.load(std::memory_order_relaxed));
 }
 }  // namespace
 
