@@ -12,7 +12,12 @@ std::uint64_t first_uncommitted(const PartitionView& v, std::uint64_t from, std:
   std::uint64_t x = from;
   while (x < end && is_committed(v, x)) {
     const std::uint64_t size = v.header_at(x)->size;
-    if (size < kRecordAlign || size > v.max_event || size % kRecordAlign != 0 || x + size > end) break;
+    if (size < kRecordHeaderBytes || size > v.max_event || size % kRecordAlign != 0 || x + size > end) break;
+    // What is left after this record must hold an aborted record's header
+    // (or be nothing): the records of a claim are 16-byte aligned, so only a
+    // corrupt size could leave 16 or 32 bytes. Then this record is aborted
+    // too; write_aborted could not cover the rest.
+    if (end - (x + size) != 0 && end - (x + size) < kRecordHeaderBytes) break;
     x += size;
   }
   return x;
@@ -28,13 +33,13 @@ bool provably_boundary(const PartitionView& v, std::uint64_t e, std::uint64_t ta
   for (std::uint32_t i = 0; i < v.producer_slots; ++i) {
     const std::uint64_t w = v.claims[i].word.load(std::memory_order_acquire);
     const std::uint64_t st = w & kClaimStateMask;
-    if ((st == kClaimCandidate || st == kClaimWon) && (w & ~(kRecordAlign - 1)) == e) return true;
+    if ((st == kClaimCandidate || st == kClaimWon) && (w & ~(kClaimAlign - 1)) == e) return true;
   }
   return is_committed(v, e);
 }
 
 bool valid_size(const PartitionView& v, std::uint64_t size) noexcept {
-  return size >= kRecordAlign && size % kRecordAlign == 0 && size <= v.ring_bytes / 2;
+  return size >= kClaimAlign && size % kClaimAlign == 0 && size <= v.ring_bytes / 2;
 }
 
 }  // namespace
@@ -46,7 +51,7 @@ RepairReport repair_claim_slot(const TopicMap& topic, std::uint32_t p, std::uint
   RepairReport rep;
   const std::uint64_t w = s.word.load(std::memory_order_acquire);
   const std::uint64_t state = w & kClaimStateMask;
-  const std::uint64_t p0 = w & ~(kRecordAlign - 1);
+  const std::uint64_t p0 = w & ~(kClaimAlign - 1);
   const std::uint64_t size = s.size.load(std::memory_order_relaxed);
   rep.position = p0;
   rep.size = size;
@@ -66,7 +71,7 @@ RepairReport repair_claim_slot(const TopicMap& topic, std::uint32_t p, std::uint
     // the one at x first. The crash point between the first and the rest is
     // where a re-run must not mistake the first word for someone else's win
     // (see the kClaimWon store in the candidate path below).
-    const std::uint64_t first_end = std::min(end, x + v.max_event);
+    const std::uint64_t first_end = x + aborted_piece(end - x, v.max_event);
     rep.aborted_records = write_aborted(v, x, first_end);
     if (first_end < end) {
       HERALD_CRASH_POINT("repair.first_aborted");
@@ -114,7 +119,7 @@ RepairReport repair_claim_slot(const TopicMap& topic, std::uint32_t p, std::uint
     if (o == slot) continue;
     const std::uint64_t wo = v.claims[o].word.load(std::memory_order_acquire);
     const std::uint64_t so = wo & kClaimStateMask;
-    if ((so != kClaimCandidate && so != kClaimWon) || (wo & ~(kRecordAlign - 1)) != p0) continue;
+    if ((so != kClaimCandidate && so != kClaimWon) || (wo & ~(kClaimAlign - 1)) != p0) continue;
     if (so == kClaimWon) return clear();  // someone else won p0
     if ((dead_slots >> o & 1) == 0) {
       rep.outcome = RepairOutcome::kWait;  // a live producer is racing for p0: let it finish

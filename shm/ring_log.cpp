@@ -196,7 +196,11 @@ std::uint64_t write_aborted(const PartitionView& v, std::uint64_t from, std::uin
   std::uint64_t x = from;
   std::uint64_t n = 0;
   while (x < to) {
-    const std::uint64_t e = std::min(to - x, v.max_event);
+    // Callers never pass a range shorter than a header (first_uncommitted
+    // and abort_rest start at a record of the claim); if one did, nothing
+    // valid fits, and nothing is written.
+    const std::uint64_t e = aborted_piece(to - x, v.max_event);
+    if (e == 0) break;
     RecordHeader* h = v.header_at(x);
     h->size = static_cast<std::uint32_t>(e);
     h->payload_len = 0;
@@ -261,7 +265,7 @@ __attribute__((no_sanitize_thread)) Status read_copy(const PartitionView& v, std
   // it is bad, decide between overrun and corruption by re-reading tail.
   // A torn length never advances the reader.
   const std::uint64_t n = h->size;
-  if (n < kRecordAlign || n > v.max_event || n % kRecordAlign != 0) {
+  if (n < kRecordHeaderBytes || n > v.max_event || n % kRecordAlign != 0) {
     std::atomic_thread_fence(std::memory_order_acquire);
     const std::uint64_t t = load_tail(v);
     return t - q > v.ring_bytes ? Status::kOverrun : Status::kCorrupt;
@@ -295,7 +299,7 @@ __attribute__((no_sanitize_thread)) std::uint64_t walk_records(const PartitionVi
   while (r < x) {
     if (t - r > v.ring_bytes || !is_committed(v, r)) return UINT64_MAX;
     const std::uint64_t n = v.header_at(r)->size;
-    if (n < kRecordAlign || n > v.max_event || n % kRecordAlign != 0) return UINT64_MAX;
+    if (n < kRecordHeaderBytes || n > v.max_event || n % kRecordAlign != 0) return UINT64_MAX;
     r += n;
   }
   return r;

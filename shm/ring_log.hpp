@@ -65,7 +65,7 @@ class RingLogWriter {
   // and a claim on a single-producer topic may move tail with a plain store.
   RingLogWriter(const TopicMap* topic, std::uint32_t slot, bool fast_wake);
 
-  // Claims `bytes` (a multiple of 64, at most ring/2) on partition p without
+  // Claims `bytes` (a multiple of kClaimAlign = 64, at most ring/2) on partition p without
   // blocking. kBackPressured when a gate or an unfinished record one lap
   // behind holds it; the slot is then left empty (nothing claimed, no hole).
   // Inline (below), like commit_record and finish: they are the publish hot
@@ -118,7 +118,7 @@ class RingLogWriter {
     // for batches: measured, PREFETCHW on a whole batch's lines was slower
     // (the other core's copies are invalidated long before they must be).
     const bool for_write = prefetchw_ && bytes <= 1024;
-    for (std::uint64_t a = from; a < to; a += kRecordAlign) {
+    for (std::uint64_t a = from & ~(kCacheLine - 1); a < to; a += kCacheLine) {
       std::byte* line = v.bytes_at(a);
 #if defined(__x86_64__)
       if (for_write) {
@@ -161,7 +161,7 @@ inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std
   // field of the view (and of this writer) after each of them.
   const std::uint64_t ring_bytes = v.ring_bytes;
   std::atomic<std::uint64_t>& tail = v.part->tail;
-  if (bytes == 0 || bytes % kRecordAlign != 0 || bytes > ring_bytes / 2) return Status::kTooLarge;
+  if (bytes == 0 || bytes % kClaimAlign != 0 || bytes > ring_bytes / 2) return Status::kTooLarge;
   ClaimSlotLayout& s = v.claims[slot_];
   std::uint64_t& cached_gate = cached_gate_[p];
   // Relaxed: these are ordered before the CAS by its release (R2), and only
@@ -304,6 +304,19 @@ inline void RingLogWriter::finish(std::uint32_t p) noexcept {
   if (w != 0) [[unlikely]] wake_parked(w);
 }
 
+// The first aborted record of a range of `rest` bytes (16-byte aligned):
+// at most max_event bytes, and never leaving less than a header's worth
+// (16 or 32 bytes) behind, since every piece must hold its own header. A
+// max_event piece that would is one claim alignment shorter (max_event is a
+// multiple of 64 and >= 128, so the piece still holds a header and the
+// rest is 80..112 bytes). 0 when not even one header fits.
+constexpr std::uint64_t aborted_piece(std::uint64_t rest, std::uint64_t max_event) noexcept {
+  if (rest < kRecordHeaderBytes) return 0;
+  std::uint64_t e = rest < max_event ? rest : max_event;
+  if (rest - e != 0 && rest - e < kRecordHeaderBytes) e -= kClaimAlign;
+  return e;
+}
+
 // Writes [from, to) as aborted records of at most max_event bytes each:
 // header first, then the commit word (release). Idempotent. Used by a
 // producer dropping a claim and by heraldd repairing a dead one. Returns the
@@ -322,7 +335,7 @@ void wake_everyone(const TopicMap& topic, const PartitionView& v) noexcept;
 // A header that says less than it holds, or more than a record may be.
 inline bool header_sane(const RecordHeader& h, std::uint64_t max_event) noexcept {
   const std::uint64_t size = h.size;
-  if (size < kRecordAlign || size > max_event || size % kRecordAlign != 0) return false;
+  if (size < kRecordHeaderBytes || size > max_event || size % kRecordAlign != 0) return false;
   const std::uint64_t need = std::uint64_t{kRecordHeaderBytes} + h.key_len + h.meta_len + h.payload_len;
   return need <= size;
 }

@@ -22,11 +22,14 @@ namespace herald::shm {
 
 // Bumped whenever any segment layout changes incompatibly. Attach refuses a
 // segment made with another version and says which two versions met.
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kLayoutVersion = 2;  // 2: records 16-byte aligned inside 64-byte claims
 
 inline constexpr std::uint64_t kPageBytes = 4096;
 inline constexpr std::uint64_t kCacheLine = 64;
-inline constexpr std::uint64_t kRecordAlign = 64;
+// Records start 16-byte aligned; claims (and so tail) 64-byte aligned
+// (record_layout.hpp says why the two differ).
+inline constexpr std::uint64_t kRecordAlign = 16;
+inline constexpr std::uint64_t kClaimAlign = 64;
 
 enum class SegmentKind : std::uint32_t { kLog = 1, kState = 2, kRegistry = 3 };
 

@@ -32,7 +32,7 @@ Result<void> validate_log_params(const LogParams& p) {
   if (!is_pow2(p.ring_bytes) || p.ring_bytes < kMinRingBytes || p.ring_bytes > kMaxRingBytes)
     return fail(Errc::kInvalidArgument, "ring_bytes=" + std::to_string(p.ring_bytes) +
                                             " must be a power of two in 4096.." + std::to_string(kMaxRingBytes));
-  if (p.max_event < kMinMaxEvent || p.max_event % kRecordAlign != 0)
+  if (p.max_event < kMinMaxEvent || p.max_event % kClaimAlign != 0)
     return fail(Errc::kInvalidArgument, "max_event=" + std::to_string(p.max_event) +
                                             " must be a multiple of 64 and at least " + std::to_string(kMinMaxEvent));
   if (p.max_event > p.ring_bytes / 4)
@@ -116,7 +116,7 @@ Result<LogGeometry> validate_log_segment(const std::byte* base, std::uint64_t by
                                     std::to_string(g.total_bytes));
   const auto* parts = reinterpret_cast<const PartitionLayout*>(base + g.partitions_off);
   for (std::uint32_t i = 0; i < p.partitions; ++i) {
-    if ((parts[i].salt & 63) == 0)
+    if ((parts[i].salt & (kRecordAlign - 1)) == 0)
       return fail(Errc::kCorrupt, "partition " + std::to_string(i) + " has a salt with zero low bits");
     if (parts[i].ring_off != g.ring_off(i) || parts[i].index_off != g.partition_index_off(i) ||
         parts[i].claims_off != g.partition_claims_off(i))
@@ -206,7 +206,7 @@ Result<TopicMap> TopicMap::create(const std::string& bus, const std::string& top
   auto* parts = reinterpret_cast<PartitionLayout*>(t.log_.data() + t.geo_.partitions_off);
   for (std::uint32_t i = 0; i < params.partitions; ++i) {
     std::uint64_t salt = random_u64();
-    if ((salt & 63) == 0) salt |= 1;  // committed words must never have zero low bits
+    if ((salt & (kRecordAlign - 1)) == 0) salt |= 1;  // committed words must never have zero low bits
     parts[i].salt = salt;
     parts[i].ring_off = t.geo_.ring_off(i);
     parts[i].index_off = t.geo_.partition_index_off(i);

@@ -345,8 +345,9 @@ Result<Published> Producer::publish(const Message& m) {
   std::size_t meta = 0;
   Impl::Refusal no;
   // Fast validation inline; only a refused message builds strings.
-  const std::uint64_t size = I.try_size(m, m.payload.size(), &meta, &no);
-  if (size == 0) return fail(I.invalid(m, m.payload.size(), meta, no));
+  const std::uint64_t record = I.try_size(m, m.payload.size(), &meta, &no);
+  if (record == 0) return fail(I.invalid(m, m.payload.size(), meta, no));
+  const std::uint64_t size = shm::claim_bytes(record);
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is pending on this producer");
   const std::uint64_t seq = I.next_sequence(m);
   if (I.idempotent() && seq == 0) return Published{0, 0, m.id, true};
@@ -422,10 +423,20 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
     }
     std::uint64_t total = 0;
     std::size_t end = i;
+    // The run's records are packed 16-byte aligned; its claim ends 64-byte
+    // aligned, and the last record takes the padding (record_layout.hpp).
+    // A record whose padded size would pass max_event (readers refuse such
+    // a record as corrupt) ends the run before it; alone in the next run it
+    // pads to claim_bytes(size) <= max_event (a multiple of 64).
     while (end < n && I.batch_part[end] == p && (end == i || total + I.batch_size[end] <= chunk_limit)) {
-      total += I.batch_size[end];
+      const std::uint64_t grown = total + I.batch_size[end];
+      if (end > i && I.batch_size[end] + (shm::claim_bytes(grown) - grown) > I.max_event) break;
+      total = grown;
       ++end;
     }
+    const std::size_t last = end - 1;
+    const std::uint64_t record_end = total;
+    total = shm::claim_bytes(total);
     const std::size_t count = end - i;
     std::uint64_t pos = 0;
     const shm::Status st = I.claim(p, total, &pos);
@@ -436,6 +447,7 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
       return result;
     }
     std::uint64_t at = pos;
+    I.batch_size[last] += static_cast<std::uint32_t>(total - record_end);  // the run's padding
     for (std::size_t j = i; j < end; ++j) {
       const Message& m = batch[j];
       const std::uint64_t seq = I.idempotent() ? I.batch_seq[j] : 0;
@@ -463,8 +475,9 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is already pending on this producer");
   std::size_t meta = 0;
   Impl::Refusal no;
-  const std::uint64_t size = I.try_size(meta_in, payload_bytes, &meta, &no);
-  if (size == 0) return fail(I.invalid(meta_in, payload_bytes, meta, no));
+  const std::uint64_t record = I.try_size(meta_in, payload_bytes, &meta, &no);
+  if (record == 0) return fail(I.invalid(meta_in, payload_bytes, meta, no));
+  const std::uint64_t size = shm::claim_bytes(record);
   std::uint32_t p = 0;
   I.pick(meta_in, &p);
   std::uint64_t pos = 0;

@@ -279,9 +279,10 @@ class FuzzRing {
   const PartitionView& real() const { return topic_->partition(0); }
   const PartitionView& mirror() const { return mirror_->view; }
   std::uint64_t tail_raw() const { return real().part->tail.load(); }
-  // Slots 0..127 cover the ring behind the window and the window itself.
+  // Slots 0..511 (16 bytes apart: records are 16-byte aligned) cover the
+  // ring behind the window and the window itself.
   std::uint64_t pos_of(std::uint16_t slot) const {
-    return (tail_raw() & ~std::uint64_t{63}) - 2 * kFuzzRing + 64ull * slot;
+    return (tail_raw() & ~std::uint64_t{63}) - 2 * kFuzzRing + kRecordAlign * slot;
   }
 
   void reset() {
@@ -386,7 +387,8 @@ class FuzzRing {
       }
       case 6: {
         const std::uint64_t pos = pos_of(in.u16());
-        const auto size = static_cast<std::uint32_t>(64 * (in.u8() % (kFuzzMax / 64) + 1));
+        // A well-formed record: 48..max_event bytes, 16-byte aligned.
+        const auto size = static_cast<std::uint32_t>(kRecordAlign * (in.u8() % (kFuzzMax / kRecordAlign - 2) + 3));
         std::uint8_t h[48] = {};
         const std::uint32_t payload = size - 48;
         std::memcpy(h + 8, &size, 4);
@@ -413,7 +415,7 @@ class FuzzRing {
       const Status g = read_gated(v, q, &h);
       if (g == Status::kOk) {
         if (h != v.header_at(q)) fail("read_gated returned a header elsewhere");
-        if (h->size < 64 || h->size > v.max_event || h->size % 64 != 0)
+        if (h->size < kRecordHeaderBytes || h->size > v.max_event || h->size % kRecordAlign != 0)
           fail(std::string("read_gated accepted size ") + std::to_string(h->size) + " " + when);
         if (std::uint64_t{kRecordHeaderBytes} + h->key_len + h->meta_len + h->payload_len > h->size)
           fail("read_gated accepted parts longer than the record");
@@ -427,7 +429,8 @@ class FuzzRing {
       std::uint32_t n = 0;
       const Status c = read_copy(v, q, buf.data(), &n);
       if (c == Status::kOk) {
-        if (n < 64 || n > v.max_event || n % 64 != 0) fail("read_copy returned size " + std::to_string(n));
+        if (n < kRecordHeaderBytes || n > v.max_event || n % kRecordAlign != 0)
+          fail("read_copy returned size " + std::to_string(n));
         std::uint64_t w = 0;
         std::memcpy(&w, buf.data(), 8);
         if (w != (q ^ v.salt)) fail("read_copy returned a copy without the commit word");
@@ -448,11 +451,11 @@ class FuzzRing {
         if (u < q || u > q + v.ring_bytes / 2) fail("first_uncommitted left its range");
       }
     };
-    // Positions are 64-byte aligned by contract (read_gated and read_copy
+    // Positions are 16-byte aligned by contract (read_gated and read_copy
     // take a reader's cursor); check_position and boundary_at_or_after take
     // anything and get unaligned inputs above.
     const std::uint64_t lo = (t & ~std::uint64_t{63}) - v.ring_bytes - 128;
-    for (std::uint64_t q = lo; q != lo + 2 * v.ring_bytes + 320; q += 64) check_one(q);
+    for (std::uint64_t q = lo; q != lo + 2 * v.ring_bytes + 320; q += kRecordAlign) check_one(q);
     for (std::uint64_t q : {std::uint64_t{0}, std::uint64_t{64}, ~std::uint64_t{63}, (t / 2) & ~std::uint64_t{63},
                             std::uint64_t{1} << 63})
       check_one(q);

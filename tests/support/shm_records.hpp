@@ -77,7 +77,7 @@ inline void fill_record(const shm::PartitionView& v, std::uint64_t pos, std::uin
 inline bool check_record(const std::byte* rec, std::uint64_t pos, std::uint64_t* tag = nullptr) {
   shm::RecordHeader h;
   std::memcpy(static_cast<void*>(&h), rec, sizeof h);
-  if (h.size < 64 || h.size % 64 != 0 || h.id_lo != pos || h.payload_len != h.size - shm::kRecordHeaderBytes)
+  if (h.size < shm::kRecordHeaderBytes || h.size % shm::kRecordAlign != 0 || h.id_lo != pos || h.payload_len != h.size - shm::kRecordHeaderBytes)
     return false;
   const std::byte* body = rec + shm::kRecordHeaderBytes;
   std::uint64_t t = 0;
@@ -121,7 +121,7 @@ inline std::string describe_partition(const shm::PartitionView& v) {
   for (std::uint32_t i = 0; i < v.producer_slots; ++i) {
     const std::uint64_t w = v.claims[i].word.load(std::memory_order_acquire);
     if ((w & shm::kClaimStateMask) == shm::kClaimEmpty) continue;
-    s += " [slot " + std::to_string(i) + " pos=" + std::to_string(w & ~std::uint64_t{63}) +
+    s += " [slot " + std::to_string(i) + " pos=" + std::to_string(w & ~(shm::kClaimAlign - 1)) +
          " state=" + std::to_string(w & shm::kClaimStateMask) +
          " size=" + std::to_string(v.claims[i].size.load(std::memory_order_relaxed)) +
          " committed_to=" + std::to_string(v.claims[i].committed_to.load(std::memory_order_relaxed)) + "]";

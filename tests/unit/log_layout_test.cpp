@@ -47,17 +47,23 @@ TEST(LogLayoutTest, FixedSizesAndOffsets) {
   EXPECT_EQ(std::memcmp(&kMagicRegistry, "HERALDRG", 8), 0);
 }
 
-TEST(LogLayoutTest, RecordSizeRoundsUpToSixtyFour) {
-  EXPECT_EQ(record_size(0, 0, 0), 64u);
-  EXPECT_EQ(record_size(0, 0, 16), 64u);
-  EXPECT_EQ(record_size(0, 0, 17), 128u);
+TEST(LogLayoutTest, RecordsRoundUpToSixteenAndClaimsToSixtyFour) {
+  EXPECT_EQ(record_size(0, 0, 0), 48u);
+  EXPECT_EQ(record_size(0, 0, 1), 64u);
+  EXPECT_EQ(record_size(0, 0, 64), 112u);  // a 64 B payload packed in a batch
+  EXPECT_EQ(claim_bytes(record_size(0, 0, 64)), 128u);  // the same event published alone
+  EXPECT_EQ(record_size(0, 0, 17), 80u);
   EXPECT_EQ(record_size(3, 5, 8), 64u);
-  EXPECT_EQ(record_size(100, 200, 1000), align_up(48 + 1300, 64));
+  EXPECT_EQ(record_size(100, 200, 1000), align_up(48 + 1300, 16));
   for (std::uint64_t n = 0; n < 5000; ++n) {
     const std::uint64_t s = record_size(0, 0, n);
-    ASSERT_EQ(s % 64, 0u);
+    ASSERT_EQ(s % kRecordAlign, 0u);
     ASSERT_GE(s, 48 + n);
-    ASSERT_LT(s, 48 + n + 64);
+    ASSERT_LT(s, 48 + n + kRecordAlign);
+    const std::uint64_t c = claim_bytes(s);
+    ASSERT_EQ(c % kClaimAlign, 0u);
+    ASSERT_GE(c, s);
+    ASSERT_LT(c, s + kClaimAlign);
   }
 }
 

@@ -273,6 +273,76 @@ TEST_F(RepairPartialBatchTest, RepairIsIdempotentAfterTheRepairerDies) {
   expect_no_wedge();
 }
 
+// Records of a batch are packed 16-byte aligned inside the claim's 64-byte
+// aligned range: a 112-byte record committed, a 144-byte one (the last,
+// padded to the claim's end) not.
+TEST_F(RepairTest, PackedBatchAbortsFromItsFirstUncommittedRecord) {
+  publish_live(64, 1);
+  RingLogWriter dying(&topic_.map, kA, false);
+  std::uint64_t p0 = 0;
+  ASSERT_EQ(dying.try_claim(0, 256, 9, &p0), Status::kOk);
+  fill_record(wv(), p0, 112, 10);
+  fill_record(wv(), p0 + 112, 144, 11);
+  dying.commit_record(0, p0, 112);
+  publish_live(128, 2);
+  const RepairReport r = repair(kA, bit(kA));
+  EXPECT_EQ(r.outcome, RepairOutcome::kAborted);
+  EXPECT_EQ(r.aborted_from, p0 + 112);
+  EXPECT_EQ(r.aborted_records, 1u);
+  const auto seen = walk(0);
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[1].tag, 10u);
+  EXPECT_EQ(seen[1].size, 112u);
+  EXPECT_TRUE(seen[2].aborted);
+  EXPECT_EQ(seen[2].pos, p0 + 112);
+  EXPECT_EQ(seen[2].size, 144u);
+  EXPECT_EQ(seen[3].tag, 2u);
+  expect_no_wedge();
+}
+
+// An uncommitted range 16 bytes longer than max_event: a max_event piece
+// would leave 16 bytes, too few for a header, so the first piece is one
+// line shorter and the second holds the rest.
+TEST_F(RepairTest, RangeJustOverMaxEventIsAbortedInPiecesThatEachHoldAHeader) {
+  publish_live(64, 1);
+  RingLogWriter dying(&topic_.map, kA, false);
+  std::uint64_t p0 = 0;
+  ASSERT_EQ(dying.try_claim(0, 1152, 9, &p0), Status::kOk);  // 112 + 1040
+  fill_record(wv(), p0, 112, 10);
+  dying.commit_record(0, p0, 112);
+  const RepairReport r = repair(kA, bit(kA));
+  EXPECT_EQ(r.outcome, RepairOutcome::kAborted);
+  EXPECT_EQ(r.aborted_from, p0 + 112);
+  EXPECT_EQ(r.aborted_records, 2u);
+  const auto seen = walk(0);
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[1].tag, 10u);
+  EXPECT_TRUE(seen[2].aborted && seen[3].aborted);
+  EXPECT_EQ(seen[2].size, kMax - 64);
+  EXPECT_EQ(seen[3].size, 1040u - (kMax - 64));
+  expect_no_wedge();
+}
+
+// A committed record whose size leaves 16 bytes of the claim (only a corrupt
+// header can say that) is not walked over: the rest could not hold an
+// aborted record, so the range is aborted from that record on.
+TEST_F(RepairTest, CommittedRecordLeavingLessThanAHeaderIsAbortedWithTheRest) {
+  publish_live(64, 1);
+  RingLogWriter dying(&topic_.map, kA, false);
+  std::uint64_t p0 = 0;
+  ASSERT_EQ(dying.try_claim(0, 256, 9, &p0), Status::kOk);
+  fill_record(wv(), p0, 240, 10);
+  dying.commit_record(0, p0, 240);
+  const RepairReport r = repair(kA, bit(kA));
+  EXPECT_EQ(r.outcome, RepairOutcome::kAborted);
+  EXPECT_EQ(r.aborted_from, p0);
+  const auto seen = walk(0);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_TRUE(seen[1].aborted);
+  EXPECT_EQ(seen[1].size, 256u);
+  expect_no_wedge();
+}
+
 // ---- candidate: it may have lost its CAS, or won and died before marking it --
 
 TEST_F(RepairTest, CandidateWithTailAtItsPositionNeverClaimed) {

@@ -115,9 +115,10 @@ TEST_F(RingLogTest, RecordCrossingTheEndIsContiguous) {
 TEST_F(RingLogTest, AcceptsAMaxEventRecordAndRefusesLargerOnes) {
   const std::uint64_t pos = publish_ok(kMax, 1);
   EXPECT_EQ(expect_readable(pos), kMax);
-  // Claims must be 64-aligned, non-zero and at most half a ring (a batch).
+  // Claims must be 64-aligned (records inside are 16-aligned, claims are not),
+  // non-zero and at most half a ring (a batch).
   std::uint64_t p = 0;
-  for (std::uint64_t bad : {std::uint64_t{0}, std::uint64_t{100}, kRing / 2 + 64, kRing, ~std::uint64_t{63}}) {
+  for (std::uint64_t bad : {std::uint64_t{0}, std::uint64_t{100}, std::uint64_t{112}, kRing / 2 + 64, kRing, ~std::uint64_t{63}}) {
     EXPECT_EQ(writer_->try_claim(0, bad, 0, &p), Status::kTooLarge) << bad;
     EXPECT_EQ(writer_->claim(0, bad, 0, monotonic_ns(), WaitPolicy{}), Status::kTooLarge) << bad;
   }
@@ -133,6 +134,31 @@ TEST_F(RingLogTest, AcceptsAMaxEventRecordAndRefusesLargerOnes) {
   EXPECT_EQ(read_gated(rv(), p, &h), Status::kCorrupt);
   std::uint32_t n = 0;
   EXPECT_EQ(read_copy(rv(), p, buf_.data(), &n), Status::kCorrupt);
+}
+
+TEST(AbortedPieceTest, EveryPieceHoldsAHeaderAndNoneExceedsMaxEvent) {
+  constexpr std::uint64_t kMaxEvent = 128;
+  EXPECT_EQ(aborted_piece(0, kMaxEvent), 0u);
+  EXPECT_EQ(aborted_piece(16, kMaxEvent), 0u);  // less than a header: nothing valid fits
+  EXPECT_EQ(aborted_piece(32, kMaxEvent), 0u);
+  EXPECT_EQ(aborted_piece(48, kMaxEvent), 48u);
+  EXPECT_EQ(aborted_piece(128, kMaxEvent), 128u);
+  EXPECT_EQ(aborted_piece(144, kMaxEvent), 64u);   // 128 would leave 16
+  EXPECT_EQ(aborted_piece(160, kMaxEvent), 64u);   // 128 would leave 32
+  EXPECT_EQ(aborted_piece(176, kMaxEvent), 128u);  // leaves 48: a header fits
+  // Any 16-aligned range of at least a header splits into valid pieces.
+  for (std::uint64_t max_event : {std::uint64_t{128}, std::uint64_t{192}, std::uint64_t{1024}}) {
+    for (std::uint64_t rest = kRecordHeaderBytes; rest <= 4 * max_event; rest += kRecordAlign) {
+      std::uint64_t left = rest;
+      while (left != 0) {
+        const std::uint64_t e = aborted_piece(left, max_event);
+        ASSERT_GE(e, kRecordHeaderBytes) << "rest " << rest << " left " << left << " max_event " << max_event;
+        ASSERT_LE(e, max_event);
+        ASSERT_EQ(e % kRecordAlign, 0u);
+        left -= e;
+      }
+    }
+  }
 }
 
 TEST_F(RingLogTest, FreshZeroedRingShowsNothingCommitted) {

@@ -67,7 +67,7 @@ TEST_F(TopicMapTest, CreateInitialisesEveryHeaderField) {
   EXPECT_EQ(sh->segment.segment_bytes, topic_.state_geometry().total_bytes);
   // Salts differ per partition and never have zero low bits; leases start free.
   for (std::uint32_t p = 0; p < 3; ++p) {
-    EXPECT_NE(topic_.partition(p).salt & 63, 0u);
+    EXPECT_NE(topic_.partition(p).salt & (kRecordAlign - 1), 0u);
     EXPECT_EQ(topic_.partition(p).part->tail.load(), 0u);
     EXPECT_EQ(topic_.group_partition(0, p)->lease.load(), kNoLease);
     EXPECT_EQ(topic_.group_partition(kGroupSlots - 1, p)->lease.load(), kNoLease);
@@ -267,7 +267,9 @@ TEST_F(TopicMapTest, RefusesASaltWithZeroLowBits) {
   auto* parts = reinterpret_cast<PartitionLayout*>(reinterpret_cast<std::byte*>(topic_.log_header()) +
                                                    topic_.geometry().partitions_off);
   const std::uint64_t good = parts[1].salt;
-  for (std::uint64_t bad : {std::uint64_t{0}, std::uint64_t{64}, good & ~std::uint64_t{63}}) {
+  // Positions are 16-byte aligned: the salt's low 4 bits must not all be 0.
+  for (std::uint64_t bad : {std::uint64_t{0}, std::uint64_t{16}, std::uint64_t{32}, std::uint64_t{64},
+                            good & ~(kRecordAlign - 1)}) {
     parts[1].salt = bad;
     expect_attach_fails(Errc::kCorrupt, "partition 1 has a salt with zero low bits");
   }

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "bench/harness/peers.hpp"
+#include "shm/record_layout.hpp"
 
 namespace herald::bench {
 
@@ -43,13 +44,16 @@ void remove_bus_objects(const std::string& bus) noexcept {
 bool HeraldTransport::single_producer(const RowSpec& spec) { return spec.scenario != Scenario::kMpsc; }
 
 std::string HeraldTransport::describe(const RowSpec& spec) {
-  const std::size_t record = (48 + spec.size + 63) & ~std::size_t{63};
+  const std::uint64_t packed = shm::record_size(0, 0, spec.size);
+  const std::uint64_t alone = shm::claim_bytes(packed);
   std::string how = spec.mode == "batch"   ? "Producer::publish_batch of up to 64 events"
                     : spec.mode == "claim" ? "zero-copy Producer::claim + Claim::commit (written in place)"
                                            : "Producer::publish, one event per call";
   return how + "; a " + std::to_string(spec.size) + " B payload in herald's envelope (128-bit id and time filled by "
-         "the runtime; no key, type or headers) = a " + std::to_string(record) +
-         " B log record (48 B header, 64 B aligned); 1 partition, " + std::to_string(spec.ring_bytes >> 20) +
+         "the runtime; no key, type or headers) = " +
+         (spec.mode == "batch" ? "a " + std::to_string(packed) + " B log record (48 B header, packed 16 B aligned in the batch's claim)"
+                               : "a " + std::to_string(alone) + " B log record (48 B header, padded to 64 B)") +
+         "; 1 partition, " + std::to_string(spec.ring_bytes >> 20) +
          " MiB ring, " +
          (single_producer(spec) ? "single-producer topic (claims move tail by plain store)"
                                 : "multi-producer topic (claims CAS tail)") +
