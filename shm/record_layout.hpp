@@ -7,11 +7,11 @@
 // records of a batch are packed 16-byte aligned with the run's last record
 // padded to the claim's end. So a 64 B payload is a 128-byte record when
 // published alone and a 112-byte one inside a batch. Why both: packing saves
-// a batch 1/8 of its lines at 64 B (publish_batch +20 % between two
-// processes), while a lone record that shares a line with the next one
-// lets a reader that keeps up pull that line away from the producer
-// between two publishes (single publish -12 %; bench/RESULTS.md,
-// "Packed batches"). The ring is mapped twice back to back, so a record
+// a batch 1/8 of its lines at 64 B (publish_batch +18 % between two
+// processes with the vCPUs far apart, unchanged close), while a lone record
+// that shares a line with the next one lets a reader that keeps up pull
+// that line away from the producer between two publishes (single publish
+// -12 %; bench/RESULTS.md, "Packed batches"). The ring is mapped twice back to back, so a record
 // that crosses the ring's end is contiguous in memory.
 //
 // Writers: P = the producer that won the claim (or heraldd repairing a dead
