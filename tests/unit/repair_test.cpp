@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -127,6 +128,24 @@ class RepairTest : public ::testing::Test {
   }
 
   static std::uint64_t bit(std::uint32_t i) { return 1ull << i; }
+
+  // A producer in slot kA that claimed `claim` bytes after one live record,
+  // wrote records of `sizes` (tags 10, 11, ...) into it, committed the first
+  // `committed` of them and died. Returns the claim's position.
+  std::uint64_t dying_batch(std::uint64_t claim, std::initializer_list<std::uint32_t> sizes, std::size_t committed) {
+    publish_live(64, 1);
+    RingLogWriter dying(&topic_.map, kA, false);
+    std::uint64_t p0 = 0;
+    EXPECT_EQ(dying.try_claim(0, claim, 9, &p0), Status::kOk);
+    std::uint64_t at = p0, tag = 10;
+    std::size_t i = 0;
+    for (std::uint32_t size : sizes) {
+      fill_record(wv(), at, size, tag++);
+      if (i++ < committed) dying.commit_record(0, at, size);
+      at += size;
+    }
+    return p0;
+  }
 
   test::ShmTopic topic_{LogParams{.partitions = 1, .ring_bytes = kRing, .max_event = kMax, .flags = 0}};
   TopicMap reader_;
@@ -277,13 +296,7 @@ TEST_F(RepairPartialBatchTest, RepairIsIdempotentAfterTheRepairerDies) {
 // aligned range: a 112-byte record committed, a 144-byte one (the last,
 // padded to the claim's end) not.
 TEST_F(RepairTest, PackedBatchAbortsFromItsFirstUncommittedRecord) {
-  publish_live(64, 1);
-  RingLogWriter dying(&topic_.map, kA, false);
-  std::uint64_t p0 = 0;
-  ASSERT_EQ(dying.try_claim(0, 256, 9, &p0), Status::kOk);
-  fill_record(wv(), p0, 112, 10);
-  fill_record(wv(), p0 + 112, 144, 11);
-  dying.commit_record(0, p0, 112);
+  const std::uint64_t p0 = dying_batch(256, {112, 144}, 1);
   publish_live(128, 2);
   const RepairReport r = repair(kA, bit(kA));
   EXPECT_EQ(r.outcome, RepairOutcome::kAborted);
@@ -304,12 +317,7 @@ TEST_F(RepairTest, PackedBatchAbortsFromItsFirstUncommittedRecord) {
 // would leave 16 bytes, too few for a header, so the first piece is one
 // line shorter and the second holds the rest.
 TEST_F(RepairTest, RangeJustOverMaxEventIsAbortedInPiecesThatEachHoldAHeader) {
-  publish_live(64, 1);
-  RingLogWriter dying(&topic_.map, kA, false);
-  std::uint64_t p0 = 0;
-  ASSERT_EQ(dying.try_claim(0, 1152, 9, &p0), Status::kOk);  // 112 + 1040
-  fill_record(wv(), p0, 112, 10);
-  dying.commit_record(0, p0, 112);
+  const std::uint64_t p0 = dying_batch(1152, {112}, 1);  // 112 committed, 1040 never written
   const RepairReport r = repair(kA, bit(kA));
   EXPECT_EQ(r.outcome, RepairOutcome::kAborted);
   EXPECT_EQ(r.aborted_from, p0 + 112);
@@ -327,12 +335,7 @@ TEST_F(RepairTest, RangeJustOverMaxEventIsAbortedInPiecesThatEachHoldAHeader) {
 // header can say that) is not walked over: the rest could not hold an
 // aborted record, so the range is aborted from that record on.
 TEST_F(RepairTest, CommittedRecordLeavingLessThanAHeaderIsAbortedWithTheRest) {
-  publish_live(64, 1);
-  RingLogWriter dying(&topic_.map, kA, false);
-  std::uint64_t p0 = 0;
-  ASSERT_EQ(dying.try_claim(0, 256, 9, &p0), Status::kOk);
-  fill_record(wv(), p0, 240, 10);
-  dying.commit_record(0, p0, 240);
+  const std::uint64_t p0 = dying_batch(256, {240}, 1);
   const RepairReport r = repair(kA, bit(kA));
   EXPECT_EQ(r.outcome, RepairOutcome::kAborted);
   EXPECT_EQ(r.aborted_from, p0);
