@@ -115,8 +115,8 @@ TEST_F(RingLogTest, RecordCrossingTheEndIsContiguous) {
 TEST_F(RingLogTest, AcceptsAMaxEventRecordAndRefusesLargerOnes) {
   const std::uint64_t pos = publish_ok(kMax, 1);
   EXPECT_EQ(expect_readable(pos), kMax);
-  // Claims must be 64-aligned (records inside are 16-aligned, claims are not),
-  // non-zero and at most half a ring (a batch).
+  // Claims must be 64-aligned (112 is a valid record size, not a valid
+  // claim), non-zero and at most half a ring (a batch).
   std::uint64_t p = 0;
   for (std::uint64_t bad : {std::uint64_t{0}, std::uint64_t{100}, std::uint64_t{112}, kRing / 2 + 64, kRing, ~std::uint64_t{63}}) {
     EXPECT_EQ(writer_->try_claim(0, bad, 0, &p), Status::kTooLarge) << bad;
@@ -196,27 +196,26 @@ TEST_F(RingLogTest, HalfWrittenRecordIsInvisible) {
 }
 
 TEST_F(RingLogTest, PayloadHoldingARawPositionIsNotACommit) {
-  // A record whose payload holds, at every 64-byte offset, the raw position
-  // of that offset in this lap and in the next two.
+  // A record whose body holds, at every 16-byte offset (where a record may
+  // start), the raw position of that offset in this lap and in the next.
   std::uint64_t pos = 0;
   ASSERT_EQ(writer_->try_claim(0, kMax, 0, &pos), Status::kOk);
   fill_record(wv(), pos, kMax, 1);
-  for (std::uint64_t off = 64; off < kMax; off += 64) {
-    std::uint64_t raw[3] = {pos + off, pos + off + kRing, pos + off + 2 * kRing};
+  for (std::uint64_t off = kRecordHeaderBytes; off < kMax; off += kRecordAlign) {
+    std::uint64_t raw[2] = {pos + off, pos + off + kRing};
     std::memcpy(wv().bytes_at(pos + off), raw, sizeof raw);
   }
   writer_->commit_record(0, pos, kMax);
   writer_->finish(0);
-  for (std::uint64_t off = 64; off < kMax; off += 64) {
+  for (std::uint64_t off = kRecordHeaderBytes; off < kMax; off += kRecordAlign) {
     expect_nothing_at(pos + off);          // inside the record: never a boundary
     expect_nothing_at(pos + off + kRing);  // a future position
-    expect_nothing_at(pos + off + 2 * kRing);
     EXPECT_EQ(check_position(rv(), pos + off), Status::kInvalid);
   }
   const RecordHeader* h = nullptr;
   ASSERT_EQ(read_gated(rv(), pos, &h), Status::kOk);
   EXPECT_EQ(h->size, kMax);
-  EXPECT_EQ(boundary_at_or_after(rv(), pos + 64), kMax);  // the tail, not a payload word
+  EXPECT_EQ(boundary_at_or_after(rv(), pos + 16), kMax);  // the tail, not a payload word
 }
 
 TEST_F(RingLogTest, StaleLapWordIsNotACommitAndANewerLapIsAnOverrun) {
