@@ -431,13 +431,32 @@ TEST_F(RuntimeConcurrentTest, LossyReadersRacingOverwritesNeverDeliverTornEvents
     threads.start([&, i, p = std::make_shared<Producer>(std::move(pr).value())] {
       const auto id = static_cast<std::uint32_t>(i);
       test::SplitMix rng(seed + id);
-      for (std::uint64_t seq = 0; seq < per && !stop.load(); ++seq) {
-        const std::string payload = test::make_payload(rng.in(test::kStampBytes, 1900), {id, 0, seq});
-        auto r = p->publish({.payload = payload});
-        if (!r) {
-          errors[static_cast<std::size_t>(i)] = r.error().message();
+      // Producer 0 publishes one event per call (records padded to whole
+      // lines); producer 1 publishes batches of 1..16, whose records are
+      // packed 16-byte aligned, so the readers resynchronise inside batches.
+      std::vector<std::string> payloads;
+      std::vector<Message> batch;
+      for (std::uint64_t seq = 0; seq < per && !stop.load();) {
+        const std::uint64_t n = i == 0 ? 1 : std::min<std::uint64_t>(rng.in(1, 16), per - seq);
+        payloads.clear();
+        batch.clear();
+        for (std::uint64_t k = 0; k < n; ++k)
+          payloads.push_back(test::make_payload(rng.in(test::kStampBytes, 1900), {id, 0, seq + k}));
+        for (const auto& pl : payloads) batch.push_back({.payload = pl});
+        std::string error;
+        if (i == 0) {
+          auto r = p->publish(batch[0]);
+          if (!r) error = r.error().message();
+        } else {
+          auto r = p->publish_batch(batch);
+          if (!r) error = r.error().message();
+          else if (r->published != n) error = "a batch stopped part way: " + r->error->message();
+        }
+        if (!error.empty()) {
+          errors[static_cast<std::size_t>(i)] = error;
           break;
         }
+        seq += n;
       }
       producers_done.fetch_add(1);
     });
