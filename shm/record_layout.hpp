@@ -11,8 +11,9 @@
 // processes with the vCPUs far apart, unchanged close), while a lone record
 // that shares a line with the next one lets a reader that keeps up pull
 // that line away from the producer between two publishes (single publish
-// -12 %; bench/RESULTS.md, "Packed batches"). The ring is mapped twice back to back, so a record
-// that crosses the ring's end is contiguous in memory.
+// -12 %; bench/RESULTS.md, "Packed batches"). The ring is mapped twice
+// back to back, so a record that crosses the ring's end is contiguous in
+// memory.
 //
 // Writers: P = the producer that won the claim (or heraldd repairing a dead
 // producer's claim with an aborted record). Every field is written before the

@@ -12,12 +12,11 @@ std::uint64_t first_uncommitted(const PartitionView& v, std::uint64_t from, std:
   std::uint64_t x = from;
   while (x < end && is_committed(v, x)) {
     const std::uint64_t size = v.header_at(x)->size;
-    if (size < kRecordHeaderBytes || size > v.max_event || size % kRecordAlign != 0 || x + size > end) break;
-    // What is left after this record must hold an aborted record's header
-    // (or be nothing): the records of a claim are 16-byte aligned, so only a
-    // corrupt size could leave 16 or 32 bytes. Then this record is aborted
-    // too; write_aborted could not cover the rest.
-    if (end - (x + size) != 0 && end - (x + size) < kRecordHeaderBytes) break;
+    if (!record_size_ok(size, v.max_event) || x + size > end) break;
+    // What is left after this record must be nothing or something
+    // write_aborted can cover (at least a header): only a corrupt size
+    // leaves 16 or 32 bytes of a claim. Then this record is aborted too.
+    if (const std::uint64_t rest = end - (x + size); rest != 0 && aborted_piece(rest, v.max_event) == 0) break;
     x += size;
   }
   return x;

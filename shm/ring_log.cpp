@@ -265,7 +265,7 @@ __attribute__((no_sanitize_thread)) Status read_copy(const PartitionView& v, std
   // it is bad, decide between overrun and corruption by re-reading tail.
   // A torn length never advances the reader.
   const std::uint64_t n = h->size;
-  if (n < kRecordHeaderBytes || n > v.max_event || n % kRecordAlign != 0) {
+  if (!record_size_ok(n, v.max_event)) {
     std::atomic_thread_fence(std::memory_order_acquire);
     const std::uint64_t t = load_tail(v);
     return t - q > v.ring_bytes ? Status::kOverrun : Status::kCorrupt;
@@ -299,7 +299,7 @@ __attribute__((no_sanitize_thread)) std::uint64_t walk_records(const PartitionVi
   while (r < x) {
     if (t - r > v.ring_bytes || !is_committed(v, r)) return UINT64_MAX;
     const std::uint64_t n = v.header_at(r)->size;
-    if (n < kRecordHeaderBytes || n > v.max_event || n % kRecordAlign != 0) return UINT64_MAX;
+    if (!record_size_ok(n, v.max_event)) return UINT64_MAX;
     r += n;
   }
   return r;

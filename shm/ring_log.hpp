@@ -309,7 +309,7 @@ inline void RingLogWriter::finish(std::uint32_t p) noexcept {
 // (16 or 32 bytes) behind, since every piece must hold its own header. A
 // max_event piece that would is one claim alignment shorter (max_event is a
 // multiple of 64 and >= 128, so the piece still holds a header and the
-// rest is 80..112 bytes). 0 when not even one header fits.
+// rest is 80 or 96 bytes). 0 when not even one header fits.
 constexpr std::uint64_t aborted_piece(std::uint64_t rest, std::uint64_t max_event) noexcept {
   if (rest < kRecordHeaderBytes) return 0;
   std::uint64_t e = rest < max_event ? rest : max_event;
@@ -332,10 +332,17 @@ void wake_everyone(const TopicMap& topic, const PartitionView& v) noexcept;
 // Reader side: stateless operations on a partition.
 // ---------------------------------------------------------------------------
 
+// A size a record may have: room for its header, at most max_event, 16-byte
+// aligned. Every reader and repair checks a size read from the log with it
+// before stepping over the record.
+inline bool record_size_ok(std::uint64_t size, std::uint64_t max_event) noexcept {
+  return size >= kRecordHeaderBytes && size <= max_event && size % kRecordAlign == 0;
+}
+
 // A header that says less than it holds, or more than a record may be.
 inline bool header_sane(const RecordHeader& h, std::uint64_t max_event) noexcept {
   const std::uint64_t size = h.size;
-  if (size < kRecordHeaderBytes || size > max_event || size % kRecordAlign != 0) return false;
+  if (!record_size_ok(size, max_event)) return false;
   const std::uint64_t need = std::uint64_t{kRecordHeaderBytes} + h.key_len + h.meta_len + h.payload_len;
   return need <= size;
 }

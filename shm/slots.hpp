@@ -41,17 +41,17 @@ void reclaim_reader_slot(const TopicMap& topic, std::uint32_t slot) noexcept;
 // The owner word value a taker writes while cleaning up a dead owner's slot.
 inline constexpr std::uint64_t kOwnerReclaiming = 1ull << 63;
 
-// An owner word (with its slot's start time) names a process that runs:
-// not free, not being reclaimed, and (pid, start time) alive.
+// An owner word that names a process: not free, not being reclaimed.
+inline bool owner_held(std::uint64_t owner) noexcept { return owner != 0 && owner != kOwnerReclaiming; }
+
+// A held owner word (with its slot's start time) whose (pid, start time) runs.
 inline bool owner_live(std::uint64_t owner, std::uint64_t start_time) noexcept {
-  return owner != 0 && owner != kOwnerReclaiming &&
-         process_alive(static_cast<pid_t>(owner & 0xffffffffu), start_time);
+  return owner_held(owner) && process_alive(static_cast<pid_t>(owner & 0xffffffffu), start_time);
 }
 
-// An owner word names a process that is gone: held (not free, not being
-// reclaimed) but not live. Such a slot may be taken over.
+// A held owner word whose process is gone. Such a slot may be taken over.
 inline bool owner_dead(std::uint64_t owner, std::uint64_t start_time) noexcept {
-  return owner != 0 && owner != kOwnerReclaiming && !owner_live(owner, start_time);
+  return owner_held(owner) && !process_alive(static_cast<pid_t>(owner & 0xffffffffu), start_time);
 }
 
 }  // namespace herald::shm

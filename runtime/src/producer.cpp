@@ -24,10 +24,11 @@ namespace herald {
 
 namespace {
 
-// Copies a payload into its record. Up to 64 bytes, two overlapping
-// fixed-size copies the compiler turns into a few vector moves; a call to
-// libc's memcpy (its size dispatch included) costs ~24 instructions, as much
-// as the rest of a 64 B event's header. Larger payloads go to memcpy.
+// Copies a payload into its record (any length, 0 included). Up to 64
+// bytes, two overlapping fixed-size copies the compiler turns into a few
+// moves: a call to libc's memcpy (its size dispatch included) costs ~24
+// instructions, as much as the rest of a 64 B event's header. Larger
+// payloads go to memcpy.
 [[gnu::always_inline]] inline void copy_payload(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
   if (n > 64) {
     std::memcpy(dst, src, n);
@@ -40,10 +41,16 @@ namespace {
   } else if (n >= 8) {
     __builtin_memcpy(dst, src, 8);
     __builtin_memcpy(dst + n - 8, src + n - 8, 8);
-  } else {
-    for (std::size_t i = 0; i < n; ++i) dst[i] = src[i];
+  } else if (n >= 4) {
+    __builtin_memcpy(dst, src, 4);
+    __builtin_memcpy(dst + n - 4, src + n - 4, 4);
+  } else if (n > 0) {  // 1..3 bytes: first, middle, last cover them all
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
   }
 }
+
 constexpr std::uint32_t kStickyRun = 256;  // keyless events per partition before moving on
 
 shm::WaitPolicy wait_policy(Wait w) {
@@ -380,9 +387,7 @@ Result<Published> Producer::publish(const Message& m) {
   const std::uint64_t now = m.time_ns != 0 ? m.time_ns : I.clock.now();
   const shm::PartitionView& v = *I.hot[p].view;
   const EventId id = I.write(v, pos, size, m, meta, m.payload.size(), now, seq);
-  if (!m.payload.empty()) {
-    copy_payload(v.bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta, m.payload.data(), m.payload.size());
-  }
+  copy_payload(v.bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta, m.payload.data(), m.payload.size());
   I.writer.commit_record(p, pos, static_cast<std::uint32_t>(size));
   I.writer.finish(p);
   ++I.sequence;
@@ -473,9 +478,8 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
       const Message& m = batch[j];
       const std::uint64_t seq = I.idempotent() ? I.batch_seq[j] : 0;
       I.write(p, at, I.batch_size[j], m, I.batch_meta[j], m.payload.size(), now, seq);
-      if (!m.payload.empty())
-        copy_payload(I.hot[p].view->bytes_at(at) + shm::kRecordHeaderBytes + m.key.size() + I.batch_meta[j],
-                    m.payload.data(), m.payload.size());
+      copy_payload(I.hot[p].view->bytes_at(at) + shm::kRecordHeaderBytes + m.key.size() + I.batch_meta[j],
+                   m.payload.data(), m.payload.size());
       I.writer.commit_record(p, at, I.batch_size[j]);
       if (seq > I.last_seq) I.last_seq = seq;
       HERALD_CRASH_POINT("batch.record_committed");

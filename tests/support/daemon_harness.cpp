@@ -322,7 +322,7 @@ bool walk_log(const shm::TopicMap& m, std::uint32_t p, std::uint64_t from, std::
     }
     const shm::RecordHeader* h = v.header_at(x);
     const std::uint64_t size = h->size;
-    if (size < shm::kRecordHeaderBytes || size % shm::kRecordAlign != 0 || size > v.max_event || x + size > to) {
+    if (!shm::record_size_ok(size, v.max_event) || x + size > to) {
       *why = "partition " + std::to_string(p) + ": record at " + std::to_string(x) + " has size " +
              std::to_string(size);
       *out = w;
