@@ -46,7 +46,7 @@ bool HeraldTransport::single_producer(const RowSpec& spec) { return spec.scenari
 std::string HeraldTransport::describe(const RowSpec& spec) {
   const std::uint64_t packed = shm::record_size(0, 0, spec.size);
   const std::uint64_t alone = shm::claim_bytes(packed);
-  std::string how = spec.mode == "batch"   ? "Producer::publish_batch of up to 64 events"
+  std::string how = spec.mode == "batch"   ? "Producer::publish_batch of up to 64 events (each message written into its slot of the caller's batch buffer, then copied into the log)"
                     : spec.mode == "claim" ? "zero-copy Producer::claim + Claim::commit (written in place)"
                                            : "Producer::publish, one event per call";
   return how + "; a " + std::to_string(spec.size) + " B payload in herald's envelope (128-bit id and time filled by "
@@ -109,8 +109,12 @@ HeraldTransport::Sender::Sender(Host& host, const RowSpec& spec, Endpoint ep) : 
   if (!p) throw BenchError("producer: " + p.error().message());
   producer_.emplace(std::move(p).value());
   if (mode_ == Mode::kBatch) {
+    // The batch's Messages are built once: each views its own slot of the
+    // gather buffer, and only a message of another size re-points its view.
     gathered_.resize(kBatch * size_);
     batch_.resize(kBatch);
+    for (std::size_t i = 0; i < kBatch; ++i)
+      batch_[i] = Message{.payload = Bytes(gathered_.data() + i * size_, size_), .partition = 0};
   }
 }
 
@@ -119,13 +123,25 @@ bool HeraldTransport::Sender::retry_or_throw(const Error& e) {
   throw BenchError("publish: " + e.message());
 }
 
-bool HeraldTransport::Sender::gather(const std::byte* p, std::size_t n) {
-  if (pending_ == kBatch && !drain()) return false;
+std::byte* HeraldTransport::Sender::next_slot(std::size_t n) {
+  if (pending_ == kBatch && !drain()) return nullptr;
+  if (n > size_) throw BenchError("publish_batch: a message of " + std::to_string(n) + " bytes in a row of " +
+                                  std::to_string(size_));
   std::byte* slot = gathered_.data() + pending_ * size_;
-  std::memcpy(slot, p, n);
-  batch_[pending_] = Message{.payload = Bytes(slot, n), .partition = 0};
+  if (batch_[pending_].payload.size() != n) batch_[pending_].payload = Bytes(slot, n);
+  return slot;
+}
+
+bool HeraldTransport::Sender::commit_slot() {
   if (++pending_ == kBatch) (void)drain();
   return true;
+}
+
+bool HeraldTransport::Sender::gather(const std::byte* p, std::size_t n) {
+  std::byte* slot = next_slot(n);
+  if (slot == nullptr) return false;
+  std::memcpy(slot, p, n);
+  return commit_slot();
 }
 
 bool HeraldTransport::Sender::drain() {

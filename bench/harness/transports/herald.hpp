@@ -7,7 +7,8 @@
 //
 // RowSpec::mode selects the producer path: "publish" (Producer::publish,
 // one event per call), "batch" (Producer::publish_batch of up to kBatch
-// events gathered by try_send; flush() publishes the rest) or "claim"
+// events, each written by the harness into its slot of a batch buffer whose
+// Messages are built once; flush() publishes the rest) or "claim"
 // (Producer::claim + Claim::commit, the message written in place). The
 // consumer always uses Consumer::poll, whose handler sees the event in the
 // log (zero copy: a lossless member's own partition), committing per poll.
@@ -54,9 +55,18 @@ struct HeraldTransport {
       if (r) return true;
       return retry_or_throw(r.error());
     }
-    [[nodiscard]] bool zero_copy() const noexcept { return mode_ == Mode::kClaim; }
+    // batch: the harness writes each message straight into its slot of the
+    // gather buffer, as a caller building a batch would (the one copy is
+    // publish_batch's, into the log); claim: into the log itself.
+    [[nodiscard]] bool zero_copy() const noexcept { return mode_ != Mode::kPublish; }
     template <class Fill>
     bool try_send_with(std::size_t n, Fill&& fill) {
+      if (mode_ == Mode::kBatch) {
+        std::byte* slot = next_slot(n);
+        if (slot == nullptr) return false;
+        fill(slot);
+        return commit_slot();
+      }
       auto c = producer_->claim(n, meta_);
       if (!c) return retry_or_throw(c.error());
       fill(c->payload().data());
@@ -68,6 +78,8 @@ struct HeraldTransport {
    private:
     enum class Mode { kPublish, kBatch, kClaim };
     bool gather(const std::byte* p, std::size_t n);
+    std::byte* next_slot(std::size_t n);  // the gather slot for the next message; nullptr while back-pressured
+    bool commit_slot();                   // counts the slot's message; publishes a full batch
     bool drain();  // publishes the gathered events; false while back-pressured
     static bool retry_or_throw(const Error& e);
 
