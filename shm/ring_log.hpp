@@ -83,6 +83,14 @@ class RingLogWriter {
   // Makes the record at `pos` (inside the current claim, header and body
   // written) visible: boundary index, then the commit word with release.
   [[gnu::always_inline]] void commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept;
+  // The same for the records of one claim committed in a row: commit_word
+  // for each (v resolved once by the caller), then committed_through once
+  // with the end of the last. The slot's committed_to only has to trail
+  // the commit words (repair walks the words from it), so one store per run
+  // serves.
+  [[gnu::always_inline]] static void commit_word(const PartitionView& v, std::uint64_t pos,
+                                                 std::uint32_t size) noexcept;
+  [[gnu::always_inline]] void committed_through(std::uint32_t p, std::uint64_t end) noexcept;
   // Ends the claim: clears the slot and wakes parked readers.
   [[gnu::always_inline]] void finish(std::uint32_t p) noexcept;
   // Turns [from, end of claim) into aborted records, then finishes.
@@ -275,6 +283,21 @@ inline void RingLogWriter::commit_record(std::uint32_t p, std::uint64_t pos, std
   HERALD_CRASH_POINT("commit.word");
   committed_to.store(pos + size, std::memory_order_relaxed);
   HERALD_CRASH_POINT("commit.committed_to");
+}
+
+inline void RingLogWriter::commit_word(const PartitionView& v, std::uint64_t pos, std::uint32_t size) noexcept {
+  RecordHeader* const h = v.header_at(pos);
+  const std::uint64_t word = pos ^ v.salt;
+  HERALD_CRASH_POINT("commit.before_word");
+  if (align_up(pos, kIndexPageBytes) < pos + size) [[unlikely]] index_record(v, pos, size);
+  // R1, as in commit_record.
+  h->word.store(word, std::memory_order_release);
+  HERALD_CRASH_POINT("commit.word");
+}
+
+inline void RingLogWriter::committed_through(std::uint32_t p, std::uint64_t end) noexcept {
+  // Relaxed, as in commit_record: read by heraldd after our death only.
+  topic_->partition(p).claims[slot_].committed_to.store(end, std::memory_order_relaxed);
 }
 
 inline void RingLogWriter::finish(std::uint32_t p) noexcept {

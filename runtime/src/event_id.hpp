@@ -26,6 +26,25 @@ class IdGenerator {
                    0x8000000000000000ull | nonce_ << 32 | (c & 0xffffffffull)};
   }
 
+  // The ids of `count` events that share one time, as next(time_ns) would
+  // give them one by one: id k of the run is at(first + k).
+  struct Run {
+    std::uint64_t hi;     // ms and version; counter bits 43..32 added per id
+    std::uint64_t lo;     // variant and nonce; counter bits 31..0 added per id
+    std::uint64_t first;  // the counter of the run's first id
+    [[nodiscard]] EventId at(std::uint64_t c) const noexcept {
+      return EventId{hi | ((c >> 32) & 0xfff), lo | (c & 0xffffffffull)};
+    }
+  };
+  Run run(std::uint64_t time_ns, std::uint64_t count) noexcept {
+    std::uint64_t ms = time_ns / 1'000'000;
+    if (ms < last_ms_) ms = last_ms_;
+    last_ms_ = ms;
+    const Run r{(ms & 0xffffffffffffull) << 16 | 0x7000ull, 0x8000000000000000ull | nonce_ << 32, counter_};
+    counter_ += count;
+    return r;
+  }
+
  private:
   std::uint64_t last_ms_ = 0;
   std::uint64_t counter_ = 0;

@@ -4,6 +4,7 @@
 #include "herald/producer.hpp"
 
 #include <cassert>
+#include <cstddef>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -103,6 +104,7 @@ struct Producer::Impl {
   std::size_t default_meta = 0;
   Claim* pending = nullptr;  // the outstanding zero-copy claim, if any
   std::uint16_t record_flags = 0;  // internal producers: dead letters, redrives
+  bool plain_ok = false;           // no source option, no sequences (see plain())
   std::uint64_t last_seq = 0;      // idempotent producers: highest committed sequence
   // publish_batch scratch, grown once and reused.
   std::vector<std::uint32_t> batch_part;
@@ -126,6 +128,7 @@ struct Producer::Impl {
     sticky = static_cast<std::uint32_t>(shm::random_u64() % partitions);
     const char* bad = nullptr;
     default_meta = detail::meta_size(Message{}, opts.source, &bad, idempotent());
+    plain_ok = default_meta == 0 && !idempotent();
     for (std::uint32_t p = 0; p < partitions; ++p) {
       // Relaxed: our CAS that took the slot (acq_rel) ordered the previous
       // owner's last stores before these loads.
@@ -273,6 +276,64 @@ struct Producer::Impl {
     return id;
   }
 
+  // A plain message is its payload alone: no key, no envelope field to
+  // encode (so no source option and no sequence either: plain_ok), id and
+  // time left to the runtime. publish and publish_batch write it with
+  // write_plain, the same bytes write() and copy_payload would.
+  [[nodiscard]] bool plain(const Message& m) const noexcept {
+    return plain_ok && (m.key.size() | m.type.size() | m.source.size() | m.content_type.size() |
+                        m.correlation_id.size() | m.causation_id.size() | m.headers.size() | m.time_ns | m.id.hi |
+                        m.id.lo) == 0;
+  }
+  // The header's last 8 bytes for a plain record: flags, key_len,
+  // meta_len, producer_slot (one store instead of four).
+  [[nodiscard]] std::uint64_t header_tail() const noexcept {
+    struct Tail {
+      std::uint16_t flags, key_len, meta_len, producer_slot;
+    };
+    static_assert(sizeof(Tail) == 8 && offsetof(shm::RecordHeader, flags) == 40 &&
+                  offsetof(shm::RecordHeader, producer_slot) == 46);
+    const Tail t{record_flags, 0, 0, static_cast<std::uint16_t>(slot)};
+    std::uint64_t w = 0;
+    std::memcpy(&w, &t, sizeof w);
+    return w;
+  }
+  // A plain record at rec: everything but the commit word.
+  [[gnu::always_inline]] static void write_plain(std::byte* rec, std::uint32_t size, Bytes payload,
+                                                 std::uint64_t now, EventId id, std::uint64_t tail) noexcept {
+    auto* const h = reinterpret_cast<shm::RecordHeader*>(rec);
+    h->size = size;
+    h->payload_len = static_cast<std::uint32_t>(payload.size());
+    h->time_ns = now;
+    h->id_hi = id.hi;
+    h->id_lo = id.lo;
+    std::memcpy(rec + offsetof(shm::RecordHeader, flags), &tail, sizeof tail);
+    HERALD_CRASH_POINT("write.header");
+    copy_payload(rec + shm::kRecordHeaderBytes, payload.data(), payload.size());
+  }
+
+  // publish_batch's run of `count` plain events (see there) at pos, sizes
+  // from batch_size: what write(), copy_payload and commit_record do per
+  // event, with the per-event work they would repeat done once per run (the
+  // view and its fields, the id's time part, the header's constant tail, the
+  // claim slot's committed_to). Same bytes, same order, same crash points.
+  void write_plain_run(std::uint32_t p, std::uint64_t pos, const Message* m, const std::uint32_t* sizes,
+                       std::size_t count, std::uint64_t now) noexcept {
+    const shm::PartitionView& v = *hot[p].view;
+    const detail::IdGenerator::Run run = ids.run(now, count);
+    const std::uint64_t tail = header_tail();
+    std::uint64_t at = pos;
+    for (std::size_t k = 0; k < count; ++k) {
+      const std::uint32_t size = sizes[k];
+      write_plain(v.bytes_at(at), size, m[k].payload, now, run.at(run.first + k), tail);
+      shm::RingLogWriter::commit_word(v, at, size);
+      HERALD_CRASH_POINT("commit.committed_to");
+      HERALD_CRASH_POINT("batch.record_committed");
+      at += size;
+    }
+    writer.committed_through(p, at);
+  }
+
   Error status_error(shm::Status st, std::uint32_t p, std::uint64_t size) const {
     const std::string where = "topic '" + topic->topic() + "' partition " + std::to_string(p);
     switch (st) {
@@ -370,6 +431,28 @@ Producer::Impl::~Impl() {
 Result<Published> Producer::publish(const Message& m) {
   Impl& I = *impl_;
   I.check_thread();
+  const std::size_t len = m.payload.size();
+  if (I.plain(m) && len <= I.max_event && shm::record_size(0, 0, len) <= I.max_event && m.partition >= -1 &&
+      m.partition < static_cast<std::int64_t>(I.partitions) && I.pending == nullptr) [[likely]] {
+    // A plain message (the usual event: a payload, its id and time by the
+    // runtime) that try_size would accept: what the general path below
+    // does, without the field-by-field checks and encodings it needs.
+    const std::uint64_t size = shm::claim_bytes(shm::record_size(0, 0, len));
+    std::uint32_t p = 0;
+    I.pick(m, &p);
+    std::uint64_t pos = 0;
+    const shm::Status st = I.claim(p, size, &pos);
+    if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
+    const std::uint64_t now = I.clock.now();
+    const EventId id = I.ids.next(now);
+    Impl::write_plain(I.hot[p].view->bytes_at(pos), static_cast<std::uint32_t>(size), m.payload, now, id,
+                      I.header_tail());
+    I.writer.commit_record(p, pos, static_cast<std::uint32_t>(size));
+    I.writer.finish(p);
+    ++I.sequence;
+    I.count(p, 1, size);
+    return Published{p, pos, id, false};
+  }
   std::size_t meta = 0;
   Impl::Refusal no;
   // Fast validation inline; only a refused message builds strings.
@@ -406,17 +489,22 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
     I.batch_size.resize(n);
     I.batch_meta.resize(n);
   }
-  // Validate everything first: bad input publishes nothing.
+  // Validate everything first: bad input publishes nothing. `plain`: every
+  // event is a payload alone (no key, no envelope field to encode, id and
+  // time left to the runtime) from a producer without sequences, so the
+  // runs are written by write_plain_run.
+  bool plain = I.plain_ok;
   for (std::size_t i = 0; i < n; ++i) {
+    const Message& m = batch[i];
     std::size_t meta = 0;
     Impl::Refusal no;
-    const std::uint64_t size = I.try_size(batch[i], batch[i].payload.size(), &meta, &no);
+    const std::uint64_t size = I.try_size(m, m.payload.size(), &meta, &no);
     if (size == 0)
-      return fail(I.invalid(batch[i], batch[i].payload.size(), meta, no)
-                      .with_context("batch event " + std::to_string(i)));
+      return fail(I.invalid(m, m.payload.size(), meta, no).with_context("batch event " + std::to_string(i)));
     I.batch_size[i] = static_cast<std::uint32_t>(size);
     I.batch_meta[i] = static_cast<std::uint32_t>(meta);
-    I.pick(batch[i], &I.batch_part[i]);
+    I.pick(m, &I.batch_part[i]);
+    plain = plain && meta == 0 && m.key.empty() && m.time_ns == 0 && m.id.empty();
   }
   // Idempotent producers: sequences in batch order; duplicates are left out
   // (partition kSkip) and count as published.
@@ -474,7 +562,11 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
     }
     std::uint64_t at = pos;
     I.batch_size[last] += static_cast<std::uint32_t>(total - record_end);  // the run's padding
-    for (std::size_t j = i; j < end; ++j) {
+    if (plain) {
+      I.write_plain_run(p, pos, batch.data() + i, I.batch_size.data() + i, count, now);
+      at = pos + total;
+    }
+    for (std::size_t j = plain ? end : i; j < end; ++j) {
       const Message& m = batch[j];
       const std::uint64_t seq = I.idempotent() ? I.batch_seq[j] : 0;
       I.write(p, at, I.batch_size[j], m, I.batch_meta[j], m.payload.size(), now, seq);
