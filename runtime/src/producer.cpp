@@ -298,18 +298,29 @@ struct Producer::Impl {
     std::memcpy(&w, &t, sizeof w);
     return w;
   }
-  // A plain record at rec: everything but the commit word.
-  [[gnu::always_inline]] static void write_plain(std::byte* rec, std::uint32_t size, Bytes payload,
-                                                 std::uint64_t now, EventId id, std::uint64_t tail) noexcept {
+  // A plain record's header at rec (all of it but the commit word).
+  [[gnu::always_inline]] static void write_plain_header(std::byte* rec, std::uint32_t size, std::size_t payload_len,
+                                                        std::uint64_t now, EventId id, std::uint64_t tail) noexcept {
     auto* const h = reinterpret_cast<shm::RecordHeader*>(rec);
     h->size = size;
-    h->payload_len = static_cast<std::uint32_t>(payload.size());
+    h->payload_len = static_cast<std::uint32_t>(payload_len);
     h->time_ns = now;
     h->id_hi = id.hi;
     h->id_lo = id.lo;
     std::memcpy(rec + offsetof(shm::RecordHeader, flags), &tail, sizeof tail);
     HERALD_CRASH_POINT("write.header");
+  }
+  // A plain record at rec: everything but the commit word.
+  [[gnu::always_inline]] static void write_plain(std::byte* rec, std::uint32_t size, Bytes payload,
+                                                 std::uint64_t now, EventId id, std::uint64_t tail) noexcept {
+    write_plain_header(rec, size, payload.size(), now, id, tail);
     copy_payload(rec + shm::kRecordHeaderBytes, payload.data(), payload.size());
+  }
+  // Whether a plain message of payload_len bytes fits (what try_size would
+  // say of it) on a partition it may name.
+  [[nodiscard]] bool plain_fits(const Message& m, std::size_t payload_len) const noexcept {
+    return payload_len <= max_event && shm::record_size(0, 0, payload_len) <= max_event && m.partition >= -1 &&
+           m.partition < static_cast<std::int64_t>(partitions);
   }
 
   // publish_batch's run of `count` plain events (see there) at pos, sizes
@@ -432,8 +443,7 @@ Result<Published> Producer::publish(const Message& m) {
   Impl& I = *impl_;
   I.check_thread();
   const std::size_t len = m.payload.size();
-  if (I.plain(m) && len <= I.max_event && shm::record_size(0, 0, len) <= I.max_event && m.partition >= -1 &&
-      m.partition < static_cast<std::int64_t>(I.partitions) && I.pending == nullptr) [[likely]] {
+  if (I.plain(m) && I.plain_fits(m, len) && I.pending == nullptr) [[likely]] {
     // A plain message (the usual event: a payload, its id and time by the
     // runtime) that try_size would accept: what the general path below
     // does, without the field-by-field checks and encodings it needs.
@@ -590,6 +600,22 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   Impl& I = *impl_;
   I.check_thread();
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is already pending on this producer");
+  if (I.plain(meta_in) && I.plain_fits(meta_in, payload_bytes)) [[likely]] {
+    // As in publish: a plain event skips the general path's checks and
+    // encodings (and, without sequences, the duplicate check).
+    const std::uint64_t size = shm::claim_bytes(shm::record_size(0, 0, payload_bytes));
+    std::uint32_t p = 0;
+    I.pick(meta_in, &p);
+    std::uint64_t pos = 0;
+    const shm::Status st = I.claim(p, size, &pos);
+    if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
+    const std::uint64_t now = I.clock.now();
+    const EventId id = I.ids.next(now);
+    std::byte* const rec = I.hot[p].view->bytes_at(pos);
+    Impl::write_plain_header(rec, static_cast<std::uint32_t>(size), payload_bytes, now, id, I.header_tail());
+    return Result<Claim>(std::in_place, Claim::Key{}, impl_.get(),
+                         std::span<std::byte>(rec + shm::kRecordHeaderBytes, payload_bytes), p, pos, id, 0);
+  }
   std::size_t meta = 0;
   Impl::Refusal no;
   const std::uint64_t record = I.try_size(meta_in, payload_bytes, &meta, &no);

@@ -308,12 +308,13 @@ TEST_F(ProducerTest, EveryPayloadSizeIsCopiedExactly) {
 TEST_F(ProducerTest, PayloadOnlyBatchesCarryTheSameEnvelopeAsOtherEvents) {
   // publish_batch writes a batch of payload-only events on a path of its
   // own (write_plain_run: one id reservation, one time, the header's
-  // constant tail once). Read back, its events must look as a single
-  // publish's and a batch with an envelope field (the general path) do.
+  // constant tail once), and publish and claim have a payload-only path
+  // too. Read back, their events must look as those of the general path (a
+  // batch or claim with an envelope field) do.
   ASSERT_TRUE(bus_->create_topic("env", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
   auto producer = bus_->producer("env").value();
   std::vector<std::string> payloads;
-  for (std::uint64_t i = 0; i < 9; ++i) payloads.push_back(test::make_payload(64, {0, 0, i}));
+  for (std::uint64_t i = 0; i < 11; ++i) payloads.push_back(test::make_payload(64, {0, 0, i}));
   ASSERT_TRUE(producer.publish({.payload = payloads[0]}));
   std::vector<Message> plain = {{.payload = payloads[1]}, {.payload = payloads[2]}, {.payload = payloads[3]}};
   std::vector<Message> enveloped = {{.type = "T", .payload = payloads[4]}, {.payload = payloads[5]},
@@ -323,6 +324,13 @@ TEST_F(ProducerTest, PayloadOnlyBatchesCarryTheSameEnvelopeAsOtherEvents) {
     auto r = producer.publish_batch(*b);
     ASSERT_TRUE(r) << r.error().message();
     ASSERT_EQ(r->published, b->size());
+  }
+  // Zero-copy claims take the same two paths: payload-only, and with a type.
+  for (std::size_t i : {std::size_t{9}, std::size_t{10}}) {
+    auto c = producer.claim(64, i == 10 ? Message{.type = "C"} : Message{});
+    ASSERT_TRUE(c) << c.error().message();
+    std::memcpy(c->payload().data(), payloads[i].data(), 64);
+    ASSERT_TRUE(c->commit());
   }
   struct Seen {
     std::uint64_t seq, time;
@@ -340,7 +348,7 @@ TEST_F(ProducerTest, PayloadOnlyBatchesCarryTheSameEnvelopeAsOtherEvents) {
                         std::string(e.source()), e.header_count()});
       },
       100));
-  ASSERT_EQ(seen.size(), 9u);
+  ASSERT_EQ(seen.size(), 11u);
   const std::uint64_t nonce = (seen[0].id.lo >> 32) & 0x3fffffff;
   for (std::size_t i = 0; i < seen.size(); ++i) {
     const Seen& e = seen[i];
@@ -352,7 +360,7 @@ TEST_F(ProducerTest, PayloadOnlyBatchesCarryTheSameEnvelopeAsOtherEvents) {
     EXPECT_EQ((e.id.lo >> 32) & 0x3fffffff, nonce);
     EXPECT_EQ(e.id.hi >> 16, e.time / 1'000'000);  // the id's ms is the event's time
     EXPECT_EQ(e.key, "");
-    EXPECT_EQ(e.type, i == 4 ? "T" : "");
+    EXPECT_EQ(e.type, i == 4 ? "T" : i == 10 ? "C" : "");
     EXPECT_EQ(e.source, "");
     EXPECT_EQ(e.headers, 0u);
     if (i > 0) {
