@@ -155,7 +155,7 @@ struct alignas(64) ClaimSlotLayout {
   std::atomic<std::uint64_t> size;          // P: claimed bytes
   std::atomic<std::uint64_t> committed_to;  // P: records below this are committed
   std::atomic<std::uint64_t> sequence;      // P: idempotence sequence of the first event
-  std::atomic<std::uint64_t> won_ns;        // P: CLOCK_MONOTONIC when the claim was won (stall reports)
+  std::atomic<std::uint64_t> won_ns;        // P: the claim's event time (CLOCK_REALTIME, the event clock; stall reports)
   std::uint64_t reserved[3];
 };
 static_assert(sizeof(ClaimSlotLayout) == 64);

@@ -91,6 +91,13 @@ class RingLogWriter {
   [[gnu::always_inline]] static void commit_word(const PartitionView& v, std::uint64_t pos,
                                                  std::uint32_t size) noexcept;
   [[gnu::always_inline]] void committed_through(std::uint32_t p, std::uint64_t end) noexcept;
+  // Notes in the claim slot the time the current claim's events were
+  // stamped with (the producer reads the clock once per claim anyway), so
+  // `herald stat` can tell how long a claim has been held.
+  void note_claim_time(std::uint32_t p, std::uint64_t realtime_ns) noexcept {
+    // Relaxed: a statistic, read by stat and doctor only.
+    topic_->partition(p).claims[slot_].won_ns.store(realtime_ns, std::memory_order_relaxed);
+  }
   // Ends the claim: clears the slot and wakes parked readers.
   [[gnu::always_inline]] void finish(std::uint32_t p) noexcept;
   // Turns [from, end of claim) into aborted records, then finishes.

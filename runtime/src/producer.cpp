@@ -454,6 +454,7 @@ Result<Published> Producer::publish(const Message& m) {
     const shm::Status st = I.claim(p, size, &pos);
     if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
     const std::uint64_t now = I.clock.now();
+    I.writer.note_claim_time(p, now);
     const EventId id = I.ids.next(now);
     Impl::write_plain(I.hot[p].view->bytes_at(pos), static_cast<std::uint32_t>(size), m.payload, now, id,
                       I.header_tail());
@@ -478,6 +479,7 @@ Result<Published> Producer::publish(const Message& m) {
   const shm::Status st = I.claim(p, size, &pos);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
   const std::uint64_t now = m.time_ns != 0 ? m.time_ns : I.clock.now();
+  I.writer.note_claim_time(p, m.time_ns != 0 ? 0 : now);  // 0: not known (a caller's time says nothing of now)
   const shm::PartitionView& v = *I.hot[p].view;
   const EventId id = I.write(v, pos, size, m, meta, m.payload.size(), now, seq);
   copy_payload(v.bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta, m.payload.data(), m.payload.size());
@@ -570,6 +572,7 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
       result.error = std::move(e);
       return result;
     }
+    I.writer.note_claim_time(p, now);
     std::uint64_t at = pos;
     I.batch_size[last] += static_cast<std::uint32_t>(total - record_end);  // the run's padding
     if (plain) {
@@ -610,6 +613,7 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
     const shm::Status st = I.claim(p, size, &pos);
     if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
     const std::uint64_t now = I.clock.now();
+    I.writer.note_claim_time(p, now);
     const EventId id = I.ids.next(now);
     std::byte* const rec = I.hot[p].view->bytes_at(pos);
     Impl::write_plain_header(rec, static_cast<std::uint32_t>(size), payload_bytes, now, id, I.header_tail());
@@ -626,7 +630,9 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   std::uint64_t pos = 0;
   const shm::Status st = I.claim(p, size, &pos);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
-  const std::uint64_t now = meta_in.time_ns != 0 ? meta_in.time_ns : I.clock.now();
+  const std::uint64_t clock_now = I.clock.now();  // also for the stall report of a claim held long
+  I.writer.note_claim_time(p, clock_now);
+  const std::uint64_t now = meta_in.time_ns != 0 ? meta_in.time_ns : clock_now;
   const std::uint64_t seq = I.next_sequence(meta_in);
   if (I.idempotent() && seq == 0) {
     I.writer.abort_rest(p, pos);  // nothing is written for a duplicate

@@ -168,7 +168,8 @@ std::uint64_t dlq_depth(const shm::TopicMap& dlq) {
   return depth;
 }
 
-void read_partitions(const shm::TopicMap& m, TopicStats& t, std::uint64_t mono_now) {
+void read_partitions(const shm::TopicMap& m, TopicStats& t) {
+  const std::uint64_t rt_now = shm::realtime_ns();
   const std::uint32_t slots = m.geometry().producer_slots;
   std::vector<std::byte> buf(m.geometry().params.max_event);
   for (std::uint32_t p = 0; p < m.partitions(); ++p) {
@@ -214,8 +215,11 @@ void read_partitions(const shm::TopicMap& m, TopicStats& t, std::uint64_t mono_n
       sc.owner_alive = alive(sc.pid, ps_slot->start_time.load(std::memory_order_relaxed));
       sc.position = w & ~shm::kClaimStateMask;
       sc.bytes = c.size.load(std::memory_order_relaxed);
+      // The claim's event time (CLOCK_REALTIME; 0 when not known): a claim
+      // held for a second while the wall clock steps by more is misjudged,
+      // which only moves when it is reported.
       const std::uint64_t won = c.won_ns.load(std::memory_order_relaxed);
-      sc.held_ns = state == shm::kClaimWon && won != 0 && won < mono_now ? mono_now - won : 0;
+      sc.held_ns = state == shm::kClaimWon && won != 0 && won < rt_now ? rt_now - won : 0;
       if (!sc.owner_alive || sc.held_ns > kStallReportNs) ps.stalled.push_back(sc);
     }
     t.events += ps.events;
@@ -412,7 +416,7 @@ Result<BusStats> read_stats(std::string_view bus_in, const StatsOptions& o) {
     }
     t.segment_bytes = m->geometry().total_bytes + m->state_geometry().total_bytes;
     const std::uint64_t mono_now = shm::monotonic_ns();
-    read_partitions(*m, t, mono_now);
+    read_partitions(*m, t);
     std::vector<std::string> group_names;
     read_groups(*m, t, *reg, bus, o, out.time_ns, group_names);
     read_readers(*m, t, group_names, mono_now);

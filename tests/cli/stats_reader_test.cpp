@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "herald/herald.hpp"
+#include <unistd.h>
+
+#include "shm/clock.hpp"
 #include "shm/names.hpp"
 #include "shm/registry.hpp"
 #include "shm/state_layout.hpp"
@@ -59,6 +62,50 @@ TEST_F(StatsReaderTest, ReportsTopicsPartitionsGroupsMembersAndProducers) {
   ASSERT_EQ(t->producers.size(), 1u);
   EXPECT_EQ(t->producers[0].events, 10u);
   EXPECT_TRUE(t->producers[0].alive);
+}
+
+TEST_F(StatsReaderTest, AClaimHeldByALiveProducerIsReportedWithHowLongItWasHeld) {
+  // A zero-copy claim notes its event time in the claim slot (won_ns); stat
+  // and doctor report a live producer's claim once it is held past a second
+  // (before, won_ns was never written and such a claim never showed).
+  auto p = bus_->producer("t").value();
+  const std::uint64_t before = shm::realtime_ns();
+  auto claim = p.claim(16, Message{.partition = 1});
+  ASSERT_TRUE(claim) << claim.error().message();
+  const std::uint64_t after = shm::realtime_ns();
+  auto map = map_rw();
+  std::uint64_t won = 0;
+  for (std::uint32_t s = 0; s < map.geometry().producer_slots; ++s)
+    if (const std::uint64_t w = map.partition(1).claims[s].won_ns.load(); w != 0) won = w;
+  // The event clock follows CLOCK_REALTIME to within microseconds.
+  EXPECT_GE(won + 1'000'000, before);
+  EXPECT_LE(won, after + 1'000'000);
+  // Bounded wait: the report comes once the claim is a second old.
+  const StalledClaim* seen = nullptr;
+  Result<BusStats> s = fail(Errc::kIo, "not read yet");
+  for (int i = 0; i < 1000 && seen == nullptr; ++i) {
+    s = read_stats(guard_.bus());
+    ASSERT_TRUE(s) << s.error().message();
+    for (const TopicStats& t : s->topics) {
+      if (t.name != "t") continue;
+      for (const PartitionStats& ps : t.partition_stats)
+        for (const StalledClaim& c : ps.stalled) seen = &c;
+    }
+    if (seen == nullptr) ::usleep(10'000);
+  }
+  ASSERT_NE(seen, nullptr) << "no stalled claim reported after 10 s (won_ns " << won << ")";
+  EXPECT_TRUE(seen->owner_alive);
+  EXPECT_EQ(seen->pid, ::getpid());
+  EXPECT_EQ(seen->partition, 1u);
+  EXPECT_EQ(seen->position, claim->position());
+  EXPECT_GT(seen->held_ns, 1'000'000'000u);
+  ASSERT_TRUE(claim->commit());
+  s = read_stats(guard_.bus());
+  ASSERT_TRUE(s) << s.error().message();
+  for (const TopicStats& t : s->topics) {
+    if (t.name != "t") continue;
+    for (const PartitionStats& ps : t.partition_stats) EXPECT_TRUE(ps.stalled.empty()) << "partition " << ps.partition;
+  }
 }
 
 TEST_F(StatsReaderTest, ForgedValuesAreClampedOrSkipped) {
