@@ -278,8 +278,9 @@ struct Producer::Impl {
 
   // A plain message is its payload alone: no key, no envelope field to
   // encode (so no source option and no sequence either: plain_ok), id and
-  // time left to the runtime. publish and publish_batch write it with
-  // write_plain, the same bytes write() and copy_payload would.
+  // time left to the runtime. publish, publish_batch and claim write it
+  // with write_plain (claim: write_plain_header), the same bytes write()
+  // and copy_payload would.
   [[nodiscard]] bool plain(const Message& m) const noexcept {
     return plain_ok && (m.key.size() | m.type.size() | m.source.size() | m.content_type.size() |
                         m.correlation_id.size() | m.causation_id.size() | m.headers.size() | m.time_ns | m.id.hi |
