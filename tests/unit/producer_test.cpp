@@ -317,7 +317,9 @@ TEST_F(ProducerTest, PayloadOnlyBatchesCarryTheSameEnvelopeAsOtherEvents) {
   for (std::uint64_t i = 0; i < 11; ++i) payloads.push_back(test::make_payload(64, {0, 0, i}));
   ASSERT_TRUE(producer.publish({.payload = payloads[0]}));
   std::vector<Message> plain = {{.payload = payloads[1]}, {.payload = payloads[2]}, {.payload = payloads[3]}};
-  std::vector<Message> enveloped = {{.type = "T", .payload = payloads[4]}, {.payload = payloads[5]},
+  // A payload-only event before the enveloped one: publish_batch validates
+  // the first on its quick path, then goes the general way for the batch.
+  std::vector<Message> enveloped = {{.payload = payloads[4]}, {.type = "T", .payload = payloads[5]},
                                     {.payload = payloads[6]}};
   std::vector<Message> plain2 = {{.payload = payloads[7]}, {.payload = payloads[8]}};
   for (auto* b : {&plain, &enveloped, &plain2}) {
@@ -360,7 +362,7 @@ TEST_F(ProducerTest, PayloadOnlyBatchesCarryTheSameEnvelopeAsOtherEvents) {
     EXPECT_EQ((e.id.lo >> 32) & 0x3fffffff, nonce);
     EXPECT_EQ(e.id.hi >> 16, e.time / 1'000'000);  // the id's ms is the event's time
     EXPECT_EQ(e.key, "");
-    EXPECT_EQ(e.type, i == 4 ? "T" : i == 10 ? "C" : "");
+    EXPECT_EQ(e.type, i == 5 ? "T" : i == 10 ? "C" : "");
     EXPECT_EQ(e.source, "");
     EXPECT_EQ(e.headers, 0u);
     if (i > 0) {
@@ -373,6 +375,41 @@ TEST_F(ProducerTest, PayloadOnlyBatchesCarryTheSameEnvelopeAsOtherEvents) {
   // One clock read per batch: a batch's events share their time.
   for (auto [from, to] : {std::pair<std::size_t, std::size_t>{1, 3}, {4, 6}, {7, 8}})
     for (std::size_t i = from + 1; i <= to; ++i) EXPECT_EQ(seen[i].time, seen[from].time) << "event " << i;
+}
+
+TEST_F(ProducerTest, PayloadOnlyEventsAtTheSizeLimit) {
+  // The payload-only paths decide for themselves that an event fits
+  // (plain_fits); they must agree with try_size: max_event - 48 bytes of
+  // payload fit, one more is too large, through publish, publish_batch and
+  // claim alike.
+  constexpr std::uint64_t kMaxEvent = 1024;
+  ASSERT_TRUE(bus_->create_topic("limit", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = kMaxEvent}));
+  auto producer = bus_->producer("limit").value();
+  const std::size_t fits = producer.max_payload(Message{});
+  ASSERT_EQ(fits, kMaxEvent - 48);
+  const std::string ok(fits, 'a'), over(fits + 1, 'b');
+  ASSERT_TRUE(producer.publish({.payload = ok}));
+  const Message one_ok[] = {{.payload = ok}}, one_over[] = {{.payload = ok}, {.payload = over}};
+  auto b = producer.publish_batch(one_ok);
+  ASSERT_TRUE(b) << b.error().message();
+  auto c = producer.claim(fits);
+  ASSERT_TRUE(c) << c.error().message();
+  ASSERT_TRUE(c->commit());
+  auto p_over = producer.publish({.payload = over});
+  ASSERT_FALSE(p_over);
+  EXPECT_EQ(p_over.error().code, Errc::kTooLarge) << p_over.error().message();
+  auto b_over = producer.publish_batch(one_over);
+  ASSERT_FALSE(b_over);
+  EXPECT_EQ(b_over.error().code, Errc::kTooLarge) << b_over.error().message();
+  EXPECT_NE(b_over.error().detail.find("batch event 1"), std::string::npos) << b_over.error().message();
+  auto c_over = producer.claim(fits + 1);
+  ASSERT_FALSE(c_over);
+  EXPECT_EQ(c_over.error().code, Errc::kTooLarge) << c_over.error().message();
+  // Three events of `fits` bytes, nothing of the refused ones.
+  auto reader = bus_->consumer("limit", {.start = Offset::earliest()}).value();
+  std::vector<std::size_t> sizes;
+  ASSERT_TRUE(reader.poll([&](const EventView& e) { sizes.push_back(e.payload().size()); }, 100));
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{fits, fits, fits}));
 }
 
 TEST_F(ProducerTest, BatchRecordsArePackedInsideLineAlignedClaims) {
