@@ -83,11 +83,11 @@ class RingLogWriter {
   // Makes the record at `pos` (inside the current claim, header and body
   // written) visible: boundary index, then the commit word with release.
   [[gnu::always_inline]] void commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept;
-  // The same for the records of one claim committed in a row: commit_word
-  // for each (v resolved once by the caller), then committed_through once
-  // with the end of the last. The slot's committed_to only has to trail
-  // the commit words (repair walks the words from it), so one store per run
-  // serves.
+  // commit_record in two parts, for the records of one claim committed in a
+  // row: commit_word for each (v resolved once by the caller), then
+  // committed_through once with the end of the last. The slot's
+  // committed_to only has to trail the commit words (repair walks the words
+  // from the claim's start), so one store per run serves.
   [[gnu::always_inline]] static void commit_word(const PartitionView& v, std::uint64_t pos,
                                                  std::uint32_t size) noexcept;
   [[gnu::always_inline]] void committed_through(std::uint32_t p, std::uint64_t end) noexcept;
@@ -273,10 +273,21 @@ inline void index_record(const PartitionView& v, std::uint64_t pos, std::uint64_
 
 inline void RingLogWriter::commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept {
   const PartitionView& v = topic_->partition(p);
+  // Resolved before the stores below, which would make g++ reload it.
+  std::atomic<std::uint64_t>& committed_to = v.claims[slot_].committed_to;
+  commit_word(v, pos, size);
+  // Relaxed: a hint, read after our death only (stall reports); repair
+  // walks the commit words from the claim's start, not from here
+  // (ARCHITECTURE.md, departure 5), so it only has to trail the words, and
+  // a word is always stored before this advances.
+  committed_to.store(pos + size, std::memory_order_relaxed);
+  HERALD_CRASH_POINT("commit.committed_to");
+}
+
+inline void RingLogWriter::commit_word(const PartitionView& v, std::uint64_t pos, std::uint32_t size) noexcept {
   // Resolved before the stores below, which would make g++ reload them.
   RecordHeader* const h = v.header_at(pos);
   const std::uint64_t word = pos ^ v.salt;
-  std::atomic<std::uint64_t>& committed_to = v.claims[slot_].committed_to;
   HERALD_CRASH_POINT("commit.before_word");
   // Only when the record reaches a 4 KiB page start (one record in 32 at
   // 128 bytes): the loop's set-up is not paid per record.
@@ -285,25 +296,11 @@ inline void RingLogWriter::commit_record(std::uint32_t p, std::uint64_t pos, std
   // is_committed. Everything written to the record before is visible to a
   // reader that sees this word.
   h->word.store(word, std::memory_order_release);
-  // Relaxed: read by heraldd after our death only; it walks the commit
-  // words from here, and a word is always stored before this advances.
-  HERALD_CRASH_POINT("commit.word");
-  committed_to.store(pos + size, std::memory_order_relaxed);
-  HERALD_CRASH_POINT("commit.committed_to");
-}
-
-inline void RingLogWriter::commit_word(const PartitionView& v, std::uint64_t pos, std::uint32_t size) noexcept {
-  RecordHeader* const h = v.header_at(pos);
-  const std::uint64_t word = pos ^ v.salt;
-  HERALD_CRASH_POINT("commit.before_word");
-  if (align_up(pos, kIndexPageBytes) < pos + size) [[unlikely]] index_record(v, pos, size);
-  // R1, as in commit_record.
-  h->word.store(word, std::memory_order_release);
   HERALD_CRASH_POINT("commit.word");
 }
 
 inline void RingLogWriter::committed_through(std::uint32_t p, std::uint64_t end) noexcept {
-  // Relaxed, as in commit_record: read by heraldd after our death only.
+  // Relaxed, as in commit_record: a hint that trails the commit words.
   topic_->partition(p).claims[slot_].committed_to.store(end, std::memory_order_relaxed);
 }
 

@@ -17,15 +17,6 @@ namespace herald::detail {
 class IdGenerator {
  public:
   IdGenerator();
-  EventId next(std::uint64_t time_ns) noexcept {
-    std::uint64_t ms = time_ns / 1'000'000;
-    if (ms < last_ms_) ms = last_ms_;  // the wall clock stepped back: keep ids ordered
-    last_ms_ = ms;
-    const std::uint64_t c = counter_++;
-    return EventId{(ms & 0xffffffffffffull) << 16 | 0x7000ull | ((c >> 32) & 0xfff),
-                   0x8000000000000000ull | nonce_ << 32 | (c & 0xffffffffull)};
-  }
-
   // The ids of `count` events that share one time, as next(time_ns) would
   // give them one by one: id k of the run is at(first + k).
   struct Run {
@@ -38,11 +29,15 @@ class IdGenerator {
   };
   Run run(std::uint64_t time_ns, std::uint64_t count) noexcept {
     std::uint64_t ms = time_ns / 1'000'000;
-    if (ms < last_ms_) ms = last_ms_;
+    if (ms < last_ms_) ms = last_ms_;  // the wall clock stepped back: keep ids ordered
     last_ms_ = ms;
     const Run r{(ms & 0xffffffffffffull) << 16 | 0x7000ull, 0x8000000000000000ull | nonce_ << 32, counter_};
     counter_ += count;
     return r;
+  }
+  EventId next(std::uint64_t time_ns) noexcept {
+    const Run r = run(time_ns, 1);
+    return r.at(r.first);
   }
 
  private:

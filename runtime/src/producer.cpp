@@ -278,9 +278,9 @@ struct Producer::Impl {
 
   // A plain message is its payload alone: no key, no envelope field to
   // encode (so no source option and no sequence either: plain_ok), id and
-  // time left to the runtime. publish, publish_batch and claim write it
-  // with write_plain (claim: write_plain_header), the same bytes write()
-  // and copy_payload would.
+  // time left to the runtime. publish and claim write it through
+  // claim_plain, publish_batch through write_plain_run: the same bytes
+  // write() and copy_payload would.
   [[nodiscard]] bool plain(const Message& m) const noexcept {
     return plain_ok && (m.key.size() | m.type.size() | m.source.size() | m.content_type.size() |
                         m.correlation_id.size() | m.causation_id.size() | m.headers.size() | m.time_ns | m.id.hi |
@@ -318,10 +318,45 @@ struct Producer::Impl {
     copy_payload(rec + shm::kRecordHeaderBytes, payload.data(), payload.size());
   }
   // Whether a plain message of payload_len bytes fits (what try_size would
-  // say of it) on a partition it may name.
+  // say of it) on a partition it may name. The payload is checked alone
+  // first, as in try_size: record_size() would wrap for one near SIZE_MAX.
   [[nodiscard]] bool plain_fits(const Message& m, std::size_t payload_len) const noexcept {
     return payload_len <= max_event && shm::record_size(0, 0, payload_len) <= max_event && m.partition >= -1 &&
            m.partition < static_cast<std::int64_t>(partitions);
+  }
+
+  // What publish and claim do first for a plain message that plain_fits:
+  // claim its record and write its header (everything but the payload and
+  // the commit word). On kOk, *c names the record; otherwise c->p and
+  // c->size are what status_error needs.
+  struct PlainClaim {
+    std::uint32_t p = 0;
+    std::uint64_t pos = 0, size = 0;
+    EventId id;
+    std::byte* rec = nullptr;
+  };
+  [[gnu::always_inline]] shm::Status claim_plain(const Message& m, std::size_t payload_len, PlainClaim* c) noexcept {
+    c->size = shm::claim_bytes(shm::record_size(0, 0, payload_len));
+    pick(m, &c->p);
+    const shm::Status st = claim(c->p, c->size, &c->pos);
+    if (st != shm::Status::kOk) return st;
+    const std::uint64_t now = clock.now();
+    writer.note_claim_time(c->p, now);
+    c->id = ids.next(now);
+    c->rec = hot[c->p].view->bytes_at(c->pos);
+    write_plain_header(c->rec, static_cast<std::uint32_t>(c->size), payload_len, now, c->id, header_tail());
+    return st;
+  }
+
+  // The end of a one-record claim whose record is written: commit it, end
+  // the claim, count it.
+  [[gnu::always_inline]] Published commit_one(std::uint32_t p, std::uint64_t pos, std::uint64_t size,
+                                              EventId id) noexcept {
+    writer.commit_record(p, pos, static_cast<std::uint32_t>(size));
+    writer.finish(p);
+    ++sequence;
+    count(p, 1, size);
+    return Published{p, pos, id, false};
   }
 
   // publish_batch's run of `count` plain events (see there) at pos, sizes
@@ -448,22 +483,11 @@ Result<Published> Producer::publish(const Message& m) {
     // A plain message (the usual event: a payload, its id and time by the
     // runtime) that try_size would accept: what the general path below
     // does, without the field-by-field checks and encodings it needs.
-    const std::uint64_t size = shm::claim_bytes(shm::record_size(0, 0, len));
-    std::uint32_t p = 0;
-    I.pick(m, &p);
-    std::uint64_t pos = 0;
-    const shm::Status st = I.claim(p, size, &pos);
-    if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
-    const std::uint64_t now = I.clock.now();
-    I.writer.note_claim_time(p, now);
-    const EventId id = I.ids.next(now);
-    Impl::write_plain(I.hot[p].view->bytes_at(pos), static_cast<std::uint32_t>(size), m.payload, now, id,
-                      I.header_tail());
-    I.writer.commit_record(p, pos, static_cast<std::uint32_t>(size));
-    I.writer.finish(p);
-    ++I.sequence;
-    I.count(p, 1, size);
-    return Published{p, pos, id, false};
+    Impl::PlainClaim c;
+    if (const shm::Status st = I.claim_plain(m, len, &c); st != shm::Status::kOk)
+      return fail(I.status_error(st, c.p, c.size));
+    copy_payload(c.rec + shm::kRecordHeaderBytes, m.payload.data(), len);
+    return I.commit_one(c.p, c.pos, c.size, c.id);
   }
   std::size_t meta = 0;
   Impl::Refusal no;
@@ -484,12 +508,8 @@ Result<Published> Producer::publish(const Message& m) {
   const shm::PartitionView& v = *I.hot[p].view;
   const EventId id = I.write(v, pos, size, m, meta, m.payload.size(), now, seq);
   copy_payload(v.bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta, m.payload.data(), m.payload.size());
-  I.writer.commit_record(p, pos, static_cast<std::uint32_t>(size));
-  I.writer.finish(p);
-  ++I.sequence;
   if (seq != 0) I.last_seq = seq;
-  I.count(p, 1, size);
-  return Published{p, pos, id, false};
+  return I.commit_one(p, pos, size, id);
 }
 
 Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> batch) {
@@ -524,7 +544,10 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
     I.batch_size[i] = static_cast<std::uint32_t>(size);
     I.batch_meta[i] = static_cast<std::uint32_t>(meta);
     I.pick(m, &I.batch_part[i]);
-    plain = plain && meta == 0 && m.key.empty() && m.time_ns == 0 && m.id.empty();
+    // Accepted, yet not taken above: the event is not plain (for a plain
+    // one try_size accepts exactly what plain_fits does), so the runs are
+    // written the general way.
+    plain = false;
   }
   // Idempotent producers: sequences in batch order; duplicates are left out
   // (partition kSkip) and count as published.
@@ -614,19 +637,11 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   if (I.plain(meta_in) && I.plain_fits(meta_in, payload_bytes)) [[likely]] {
     // As in publish: a plain event skips the general path's checks and
     // encodings (and, without sequences, the duplicate check).
-    const std::uint64_t size = shm::claim_bytes(shm::record_size(0, 0, payload_bytes));
-    std::uint32_t p = 0;
-    I.pick(meta_in, &p);
-    std::uint64_t pos = 0;
-    const shm::Status st = I.claim(p, size, &pos);
-    if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
-    const std::uint64_t now = I.clock.now();
-    I.writer.note_claim_time(p, now);
-    const EventId id = I.ids.next(now);
-    std::byte* const rec = I.hot[p].view->bytes_at(pos);
-    Impl::write_plain_header(rec, static_cast<std::uint32_t>(size), payload_bytes, now, id, I.header_tail());
+    Impl::PlainClaim c;
+    if (const shm::Status st = I.claim_plain(meta_in, payload_bytes, &c); st != shm::Status::kOk)
+      return fail(I.status_error(st, c.p, c.size));
     return Result<Claim>(std::in_place, Claim::Key{}, impl_.get(),
-                         std::span<std::byte>(rec + shm::kRecordHeaderBytes, payload_bytes), p, pos, id, 0);
+                         std::span<std::byte>(c.rec + shm::kRecordHeaderBytes, payload_bytes), c.p, c.pos, c.id, 0);
   }
   std::size_t meta = 0;
   Impl::Refusal no;
