@@ -400,10 +400,7 @@ Status park_reader(const TopicMap& topic, std::uint32_t reader, std::span<const 
   return ready ? Status::kOk : Status::kTimeout;
 }
 
-void wake_producers(const PartitionView& v) noexcept {
-  // Follows a cursor CAS (seq_cst RMW), which pairs with the producer's
-  // fetch_add on producer_waiters in RingLogWriter::claim.
-  if (v.part->producer_waiters.load(std::memory_order_seq_cst) == 0) return;
+void wake_parked_producers(const PartitionView& v) noexcept {
   v.state->gate_seq.fetch_add(1, std::memory_order_seq_cst);
   futex_wake(&v.state->gate_seq, INT_MAX);
 }

@@ -437,9 +437,18 @@ inline bool is_committed(const PartitionView& v, std::uint64_t q) noexcept {
 Status park_reader(const TopicMap& topic, std::uint32_t reader, std::span<const PartitionView* const> parts,
                    std::span<const std::uint64_t> positions, std::uint64_t timeout_ns) noexcept;
 
+// wake_producers' slow path: bumps gate_seq and FUTEX_WAKEs it.
+[[gnu::cold]] void wake_parked_producers(const PartitionView& v) noexcept;
 // After a cursor moved (or a gate was removed): wakes producers parked on
 // backpressure in partition v, if any. Needs the state segment read-write.
-void wake_producers(const PartitionView& v) noexcept;
+// Inline: a consumer calls it after every commit, and almost always nobody
+// is parked.
+inline void wake_producers(const PartitionView& v) noexcept {
+  // Follows a cursor CAS (seq_cst RMW), which pairs with the producer's
+  // fetch_add on producer_waiters in RingLogWriter::claim. A plain mov on x86.
+  if (v.part->producer_waiters.load(std::memory_order_seq_cst) == 0) [[likely]] return;
+  wake_parked_producers(v);
+}
 
 // The Disruptor rule for lowering a gate of group g on partition p (a seek
 // back, a reset): put the floor at tail, CAS the cursor from `expected` to

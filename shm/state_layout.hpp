@@ -184,7 +184,7 @@ struct alignas(128) ReaderLayout {
   std::atomic<std::uint32_t> group;         // R: group slot + 1; 0 = group-less reader
   std::atomic<std::uint32_t> flags;         // R: ReaderFlags
   std::atomic<std::uint64_t> poll_count;    // R: bumped on each poll and each timed wake
-  std::atomic<std::uint64_t> last_poll_ns;  // R: CLOCK_MONOTONIC at the last poll entry or exit
+  std::atomic<std::uint64_t> last_poll_ns;  // R: CLOCK_MONOTONIC_COARSE at the last poll entry, wake, or exit after a wait
   std::atomic<std::uint64_t> assign_epoch;  // D: bumped (release) after `assigned` changes
   std::atomic<std::uint64_t> member_id;     // D: the daemon's id for this member
   std::atomic<std::uint64_t> attached_ns;   // R

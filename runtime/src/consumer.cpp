@@ -718,8 +718,8 @@ Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventVie
   // here. A member is stuck when neither happens for max_poll_interval
   // (a handler running too long counts as outside poll()). last_poll_ns is
   // for people (since_last_poll_ns in stats): the coarse clock, a tick
-  // behind at most, costs ~3 ns where the precise one costs ~21 ns, and
-  // it is stored twice per poll.
+  // behind at most, costs ~3 ns where the precise one costs ~21 ns. It is
+  // stored on entry, after each park, and on exit when the poll waited.
   me->last_poll_ns.store(shm::coarse_monotonic_ns(), std::memory_order_relaxed);
   I.bump_progress();
   I.check_assignment();
@@ -784,11 +784,20 @@ Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventVie
   }
   me->flags.store(0, std::memory_order_relaxed);
   if (outcome && I.group >= 0 && I.opts.commit_mode == CommitMode::kAfterHandle) {
-    if (auto c = I.commit_all(/*lose_fenced=*/I.daemon_mode); !c) outcome = fail(std::move(c).error());
+    // One owned partition (the usual member of a request/reply or keyed
+    // stream) commits without commit_all's loop and Result: this is the
+    // last thing a poll does before its caller can reply.
+    if (I.assigned.size() != 1 || !I.try_commit(I.assigned[0], I.parts[I.assigned[0]].handled)) [[unlikely]] {
+      if (auto c = I.commit_all(/*lose_fenced=*/I.daemon_mode); !c) outcome = fail(std::move(c).error());
+    }
   }
   I.stats.events += n;
   me->events.store(I.stats.events, std::memory_order_relaxed);
-  me->last_poll_ns.store(shm::coarse_monotonic_ns(), std::memory_order_relaxed);
+  // A poll that found its events at once keeps the entry's stamp (older
+  // by its handlers' time only, and handlers count as outside poll()):
+  // the clock is a vDSO call, and here it would be paid on the way back to
+  // a caller that may be about to reply.
+  if (empty_drains != 0) me->last_poll_ns.store(shm::coarse_monotonic_ns(), std::memory_order_relaxed);
   if (!outcome) return outcome;
   if (n == 0 && I.closed_seen && I.topic->closed())
     return fail(Errc::kClosed, "topic '" + I.topic->topic() + "' was deleted (or re-created); attach a new consumer");

@@ -108,7 +108,7 @@ struct MemberStats {
   std::vector<std::uint32_t> partitions{};  // assigned (daemon mode) or owned
   bool in_poll = false;
   std::uint64_t poll_count = 0;
-  std::uint64_t since_last_poll_ns = 0;
+  std::uint64_t since_last_poll_ns = 0;  // since the last poll began (or waited), within a coarse clock tick
   std::uint64_t events = 0;
   std::uint64_t attached_ns = 0;
 };
