@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "herald/herald.hpp"
+#include <time.h>
 #include <unistd.h>
 
 #include "shm/clock.hpp"
@@ -14,6 +15,8 @@
 
 namespace herald {
 namespace {
+
+using std::chrono::milliseconds;
 
 class StatsReaderTest : public ::testing::Test {
  protected:
@@ -62,6 +65,37 @@ TEST_F(StatsReaderTest, ReportsTopicsPartitionsGroupsMembersAndProducers) {
   ASSERT_EQ(t->producers.size(), 1u);
   EXPECT_EQ(t->producers[0].events, 10u);
   EXPECT_TRUE(t->producers[0].alive);
+}
+
+// since_last_poll_ns comes from the reader slot's last_poll_ns: stamped when
+// a poll begins, and again on its way out only when it waited (a poll that
+// finds its events at once keeps the entry's stamp).
+TEST_F(StatsReaderTest, AMembersLastPollIsStampedWhenAPollBeginsAndAfterItWaited) {
+  auto c = bus_->consumer("t", {.group = "g", .wait = Wait::kBusySpin}).value();
+  shm::TopicMap m = map_rw();
+  shm::ReaderLayout* me = nullptr;
+  for (std::uint32_t r = 0; r < m.state_geometry().reader_slots && me == nullptr; ++r)
+    if (m.reader(r)->owner.load() == static_cast<std::uint64_t>(::getpid())) me = m.reader(r);
+  ASSERT_NE(me, nullptr) << "no reader slot owned by this process";
+
+  // Found at once: the entry's stamp, not the sentinel.
+  auto p = bus_->producer("t").value();
+  ASSERT_TRUE(p.publish({.payload = "x", .partition = 0}));
+  me->last_poll_ns.store(1);
+  ASSERT_EQ(*c.poll([](const EventView&) {}, 1, milliseconds(0)), 1u);
+  EXPECT_GT(me->last_poll_ns.load(), 1u);
+
+  // A busy-spinning poll that waits its whole timeout never parks, so only
+  // its exit can stamp the end of the wait.
+  timespec res{};
+  ASSERT_EQ(::clock_getres(CLOCK_MONOTONIC_COARSE, &res), 0);
+  const std::uint64_t tick = static_cast<std::uint64_t>(res.tv_sec) * 1'000'000'000u +
+                             static_cast<std::uint64_t>(res.tv_nsec);
+  const std::uint64_t before = shm::coarse_monotonic_ns();
+  constexpr std::uint64_t kWaitNs = 50'000'000;
+  ASSERT_EQ(*c.poll([](const EventView&) {}, 1, std::chrono::nanoseconds(kWaitNs)), 0u);
+  const std::uint64_t after = me->last_poll_ns.load();
+  EXPECT_GE(after + 2 * tick, before + kWaitNs) << "before " << before << " after " << after << " tick " << tick;
 }
 
 TEST_F(StatsReaderTest, AClaimHeldByALiveProducerIsReportedWithHowLongItWasHeld) {
