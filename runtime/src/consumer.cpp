@@ -609,8 +609,8 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       // locked CAS (a full barrier) holds back everything after it, the
       // caller's reply included. Small records only (the request/reply
       // case); a larger one is streamed by the hardware prefetcher as the
-      // handler reads it. herald_protocol_pingpong / herald-bench,
-      // close vCPUs: a 64 B hop 105 -> 95 ns (bench/RESULTS.md).
+      // handler reads it. Close vCPUs, a 64 B hop: 100 -> 90 ns in
+      // herald_protocol_pingpong (bench/RESULTS.md, "fifth session").
       const std::uint32_t lines_end = std::min<std::uint32_t>(h->size, kPrefetchRecordBytes);
       for (std::uint32_t off = shm::kCacheLine; off < lines_end; off += shm::kCacheLine)
         __builtin_prefetch(rec + off, 0, 3);
