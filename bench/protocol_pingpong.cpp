@@ -57,12 +57,6 @@ constexpr std::size_t kPayload = 64;
 constexpr std::uint64_t kRingBytes = 16ull << 20;
 constexpr int kWarmup = 1000;  // round trips before the measured ones
 
-std::uint64_t now_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
-
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "herald_protocol_pingpong: %s\n", what.c_str());
   cleanup_all();
@@ -101,6 +95,19 @@ std::vector<std::uint64_t> two_processes(const char* what, Pong&& pong, Ping&& p
   return rtt;
 }
 
+// Pong side's loop, shared by the three stacks: wait for message i, check
+// it is i, echo it. False on a message out of sequence.
+template <class Send, class Recv>
+bool pong_loop(int round_trips, Send&& send, Recv&& recv) {
+  std::byte buf[kPayload];
+  for (int i = 0; i < round_trips + kWarmup; ++i) {
+    recv(buf);
+    if (seq_of(buf) != static_cast<std::uint64_t>(i)) return false;
+    send(buf);
+  }
+  return true;
+}
+
 // Ping side's loop, shared by the three stacks: send i, wait for the echo
 // of i, time it.
 template <class Send, class Recv>
@@ -111,10 +118,10 @@ std::vector<std::uint64_t> ping_loop(const char* what, int round_trips, Send&& s
   for (int i = 0; i < round_trips + kWarmup; ++i) {
     const std::uint64_t seq = static_cast<std::uint64_t>(i);
     std::memcpy(buf, &seq, sizeof seq);
-    const std::uint64_t t0 = now_ns();
+    const std::uint64_t t0 = shm::monotonic_ns();
     send(buf);
     recv(buf);
-    const std::uint64_t t1 = now_ns();
+    const std::uint64_t t1 = shm::monotonic_ns();
     if (seq_of(buf) != seq)
       die(std::string(what) + ": echo " + std::to_string(seq_of(buf)) + " for message " + std::to_string(seq));
     if (i >= kWarmup) rtt.push_back(t1 - t0);
@@ -148,13 +155,8 @@ std::vector<std::uint64_t> run_ring(int round_trips) {
       [&] {
         SpscRingReader r(there, there_data);
         SpscRingWriter w(back, back_data, 1);
-        std::byte buf[kPayload];
-        for (int i = 0; i < round_trips + kWarmup; ++i) {
-          recv_from(r, buf);
-          if (seq_of(buf) != static_cast<std::uint64_t>(i)) return false;
-          send_to(w, buf);
-        }
-        return true;
+        return pong_loop(
+            round_trips, [&](const std::byte* b) { send_to(w, b); }, [&](std::byte* b) { recv_from(r, b); });
       },
       [&] {
         SpscRingWriter w(there, there_data, 1);
@@ -228,13 +230,8 @@ std::vector<std::uint64_t> run_protocol(const std::string& bus, int rep, int rou
       "protocol",
       [&] {
         ProtocolSide s{shm::RingLogWriter(&*back, 1, true), &back->partition(0), &there->partition(0), 0, &cursors[0], {}};
-        std::byte buf[kPayload];
-        for (int i = 0; i < round_trips + kWarmup; ++i) {
-          s.recv(buf);
-          if (seq_of(buf) != static_cast<std::uint64_t>(i)) return false;
-          s.send(buf);
-        }
-        return true;
+        return pong_loop(
+            round_trips, [&](const std::byte* b) { s.send(b); }, [&](std::byte* b) { s.recv(b); });
       },
       [&] {
         ProtocolSide s{shm::RingLogWriter(&*there, 0, true), &there->partition(0), &back->partition(0), 0, &cursors[32], {}};
@@ -275,13 +272,8 @@ std::vector<std::uint64_t> run_herald(Bus& bus, const std::string& bus_name, int
         auto c = b2->consumer(there, co);
         auto p = b2->producer(back, po);
         if (!c || !p) return false;
-        std::byte buf[kPayload];
-        for (int i = 0; i < round_trips + kWarmup; ++i) {
-          recv_from(*c, buf);
-          if (seq_of(buf) != static_cast<std::uint64_t>(i)) return false;
-          send_to(*p, buf);
-        }
-        return true;
+        return pong_loop(
+            round_trips, [&](const std::byte* b) { send_to(*p, b); }, [&](std::byte* b) { recv_from(*c, b); });
       },
       [&] {
         auto c = bus.consumer(back, co);

@@ -308,13 +308,12 @@ __attribute__((no_sanitize_thread)) std::uint64_t walk_records(const PartitionVi
 
 std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noexcept {
   const std::uint64_t t = load_tail(v);
-  // Both before align_up, which would wrap a value near 2^64 to 0: x < t
-  // here, and when no aligned position is left between x and 2^64 (only a
-  // garbage tail gets this high), the tail is the only boundary at or after
-  // x. Without the second check the scan below started one ring under the
-  // tail and could answer a record far before x (fuzz corpus 37).
-  if (x >= t) return t;
-  if (x > UINT64_MAX - (kRecordAlign - 1)) return t;
+  // Before align_up, which would wrap a value near 2^64 to 0: when no
+  // aligned position is left between x and 2^64 (only a garbage tail gets
+  // this high), the tail is the only boundary at or after x. Without that
+  // half the scan below started one ring under the tail and could answer a
+  // record far before x (fuzz corpus 37).
+  if (x >= t || x > UINT64_MAX - (kRecordAlign - 1)) return t;
   x = align_up(x, kRecordAlign);
   if (x >= t) return t;
   // Nothing older than one ring is retained, so start there: the index scan

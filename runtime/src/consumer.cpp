@@ -270,8 +270,23 @@ struct Consumer::Impl {
   // commit is fenced (heraldd gave it to another member) is reported to
   // on_lost and dropped instead of failing the call.
   Result<void> commit_all(bool lose_fenced) {
-    if (group < 0) return {};
-    // A Result only for a fenced partition: this runs once per poll.
+    if (commit_owned()) [[likely]] return {};
+    return commit_fenced(lose_fenced);
+  }
+  // commit_all's usual case, a bool and inline: every poll ends with it,
+  // just before its caller may reply. True when every owned partition
+  // committed (or there is no group); false at the first fenced one, which
+  // commit_fenced then deals with.
+  bool commit_owned() noexcept {
+    if (group < 0) return true;
+    for (const std::uint32_t p : assigned)
+      if (!try_commit(p, parts[p].handled)) [[unlikely]]
+        return false;
+    return true;
+  }
+  // commit_all after commit_owned failed: commits what still can be (a
+  // partition committed already returns at once) and deals with the fenced.
+  [[gnu::noinline]] Result<void> commit_fenced(bool lose_fenced) {
     for (std::size_t i = 0; i < assigned.size();) {
       const std::uint32_t p = assigned[i];
       if (try_commit(p, parts[p].handled)) {
@@ -796,13 +811,8 @@ Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventVie
     I.maybe_rejoin();
   }
   me->flags.store(0, std::memory_order_relaxed);
-  if (outcome && I.group >= 0 && I.opts.commit_mode == CommitMode::kAfterHandle) {
-    // One owned partition (the usual member of a request/reply or keyed
-    // stream) commits without commit_all's loop and Result: this is the
-    // last thing a poll does before its caller can reply.
-    if (I.assigned.size() != 1 || !I.try_commit(I.assigned[0], I.parts[I.assigned[0]].handled)) [[unlikely]] {
-      if (auto c = I.commit_all(/*lose_fenced=*/I.daemon_mode); !c) outcome = fail(std::move(c).error());
-    }
+  if (outcome && I.group >= 0 && I.opts.commit_mode == CommitMode::kAfterHandle && !I.commit_owned()) [[unlikely]] {
+    if (auto c = I.commit_fenced(/*lose_fenced=*/I.daemon_mode); !c) outcome = fail(std::move(c).error());
   }
   I.stats.events += n;
   me->events.store(I.stats.events, std::memory_order_relaxed);
