@@ -47,6 +47,7 @@
 #include "herald/herald.hpp"
 #include "shm/clock.hpp"
 #include "shm/futex.hpp"
+#include "shm/mapping.hpp"
 #include "shm/ring_log.hpp"
 #include "shm/topic_map.hpp"
 
@@ -131,7 +132,8 @@ std::vector<std::uint64_t> ping_loop(const char* what, int round_trips, Send&& s
 
 std::vector<std::uint64_t> run_ring(int round_trips) {
   // Two rings (there and back) in one shared anonymous mapping, populated
-  // so that neither side takes page faults while measured.
+  // (here and in the child) so that neither side takes page faults while
+  // measured.
   const std::size_t one = 4096 + kRingBytes;
   void* m = ::mmap(nullptr, 2 * one, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (m == MAP_FAILED) die(std::string("mmap: ") + std::strerror(errno));
@@ -153,6 +155,9 @@ std::vector<std::uint64_t> run_ring(int round_trips) {
   auto rtt = two_processes(
       "ring",
       [&] {
+        // fork() does not copy a shared mapping's page-table entries: the
+        // child populates its own, or it faults once per page of its first lap.
+        shm::populate_pages(mem, 2 * one);
         SpscRingReader r(there, there_data);
         SpscRingWriter w(back, back_data, 1);
         return pong_loop(
@@ -229,6 +234,8 @@ std::vector<std::uint64_t> run_protocol(const std::string& bus, int rep, int rou
   auto rtt = two_processes(
       "protocol",
       [&] {
+        there->prefault(0);  // the child's own page tables, as for the ring
+        back->prefault(0);
         ProtocolSide s{shm::RingLogWriter(&*back, 1, true), &back->partition(0), &there->partition(0), 0, &cursors[0], {}};
         return pong_loop(
             round_trips, [&](const std::byte* b) { s.send(b); }, [&](std::byte* b) { s.recv(b); });

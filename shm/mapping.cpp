@@ -200,7 +200,9 @@ constexpr int kMadvPopulateRead = MADV_POPULATE_READ;
 constexpr int kMadvPopulateRead = 22;
 #endif
 
-void populate_range(std::byte* p, std::uint64_t n) noexcept {
+}  // namespace
+
+void populate_pages(std::byte* p, std::uint64_t n) noexcept {
   if (n == 0 || ::madvise(p, n, kMadvPopulateRead) == 0 || errno != EINVAL) return;
   // An older kernel: one read per page, a fault each (relaxed atomic loads:
   // other processes write these bytes).
@@ -208,13 +210,11 @@ void populate_range(std::byte* p, std::uint64_t n) noexcept {
     (void)__atomic_load_n(reinterpret_cast<const unsigned char*>(p + off), __ATOMIC_RELAXED);
 }
 
-}  // namespace
-
 void Segment::DoubleMap::populate(std::uint64_t spill) const noexcept {
   if (!impl_) return;
-  populate_range(impl_->base, impl_->bytes);
+  populate_pages(impl_->base, impl_->bytes);
   // Clamped first, so a huge spill cannot wrap (bytes is a page multiple).
-  populate_range(impl_->base + impl_->bytes, align_up(std::min(impl_->bytes, spill), kPageBytes));
+  populate_pages(impl_->base + impl_->bytes, align_up(std::min(impl_->bytes, spill), kPageBytes));
 }
 
 Segment::DoubleMap::DoubleMap() = default;

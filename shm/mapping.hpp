@@ -62,6 +62,13 @@ class Segment {
   std::byte* data_ = nullptr;  // impl_'s mapping address (nullptr when empty)
 };
 
+// Installs this process's page-table entries for [p, p + n) of a shared
+// mapping, as Segment::DoubleMap::populate does for a ring (see there).
+// fork() does not copy a shared mapping's page-table entries, so a child
+// that inherits a mapping populated by its parent faults on first touch
+// all the same: it calls this itself. Best effort, as populate.
+void populate_pages(std::byte* p, std::uint64_t n) noexcept;
+
 class Segment::DoubleMap {
  public:
   DoubleMap();

@@ -258,12 +258,14 @@ Result<void> TopicMap::map_rings() {
     if (!dm) return fail(std::move(dm).error().with_context("partition " + std::to_string(i)));
     rings_.push_back(std::move(dm).value());
   }
-  prefaulted_ = std::make_unique<std::atomic<bool>[]>(geo_.params.partitions);
+  prefaulted_ = std::make_unique<std::atomic<pid_t>[]>(geo_.params.partitions);
   return {};
 }
 
 void TopicMap::prefault(std::uint32_t p) const noexcept {
-  if (p >= rings_.size() || prefaulted_[p].exchange(true, std::memory_order_relaxed)) return;
+  if (p >= rings_.size()) return;
+  const pid_t self = ::getpid();
+  if (prefaulted_[p].exchange(self, std::memory_order_relaxed) == self) return;
   rings_[p].populate(geo_.params.max_event);
 }
 

@@ -5,8 +5,10 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -110,6 +112,30 @@ TEST_F(TopicMapTest, PrefaultMapsOnePartitionsRing) {
   EXPECT_LE(test::rss_kb(v1.ring + v1.ring_bytes), static_cast<long>(kParams.ring_bytes / 1024));
   EXPECT_EQ(test::rss_kb(v2.ring), 0);
   consumer->prefault(99);  // no such partition: ignored
+}
+
+// fork() does not copy a shared mapping's page-table entries, so a child
+// that inherits a prefaulted TopicMap must populate its own: prefault()
+// there is not the no-op a repeat in the parent is.
+TEST_F(TopicMapTest, PrefaultInAForkedChildPopulatesTheChildsTables) {
+  auto consumer = attach(Access::kReadOnly, Access::kReadWrite);
+  ASSERT_TRUE(consumer) << consumer.error().message();
+  const PartitionView& v = consumer->partition(1);
+  consumer->prefault(1);
+  const long ring_kb = static_cast<long>(kParams.ring_bytes / 1024);
+  ASSERT_EQ(test::rss_kb(v.ring), ring_kb);
+  const pid_t kid = ::fork();
+  ASSERT_GE(kid, 0) << std::strerror(errno);
+  if (kid == 0) {
+    // Exit codes: 0 populated; 1 not populated after prefault().
+    consumer->prefault(1);
+    ::_exit(test::rss_kb(v.ring) == ring_kb ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(kid, &status, 0), kid);
+  ASSERT_TRUE(WIFEXITED(status)) << "child status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child's prefault() left its ring pages unmapped";
+  EXPECT_EQ(test::rss_kb(v.ring), ring_kb);  // the parent's are untouched
 }
 
 TEST_F(TopicMapTest, AttachSeesWhatTheCreatorWrote) {

@@ -4,6 +4,13 @@
 // /dev/shm name outlives even a killed run). Single producer, single
 // consumer by design: mpsc and fanout are skipped. It has no waiting of its
 // own: an empty poll returns 0 and the harness spins or yields.
+//
+// Each side populates its own page tables for the segment when it is built
+// (shm::populate_pages, before the child says it is ready), as herald's
+// producers and consumers do when they attach: fork() does not copy a
+// shared mapping's page-table entries, so without it both children faulted
+// once per 4 KiB page of their first lap, sometimes on the same page at
+// once (bench/RESULTS.md, "sixth session").
 #pragma once
 
 #include <chrono>
@@ -13,6 +20,7 @@
 
 #include "bench/baseline_spsc_ring.hpp"
 #include "bench/harness/transport.hpp"
+#include "shm/mapping.hpp"
 
 namespace herald::bench {
 
@@ -31,10 +39,16 @@ struct RingTransport {
     std::size_t bytes = 0;
   };
 
+  // A route's ring, its page tables populated in this process.
+  static SpscRingLayout* attach(Host& host, int route) noexcept {
+    shm::populate_pages(host.base[route], host.bytes);
+    return reinterpret_cast<SpscRingLayout*>(host.base[route]);
+  }
+
   class Sender {
    public:
     Sender(Host& host, const RowSpec&, Endpoint ep)
-        : w_(reinterpret_cast<SpscRingLayout*>(host.base[ep.route]), host.base[ep.route] + kHeaderBytes) {}
+        : w_(attach(host, ep.route), host.base[ep.route] + kHeaderBytes) {}
     bool try_send(const std::byte* p, std::size_t n) noexcept { return w_.try_write(p, n); }
     void flush() noexcept { w_.publish(); }
 
@@ -45,7 +59,7 @@ struct RingTransport {
   class Receiver {
    public:
     Receiver(Host& host, const RowSpec&, Endpoint ep)
-        : r_(reinterpret_cast<SpscRingLayout*>(host.base[ep.route]), host.base[ep.route] + kHeaderBytes) {}
+        : r_(attach(host, ep.route), host.base[ep.route] + kHeaderBytes) {}
     template <class F>
     std::size_t poll(F&& f, std::size_t max, std::chrono::milliseconds) noexcept {
       return r_.poll([&f](const std::byte* p, std::uint64_t n) { f(p, static_cast<std::size_t>(n)); }, max);
