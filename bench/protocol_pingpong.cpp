@@ -11,9 +11,9 @@
 //             (event clock included), commit_record + finish; the reader
 //             peek_gated, copies the payload and CASes a cursor word, as a
 //             group member commits. A single-producer topic, no groups.
-//   herald    the public API: Producer::publish, Consumer::poll(max 1) of a
-//             lossless group member, committed per poll (herald-bench's
-//             "herald publish spin" row).
+//   herald    the public API: Producer::publish(payload, partition),
+//             Consumer::poll(max 1) of a lossless group member, committed
+//             per poll (herald-bench's "herald publish spin" row).
 //
 // Each waiting side looks again after a `pause`, as herald-bench's spin rows
 // and herald's Wait::kBusySpin do. Round trip / 2 per message, p50/p90/p99
@@ -186,7 +186,7 @@ struct ProtocolSide {
   void send(const std::byte* buf) {
     const std::uint64_t size = shm::claim_bytes(shm::record_size(0, 0, kPayload));
     std::uint64_t pos = 0;
-    while (writer.try_claim(0, size, 0, &pos) != shm::Status::kOk) shm::cpu_relax();
+    while (writer.try_claim(0, size, &pos) != shm::Status::kOk) shm::cpu_relax();
     std::byte* rec = out->bytes_at(pos);
     auto* h = reinterpret_cast<shm::RecordHeader*>(rec);
     const std::uint64_t t = clock.now();
@@ -261,7 +261,7 @@ std::vector<std::uint64_t> run_herald(Bus& bus, const std::string& bus_name, int
                            .wait = Wait::kBusySpin};
   const ProducerOptions po{.wait = Wait::kBusySpin};
   auto send_to = [](Producer& p, const std::byte* b) {
-    if (auto r = p.publish(Message{.payload = Bytes(b, kPayload), .partition = 0}); !r) die(r.error().message());
+    if (auto r = p.publish(Bytes(b, kPayload), 0); !r) die(r.error().message());
   };
   auto recv_from = [](Consumer& c, std::byte* b) {
     for (;;) {

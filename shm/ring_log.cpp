@@ -136,10 +136,9 @@ bool RingLogWriter::refresh_gate(std::uint32_t p, std::uint64_t t, std::uint64_t
   return t + bytes <= g + topic_->partition(p).ring_bytes;
 }
 
-Status RingLogWriter::claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence, std::uint64_t deadline_ns,
-                            const WaitPolicy& wait) noexcept {
-  std::uint64_t pos = 0;
-  Status st = try_claim(p, bytes, sequence, &pos);
+Status RingLogWriter::claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t deadline_ns, const WaitPolicy& wait,
+                            std::uint64_t* pos) noexcept {
+  Status st = try_claim(p, bytes, pos);
   if (st != Status::kBackPressured) return st;
   const PartitionView& v = topic_->partition(p);
   Backoff backoff(wait);
@@ -155,7 +154,7 @@ Status RingLogWriter::claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t 
       std::atomic_thread_fence(std::memory_order_seq_cst);
       const std::uint32_t seq = v.state->gate_seq.load(std::memory_order_seq_cst);
       cached_gate_[p] = 0;
-      st = try_claim(p, bytes, sequence, &pos);
+      st = try_claim(p, bytes, pos);
       if (st == Status::kBackPressured) {
         // Capped at 10 ms: an unfinished record one lap behind (a slow
         // producer) clears without a wake-up on gate_seq.
@@ -168,16 +167,21 @@ Status RingLogWriter::claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t 
       backoff.reset();
       continue;
     }
-    st = try_claim(p, bytes, sequence, &pos);
+    st = try_claim(p, bytes, pos);
     if (st != Status::kBackPressured) return st;
   }
 }
 
 void RingLogWriter::abort_rest(std::uint32_t p, std::uint64_t from) noexcept {
   const PartitionView& v = topic_->partition(p);
-  if (from < claim_end_) {
-    write_aborted(v, from, claim_end_);
-    v.claims[slot_].committed_to.store(claim_end_, std::memory_order_relaxed);
+  ClaimSlotLayout& s = v.claims[slot_];
+  // The claim's end, from this producer's own slot (it names the claim
+  // until finish: word = start | won, size = its bytes).
+  const std::uint64_t end = (s.word.load(std::memory_order_relaxed) & ~kClaimStateMask) +
+                            s.size.load(std::memory_order_relaxed);
+  if (from < end) {
+    write_aborted(v, from, end);
+    s.committed_to.store(end, std::memory_order_relaxed);
   }
   finish(p);
 }

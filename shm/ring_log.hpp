@@ -72,13 +72,11 @@ class RingLogWriter {
   // path; only the gate refresh and the wake-up of parked readers are calls.
   // Forced inline: g++ otherwise keeps it out of line in Producer::publish
   // (a call, ten register saves and restores per event).
-  [[gnu::always_inline]] Status try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence,
-                                          std::uint64_t* pos) noexcept;
+  [[gnu::always_inline]] Status try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos) noexcept;
   // As try_claim, waiting per `wait` until deadline_ns (CLOCK_MONOTONIC;
   // UINT64_MAX waits forever).
-  Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence, std::uint64_t deadline_ns,
-               const WaitPolicy& wait) noexcept;
-  std::uint64_t claimed_pos() const noexcept { return claim_pos_; }
+  Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t deadline_ns, const WaitPolicy& wait,
+               std::uint64_t* pos) noexcept;
 
   // Makes the record at `pos` (inside the current claim, header and body
   // written) visible: boundary index, then the commit word with release.
@@ -159,8 +157,6 @@ class RingLogWriter {
   bool plain_claims_;
   bool prefetchw_;  // the CPU has PREFETCHW (CPUID 0x80000001 ECX bit 8)
   std::vector<std::uint64_t> cached_gate_;  // per partition; only ever a safe lower bound
-  std::uint64_t claim_pos_ = 0;
-  std::uint64_t claim_end_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -169,8 +165,7 @@ class RingLogWriter {
 // claims against topic delete.
 // ---------------------------------------------------------------------------
 
-inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t sequence,
-                                       std::uint64_t* pos) noexcept {
+inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos) noexcept {
   const PartitionView& v = topic_->partition(p);
   // Locals: the atomic stores below would otherwise make g++ reload every
   // field of the view (and of this writer) after each of them.
@@ -179,10 +174,15 @@ inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std
   if (bytes == 0 || bytes % kClaimAlign != 0 || bytes > ring_bytes / 2) return Status::kTooLarge;
   ClaimSlotLayout& s = v.claims[slot_];
   std::uint64_t& cached_gate = cached_gate_[p];
-  // Relaxed: these are ordered before the CAS by its release (R2), and only
-  // heraldd reads them, after this process is dead.
-  s.size.store(bytes, std::memory_order_relaxed);
-  s.sequence.store(sequence, std::memory_order_relaxed);
+  // Relaxed: ordered before the CAS by its release (R2), and only heraldd
+  // reads it, after this process is dead. Stored only when it changes: a
+  // producer publishing events of one size claims the same bytes every
+  // time, and at tens of millions of claims a second every store counts
+  // (the store buffer drains about one store a cycle; bench/RESULTS.md,
+  // "sixth session"). Only this producer writes its slot while it lives, so
+  // the load sees its own last store (or what a repair left, if the slot
+  // was reused): skipping an equal store leaves the same bytes.
+  if (s.size.load(std::memory_order_relaxed) != bytes) s.size.store(bytes, std::memory_order_relaxed);
   for (;;) {
     // Relaxed: the CAS below validates the value; gate computation reloads
     // tail with the ordering it needs.
@@ -194,10 +194,12 @@ inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std
     // The slot names the candidate BEFORE the CAS: if this CAS wins, every
     // producer that sees the new tail also sees this slot (W covers the
     // range), and a crash right after the CAS leaves a slot that names it.
-    s.committed_to.store(t, std::memory_order_relaxed);
-    // Release: size and sequence (stored above) are in place before the
-    // word names a candidate, even if we die right after this store
-    // (heraldd's repair reads all three). A plain mov on x86.
+    // committed_to is a hint (see commit_record); when this producer's last
+    // claim ended at t, it already says t (skipped as size above).
+    if (s.committed_to.load(std::memory_order_relaxed) != t) s.committed_to.store(t, std::memory_order_relaxed);
+    // Release: size (stored above) is in place before the word names a
+    // candidate, even if we die right after this store (heraldd's repair
+    // reads both). A plain mov on x86.
     s.word.store(t | kClaimCandidate, std::memory_order_release);
     HERALD_CRASH_POINT("claim.candidate");
     if (t + bytes > cached_gate + ring_bytes && !refresh_gate(p, t, bytes)) [[unlikely]] {
@@ -252,8 +254,6 @@ inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std
     // lossy readers validate a copy by re-reading tail after it. Free on x86
     // (the locked CAS already is a full barrier); a dmb on ARM.
     std::atomic_thread_fence(std::memory_order_release);
-    claim_pos_ = t;
-    claim_end_ = t + bytes;
     *pos = t;
     prefetch_ahead(v, t, bytes, cached_gate);
     return Status::kOk;

@@ -29,8 +29,11 @@ class IdGenerator {
   };
   Run run(std::uint64_t time_ns, std::uint64_t count) noexcept {
     std::uint64_t ms = time_ns / 1'000'000;
-    if (ms < last_ms_) ms = last_ms_;  // the wall clock stepped back: keep ids ordered
-    last_ms_ = ms;
+    // The wall clock stepped back: keep ids ordered. Stored only when the
+    // millisecond moves on (a publish's stores are its cost; see
+    // Producer::Impl::count).
+    if (ms <= last_ms_) ms = last_ms_;
+    else last_ms_ = ms;
     const Run r{(ms & 0xffffffffffffull) << 16 | 0x7000ull, 0x8000000000000000ull | nonce_ << 32, counter_};
     counter_ += count;
     return r;

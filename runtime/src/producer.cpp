@@ -3,6 +3,11 @@
 // a reader is parked); errors build their message only on failure.
 #include "herald/producer.hpp"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include <bit>
 #include <cassert>
 #include <cstddef>
 #include <cstring>
@@ -77,7 +82,6 @@ struct Producer::Impl {
   shm::EventClock clock;  // event times: the TSC scaled to CLOCK_REALTIME where usable (shm/clock.hpp)
   std::uint32_t sticky = 0;
   std::uint32_t sticky_left = kStickyRun;
-  std::uint64_t sequence = 0;
   // A slot's counter values, per partition.
   struct Totals {
     std::uint64_t events = 0, bytes = 0, waits = 0, claims = 0;
@@ -90,13 +94,10 @@ struct Producer::Impl {
   std::vector<Totals> base;
   // Per partition, resolved once: its view and this slot's counter row (the
   // hot path does not go through TopicMap's accessors; counters() is a call
-  // into the mapping code per use), and the row's values as we last stored
-  // them, mirrored into the row with plain stores (only this producer
-  // writes it: no shared read-modify-write on the hot path).
+  // into the mapping code per use).
   struct Hot {
     const shm::PartitionView* view = nullptr;
     shm::ProducerCountersLayout* row = nullptr;
-    Totals row_values;
   };
   std::vector<Hot> hot;
   // meta_size() of an event that names no optional field (set after
@@ -135,7 +136,7 @@ struct Producer::Impl {
       const shm::ProducerCountersLayout* c = topic->counters(slot, p);
       base[p] = {c->events.load(std::memory_order_relaxed), c->bytes.load(std::memory_order_relaxed),
                  c->backpressure_waits.load(std::memory_order_relaxed), c->claims.load(std::memory_order_relaxed)};
-      hot[p] = {&topic->partition(p), topic->counters(slot, p), base[p]};
+      hot[p] = {&topic->partition(p), topic->counters(slot, p)};
       // Any partition may receive this producer's events (keys, round-robin).
       topic->prefault(p);
     }
@@ -152,26 +153,35 @@ struct Producer::Impl {
 #endif
   }
 
-  // Per claim: three plain stores into this slot's row.
+  // Per claim: three plain stores into this slot's row. Only this producer
+  // writes its row, so each counter is its own load plus a store, never a
+  // shared read-modify-write; and no private copy of the row either: three
+  // more stores per publish cost more than three loads of a line this
+  // producer owns (bench/RESULTS.md, "sixth session").
   void count(std::uint32_t p, std::uint64_t events, std::uint64_t bytes) noexcept {
-    Hot& h = hot[p];
-    shm::ProducerCountersLayout* c = h.row;
-    const std::uint64_t e = h.row_values.events += events;
-    const std::uint64_t b = h.row_values.bytes += bytes;
-    const std::uint64_t n = h.row_values.claims += 1;
-    // Relaxed: a statistic; only this producer writes its row.
-    c->events.store(e, std::memory_order_relaxed);
-    c->bytes.store(b, std::memory_order_relaxed);
-    c->claims.store(n, std::memory_order_relaxed);
+    add(hot[p].row->events, events);
+    add(hot[p].row->bytes, bytes);
+    add(hot[p].row->claims, 1);
+  }
+  // Relaxed: a statistic; readers (stats(), describe_topic) take any recent value.
+  static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
+    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
   // Picks the partition: explicit, by key, or sticky round-robin.
   shm::Status pick(const Message& m, std::uint32_t* p) noexcept {
-    if (m.partition >= 0) {
-      if (static_cast<std::uint32_t>(m.partition) >= partitions) return shm::Status::kInvalid;
-      *p = static_cast<std::uint32_t>(m.partition);
-    } else if (!m.key.empty()) {
+    if (m.partition < 0 && !m.key.empty()) {
       *p = detail::partition_for_key(m.key, partitions);
+      return shm::Status::kOk;
+    }
+    return pick_keyless(m.partition, p);
+  }
+  // pick() for an event without a key: `partition`, or sticky round-robin
+  // when it is negative.
+  shm::Status pick_keyless(std::int32_t partition, std::uint32_t* p) noexcept {
+    if (partition >= 0) {
+      if (static_cast<std::uint32_t>(partition) >= partitions) return shm::Status::kInvalid;
+      *p = static_cast<std::uint32_t>(partition);
     } else {
       if (sticky_left == 0) {
         sticky = sticky + 1 == partitions ? 0 : sticky + 1;
@@ -197,20 +207,17 @@ struct Producer::Impl {
   // Inline: the uncontended claim is the publish hot path; only waiting
   // under backpressure is a call.
   [[gnu::always_inline]] shm::Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos) noexcept {
-    const shm::Status st = writer.try_claim(p, bytes, sequence, pos);
+    const shm::Status st = writer.try_claim(p, bytes, pos);
     if (st != shm::Status::kBackPressured || opts.deadline.count() <= 0) [[likely]] return st;
     return claim_waiting(p, bytes, pos);
   }
   [[gnu::noinline, gnu::cold]] shm::Status claim_waiting(std::uint32_t p, std::uint64_t bytes,
                                                          std::uint64_t* pos) noexcept {
-    shm::Status st = shm::Status::kBackPressured;
     Hot& h = hot[p];
     // Relaxed: a statistic, as in count().
-    h.row->backpressure_waits.store(++h.row_values.waits, std::memory_order_relaxed);
+    add(h.row->backpressure_waits, 1);
     const std::uint64_t deadline = shm::monotonic_ns() + static_cast<std::uint64_t>(opts.deadline.count());
-    st = writer.claim(p, bytes, sequence, deadline, wait);
-    if (st == shm::Status::kOk) *pos = writer.claimed_pos();
-    return st;
+    return writer.claim(p, bytes, deadline, wait, pos);
   }
 
   [[nodiscard]] bool idempotent() const noexcept { return opts.producer_id != 0; }
@@ -299,9 +306,27 @@ struct Producer::Impl {
     std::memcpy(&w, &t, sizeof w);
     return w;
   }
-  // A plain record's header at rec (all of it but the commit word).
+  // A plain record's header at rec (all of it but the commit word), in
+  // three stores where the fields would take six: size and payload_len as
+  // one 8-byte word, then {time_ns, id_hi} and {id_lo, flags..slot} as two
+  // 16-byte ones. A producer at tens of millions of events a second is
+  // bound by its stores, about one a cycle (bench/RESULTS.md, "sixth
+  // session"); packing two words into an SSE register costs no store.
+  // Nothing reads these bytes before the commit word's release (R1).
   [[gnu::always_inline]] static void write_plain_header(std::byte* rec, std::uint32_t size, std::size_t payload_len,
                                                         std::uint64_t now, EventId id, std::uint64_t tail) noexcept {
+    static_assert(offsetof(shm::RecordHeader, size) == 8 && offsetof(shm::RecordHeader, payload_len) == 12 &&
+                  offsetof(shm::RecordHeader, time_ns) == 16 && offsetof(shm::RecordHeader, id_hi) == 24 &&
+                  offsetof(shm::RecordHeader, id_lo) == 32 && offsetof(shm::RecordHeader, flags) == 40);
+#if defined(__SSE2__)
+    static_assert(std::endian::native == std::endian::little);
+    const std::uint64_t sizes = std::uint64_t{size} | std::uint64_t{static_cast<std::uint32_t>(payload_len)} << 32;
+    std::memcpy(rec + 8, &sizes, sizeof sizes);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(rec + 16),
+                     _mm_set_epi64x(static_cast<long long>(id.hi), static_cast<long long>(now)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(rec + 32),
+                     _mm_set_epi64x(static_cast<long long>(tail), static_cast<long long>(id.lo)));
+#else
     auto* const h = reinterpret_cast<shm::RecordHeader*>(rec);
     h->size = size;
     h->payload_len = static_cast<std::uint32_t>(payload_len);
@@ -309,6 +334,7 @@ struct Producer::Impl {
     h->id_hi = id.hi;
     h->id_lo = id.lo;
     std::memcpy(rec + offsetof(shm::RecordHeader, flags), &tail, sizeof tail);
+#endif
     HERALD_CRASH_POINT("write.header");
   }
   // A plain record at rec: everything but the commit word.
@@ -320,9 +346,9 @@ struct Producer::Impl {
   // Whether a plain message of payload_len bytes fits (what try_size would
   // say of it) on a partition it may name. The payload is checked alone
   // first, as in try_size: record_size() would wrap for one near SIZE_MAX.
-  [[nodiscard]] bool plain_fits(const Message& m, std::size_t payload_len) const noexcept {
-    return payload_len <= max_event && shm::record_size(0, 0, payload_len) <= max_event && m.partition >= -1 &&
-           m.partition < static_cast<std::int64_t>(partitions);
+  [[nodiscard]] bool plain_fits(std::int32_t partition, std::size_t payload_len) const noexcept {
+    return payload_len <= max_event && shm::record_size(0, 0, payload_len) <= max_event && partition >= -1 &&
+           partition < static_cast<std::int64_t>(partitions);
   }
 
   // What publish and claim do first for a plain message that plain_fits:
@@ -335,9 +361,10 @@ struct Producer::Impl {
     EventId id;
     std::byte* rec = nullptr;
   };
-  [[gnu::always_inline]] shm::Status claim_plain(const Message& m, std::size_t payload_len, PlainClaim* c) noexcept {
+  [[gnu::always_inline]] shm::Status claim_plain(std::int32_t partition, std::size_t payload_len,
+                                                 PlainClaim* c) noexcept {
     c->size = shm::claim_bytes(shm::record_size(0, 0, payload_len));
-    pick(m, &c->p);
+    pick_keyless(partition, &c->p);
     const shm::Status st = claim(c->p, c->size, &c->pos);
     if (st != shm::Status::kOk) return st;
     const std::uint64_t now = clock.now();
@@ -348,13 +375,38 @@ struct Producer::Impl {
     return st;
   }
 
+  // publish() of a plain message (the usual event: a payload, its id and
+  // time by the runtime) that plain_fits, with no claim pending: what the
+  // general path does, without the field-by-field checks and encodings it
+  // needs.
+  // Written out rather than through claim_plain's struct, and its error
+  // path out of line: what the compiler must keep in memory rather than in
+  // registers is stores (see write_plain_header).
+  [[gnu::always_inline]] Result<Published> publish_plain(Bytes payload, std::int32_t partition) {
+    const std::uint64_t size = shm::claim_bytes(shm::record_size(0, 0, payload.size()));
+    std::uint32_t p = 0;
+    pick_keyless(partition, &p);
+    std::uint64_t pos = 0;
+    if (const shm::Status st = claim(p, size, &pos); st != shm::Status::kOk) [[unlikely]]
+      return publish_failed(st, p, size);
+    const std::uint64_t now = clock.now();
+    writer.note_claim_time(p, now);
+    const EventId id = ids.next(now);
+    std::byte* const rec = hot[p].view->bytes_at(pos);
+    write_plain_header(rec, static_cast<std::uint32_t>(size), payload.size(), now, id, header_tail());
+    copy_payload(rec + shm::kRecordHeaderBytes, payload.data(), payload.size());
+    return commit_one(p, pos, size, id);
+  }
+  [[gnu::noinline, gnu::cold]] Result<Published> publish_failed(shm::Status st, std::uint32_t p, std::uint64_t size) const {
+    return fail(status_error(st, p, size));
+  }
+
   // The end of a one-record claim whose record is written: commit it, end
   // the claim, count it.
   [[gnu::always_inline]] Published commit_one(std::uint32_t p, std::uint64_t pos, std::uint64_t size,
                                               EventId id) noexcept {
     writer.commit_record(p, pos, static_cast<std::uint32_t>(size));
     writer.finish(p);
-    ++sequence;
     count(p, 1, size);
     return Published{p, pos, id, false};
   }
@@ -475,20 +527,28 @@ Producer::Impl::~Impl() {
   shm::release_producer_slot(*topic, slot);
 }
 
+Result<Published> Producer::publish(Bytes payload, std::int32_t partition) {
+  Impl& I = *impl_;
+  I.check_thread();
+  const std::size_t len = payload.size();
+  if (I.plain_ok && I.plain_fits(partition, len) && I.pending == nullptr) [[likely]]
+    return I.publish_plain(payload, partition);
+  return publish_general(payload, partition);
+}
+
+// A producer with a source option or sequences, an event too large, a bad
+// partition or a pending claim: the general path does it or says what is
+// wrong. Out of line, so the quick path's frame holds no Message.
+Result<Published> Producer::publish_general(Bytes payload, std::int32_t partition) {
+  return publish(Message{.payload = payload, .partition = partition});
+}
+
 Result<Published> Producer::publish(const Message& m) {
   Impl& I = *impl_;
   I.check_thread();
   const std::size_t len = m.payload.size();
-  if (I.plain(m) && I.plain_fits(m, len) && I.pending == nullptr) [[likely]] {
-    // A plain message (the usual event: a payload, its id and time by the
-    // runtime) that try_size would accept: what the general path below
-    // does, without the field-by-field checks and encodings it needs.
-    Impl::PlainClaim c;
-    if (const shm::Status st = I.claim_plain(m, len, &c); st != shm::Status::kOk)
-      return fail(I.status_error(st, c.p, c.size));
-    copy_payload(c.rec + shm::kRecordHeaderBytes, m.payload.data(), len);
-    return I.commit_one(c.p, c.pos, c.size, c.id);
-  }
+  if (I.plain(m) && I.plain_fits(m.partition, len) && I.pending == nullptr) [[likely]]
+    return I.publish_plain(m.payload, m.partition);
   std::size_t meta = 0;
   Impl::Refusal no;
   // Fast validation inline; only a refused message builds strings.
@@ -529,7 +589,7 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
   bool plain = I.plain_ok;
   for (std::size_t i = 0; i < n; ++i) {
     const Message& m = batch[i];
-    if (plain && I.plain(m) && I.plain_fits(m, m.payload.size())) [[likely]] {
+    if (plain && I.plain(m) && I.plain_fits(m.partition, m.payload.size())) [[likely]] {
       // What try_size says of a plain message that fits, without its checks.
       I.batch_size[i] = static_cast<std::uint32_t>(shm::record_size(0, 0, m.payload.size()));
       I.batch_meta[i] = 0;
@@ -622,7 +682,6 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
       at += I.batch_size[j];
     }
     I.writer.finish(p);  // one fence and one wake-up check for the run
-    I.sequence += count;
     I.count(p, count, total);
     result.published += count;
     i = end;
@@ -634,11 +693,11 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   Impl& I = *impl_;
   I.check_thread();
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is already pending on this producer");
-  if (I.plain(meta_in) && I.plain_fits(meta_in, payload_bytes)) [[likely]] {
+  if (I.plain(meta_in) && I.plain_fits(meta_in.partition, payload_bytes)) [[likely]] {
     // As in publish: a plain event skips the general path's checks and
     // encodings (and, without sequences, the duplicate check).
     Impl::PlainClaim c;
-    if (const shm::Status st = I.claim_plain(meta_in, payload_bytes, &c); st != shm::Status::kOk)
+    if (const shm::Status st = I.claim_plain(meta_in.partition, payload_bytes, &c); st != shm::Status::kOk)
       return fail(I.status_error(st, c.p, c.size));
     return Result<Claim>(std::in_place, Claim::Key{}, impl_.get(),
                          std::span<std::byte>(c.rec + shm::kRecordHeaderBytes, payload_bytes), c.p, c.pos, c.id, 0);
@@ -719,7 +778,6 @@ Result<Published> Claim::commit(std::size_t used) {
   const std::uint32_t size = h->size;
   I.writer.commit_record(partition_, position_, size);
   I.writer.finish(partition_);
-  ++I.sequence;
   if (sequence_ > I.last_seq) I.last_seq = sequence_;
   I.count(partition_, 1, size);
   I.pending = nullptr;
@@ -754,10 +812,11 @@ ProducerStats Producer::stats() const noexcept {
   ProducerStats s;
   const Impl& I = *impl_;
   for (std::uint32_t p = 0; p < I.partitions; ++p) {
-    const Impl::Totals& row = I.hot[p].row_values;
-    s.events += row.events - I.base[p].events;
-    s.bytes += row.bytes - I.base[p].bytes;
-    s.backpressure_waits += row.waits - I.base[p].waits;
+    const shm::ProducerCountersLayout& row = *I.hot[p].row;
+    // Relaxed: this producer's own stores (stats() runs on its thread).
+    s.events += row.events.load(std::memory_order_relaxed) - I.base[p].events;
+    s.bytes += row.bytes.load(std::memory_order_relaxed) - I.base[p].bytes;
+    s.backpressure_waits += row.backpressure_waits.load(std::memory_order_relaxed) - I.base[p].waits;
   }
   return s;
 }

@@ -53,7 +53,7 @@ class DaemonRepairTest : public DaemonFixture {
   // A whole publish by writer w: claim, header, commit, finish.
   std::uint64_t publish(shm::RingLogWriter& w) {
     std::uint64_t pos = 0;
-    EXPECT_EQ(w.try_claim(0, kRec, 0, &pos), shm::Status::kOk);
+    EXPECT_EQ(w.try_claim(0, kRec, &pos), shm::Status::kOk);
     header(pos, kRec, w.slot());
     w.commit_record(0, pos, kRec);
     w.finish(0);
@@ -64,7 +64,7 @@ class DaemonRepairTest : public DaemonFixture {
     std::uint64_t bytes = 0;
     while (bytes <= limit) {
       std::uint64_t pos = 0;
-      const shm::Status st = w.try_claim(0, kRec, 0, &pos);
+      const shm::Status st = w.try_claim(0, kRec, &pos);
       if (st != shm::Status::kOk) {
         EXPECT_EQ(st, shm::Status::kBackPressured);
         break;
@@ -101,7 +101,7 @@ TEST_F(DaemonRepairTest, WonClaimWithPartOfItsBatchCommittedIsAbortedFromItsFirs
   for (int i = 0; i < 3; ++i) publish(live);
   // The dead producer claimed a batch of 4 records and committed 2.
   std::uint64_t p0 = 0;
-  ASSERT_EQ(dead.try_claim(0, 4 * kRec, 0, &p0), shm::Status::kOk);
+  ASSERT_EQ(dead.try_claim(0, 4 * kRec, &p0), shm::Status::kOk);
   for (std::uint64_t i = 0; i < 2; ++i) {
     header(p0 + i * kRec, kRec, d);
     dead.commit_record(0, p0 + i * kRec, kRec);
@@ -165,7 +165,7 @@ TEST_F(DaemonRepairTest, CandidateWhoseWinnerIsStillWritingIsCleared) {
   const std::uint64_t p = tail();
   forge_candidate(d, p, kRec);
   std::uint64_t pos = 0;
-  ASSERT_EQ(live.try_claim(0, kRec, 0, &pos), shm::Status::kOk);  // won p, not committed yet
+  ASSERT_EQ(live.try_claim(0, kRec, &pos), shm::Status::kOk);  // won p, not committed yet
   ASSERT_EQ(pos, p);
   step(100 * kMs);
   EXPECT_TRUE(slot_free(d)) << describe_partitions(*m_);
@@ -191,7 +191,7 @@ TEST_F(DaemonRepairTest, CandidateThatWonButDiedBeforeMarkingItIsAborted) {
   shm::RingLogWriter live(m_.get(), l, false), dead(m_.get(), d, false);
   publish(live);
   std::uint64_t p = 0;
-  ASSERT_EQ(dead.try_claim(0, 2 * kRec, 0, &p), shm::Status::kOk);
+  ASSERT_EQ(dead.try_claim(0, 2 * kRec, &p), shm::Status::kOk);
   forge_candidate(d, p, 2 * kRec);  // claim.won_unmarked: the CAS won, the slot still says candidate
   publish(live);
   step(100 * kMs);
@@ -207,7 +207,7 @@ TEST_F(DaemonRepairTest, CandidateRacingALiveCandidateForTheSamePositionWaitsFor
   const std::uint32_t l = live_slot();
   shm::RingLogWriter dead(m_.get(), d, false);
   std::uint64_t p = 0;
-  ASSERT_EQ(dead.try_claim(0, kRec, 0, &p), shm::Status::kOk);
+  ASSERT_EQ(dead.try_claim(0, kRec, &p), shm::Status::kOk);
   forge_candidate(d, p, kRec);  // won, unmarked
   forge_candidate(l, p, kRec);  // a live producer that loaded the same tail, about to lose its CAS
   step(100 * kMs);
@@ -268,7 +268,7 @@ TEST_F(DaemonRepairTest, DeadSlotIsRepairedWhileAProcessWithItsRecycledPidIsWatc
   const std::uint32_t d = dead_slot();
   shm::RingLogWriter dead(m_.get(), d, false);
   std::uint64_t p = 0;
-  ASSERT_EQ(dead.try_claim(0, kRec, 0, &p), shm::Status::kOk);
+  ASSERT_EQ(dead.try_claim(0, kRec, &p), shm::Status::kOk);
   step(100 * kMs);
   step(100 * kMs);
   EXPECT_TRUE(slot_free(d)) << describe_partitions(*m_);
@@ -291,7 +291,7 @@ TEST_F(DaemonRepairTest, SlotLeftHalfRepairedByADeadRepairerIsFinished) {
   shm::RingLogWriter live(m_.get(), l, false), dead(m_.get(), d, false);
   publish(live);
   std::uint64_t p = 0;
-  ASSERT_EQ(dead.try_claim(0, 2 * kRec, 0, &p), shm::Status::kOk);
+  ASSERT_EQ(dead.try_claim(0, 2 * kRec, &p), shm::Status::kOk);
   m_->producer(d)->owner.store(shm::kOwnerReclaiming);  // taken over, then the repairer died
   step(100 * kMs);
   step(600 * kMs);
@@ -306,7 +306,7 @@ TEST_F(DaemonRepairTest, SlotBrieflyTakenOverByALiveRepairerIsLeftToIt) {
   const std::uint32_t d = dead_slot();
   shm::RingLogWriter dead(m_.get(), d, false);
   std::uint64_t p = 0;
-  ASSERT_EQ(dead.try_claim(0, kRec, 0, &p), shm::Status::kOk);
+  ASSERT_EQ(dead.try_claim(0, kRec, &p), shm::Status::kOk);
   const std::uint64_t owner = m_->producer(d)->owner.load();
   m_->producer(d)->owner.store(shm::kOwnerReclaiming);  // a client taking the dead slot over ...
   step(100 * kMs);

@@ -158,7 +158,7 @@ TEST_F(RingLogLitmusTest, CommitThenReadNeverSeesAStaleBody) {
       litmus_iterations(),
       [&](std::uint64_t i) {
         std::uint64_t pos = 0;
-        if (writer.try_claim(0, kSize, i, &pos) != Status::kOk || pos != i * kSize) {
+        if (writer.try_claim(0, kSize, &pos) != Status::kOk || pos != i * kSize) {
           ADD_FAILURE() << "claim " << i << " failed: " << test::describe_partition(wv);
           return false;
         }
@@ -228,7 +228,7 @@ TEST_P(RingLogParkLitmusTest, ParkThenWakeNeverLosesAWakeUp) {
       [&](std::uint64_t i) {
         for (std::uint16_t d = delays[(i * 7) % delays.size()]; d > 0; --d) cpu_relax();
         std::uint64_t pos = 0;
-        if (writer.try_claim(0, kSize, i, &pos) != Status::kOk || pos != i * kSize) {
+        if (writer.try_claim(0, kSize, &pos) != Status::kOk || pos != i * kSize) {
           ADD_FAILURE() << "claim " << i << " failed: " << test::describe_partition(wv);
           return false;
         }
@@ -304,7 +304,7 @@ TEST_F(RingLogLitmusTest, CopyWhileLappedIsNeverTorn) {
 
   auto publish_one = [&](std::uint32_t size) {
     std::uint64_t pos = 0;
-    if (writer.try_claim(0, size, seq, &pos) != Status::kOk) return false;
+    if (writer.try_claim(0, size, &pos) != Status::kOk) return false;
     fill_record(wv, pos, size, seq++);
     writer.commit_record(0, pos, size);
     writer.finish(0);
@@ -408,7 +408,7 @@ TEST_P(RingLogCloseLitmusTest, CloseRacingAClaimNeverLosesTheClosedBit) {
       if (!barrier.arrive_and_wait()) return;  // start
       for (std::uint32_t d = wbase + wdelays[(i * 5) % wdelays.size()]; d > 0; --d) cpu_relax();
       std::uint64_t pos = 0;
-      const Status st = writer.try_claim(0, 64, i, &pos);
+      const Status st = writer.try_claim(0, 64, &pos);
       if (st == Status::kOk) {
         fill_record(wv, pos, 64, i);
         writer.commit_record(0, pos, 64);

@@ -277,14 +277,14 @@ TEST_P(RingLogTwoGroupsTest, EveryGroupSeesEveryEventOnceInOrder) {
           sizes[k] = static_cast<std::uint32_t>(64 * (1 + rng() % 8));  // 64..512
           bytes += sizes[k];
         }
-        const Status cs = w.claim(0, bytes, seq, monotonic_ns() + kStallNs, spin_yield);
+        std::uint64_t pos = 0;
+        const Status cs = w.claim(0, bytes, monotonic_ns() + kStallNs, spin_yield, &pos);
         if (cs != Status::kOk) {
           st.failure = "claim of " + std::to_string(bytes) + " bytes: status " + std::to_string(static_cast<int>(cs)) +
                        "; " + test::describe_partition(v);
           stop.store(true);
           return;
         }
-        std::uint64_t pos = w.claimed_pos();
         for (std::uint64_t k = 0; k < n; ++k) {
           fill_record(v, pos, sizes[k], make_tag(id, seq++));
           w.commit_record(0, pos, sizes[k]);  // in order: committed_to only grows
@@ -378,7 +378,7 @@ TEST_P(RingLogStalledClaimTest, StalledClaimIsNeverLapped) {
   RingLogWriter stalled(&producer_map_, *sslot, false);
   for (std::uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(test::publish(stalled, 0, 256, make_tag(7, i)));
   std::uint64_t held = 0;
-  ASSERT_EQ(stalled.try_claim(0, kHeld, 10, &held), Status::kOk);
+  ASSERT_EQ(stalled.try_claim(0, kHeld, &held), Status::kOk);
   fill_record(v, held, kHeld, make_tag(7, 10));  // its bytes: they must survive the stall
   std::vector<std::byte> snapshot(v.bytes_at(held), v.bytes_at(held) + kHeld);
 
@@ -411,10 +411,9 @@ TEST_P(RingLogStalledClaimTest, StalledClaimIsNeverLapped) {
         Status st{};
         std::uint64_t pos = 0;
         if (id == 0) {
-          st = w.claim(0, size, seq, monotonic_ns() + 20'000'000, park);
-          pos = w.claimed_pos();
+          st = w.claim(0, size, monotonic_ns() + 20'000'000, park, &pos);
         } else {
-          st = w.try_claim(0, size, seq, &pos);
+          st = w.try_claim(0, size, &pos);
         }
         if (st == Status::kBackPressured) {
           if (!was_released) me.backpressured_while_held.fetch_add(1, std::memory_order_relaxed);

@@ -97,7 +97,7 @@ inline bool check_record(const std::byte* rec, std::uint64_t pos, std::uint64_t*
 inline std::optional<std::uint64_t> publish(shm::RingLogWriter& w, std::uint32_t p, std::uint32_t size,
                                             std::uint64_t tag, shm::Status* status = nullptr) {
   std::uint64_t pos = 0;
-  const shm::Status st = w.try_claim(p, size, tag, &pos);
+  const shm::Status st = w.try_claim(p, size, &pos);
   if (status != nullptr) *status = st;
   if (st != shm::Status::kOk) return std::nullopt;
   fill_record(w.topic()->partition(p), pos, size, tag);

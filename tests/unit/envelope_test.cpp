@@ -116,7 +116,7 @@ TEST_F(EnvelopeTest, EveryFieldRoundTrips) {
 
 TEST_F(EnvelopeTest, EmptyFieldsReadAsEmpty) {
   auto producer = bus_->producer("env").value();  // no default source
-  ASSERT_TRUE(producer.publish({}));              // nothing at all: a 48-byte header in a 64-byte record
+  ASSERT_TRUE(producer.publish(Message{}));            // nothing at all: a 48-byte header in a 64-byte record
   ASSERT_TRUE(producer.publish({.payload = ""}));
   auto events = read_all("g");
   ASSERT_EQ(events.size(), 2u);

@@ -412,6 +412,62 @@ TEST_F(ProducerTest, PayloadOnlyEventsAtTheSizeLimit) {
   EXPECT_EQ(sizes, (std::vector<std::size_t>{fits, fits, fits}));
 }
 
+TEST_F(ProducerTest, PublishOfAPayloadIsPublishOfAPayloadOnlyMessage) {
+  // publish(Bytes, partition) is publish(Message{.payload, .partition})
+  // without the Message: the same envelope, the same partition choice and
+  // the same refusals, and the general path for a producer whose events
+  // carry more than their payload (a source option).
+  ASSERT_TRUE(bus_->create_topic("bytes", {.partitions = 3, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("bytes").value();
+  auto sourced = bus_->producer("bytes", {.source = "svc"}).value();
+  const std::string a = test::make_payload(64, {0, 0, 0}), b = test::make_payload(64, {0, 0, 1});
+  const std::string c = test::make_payload(64, {0, 0, 2});
+  auto pa = producer.publish(Bytes(a), 2);
+  ASSERT_TRUE(pa) << pa.error().message();
+  EXPECT_EQ(pa->partition, 2u);
+  auto pb = producer.publish(Bytes(b));  // sticky round-robin: some partition
+  ASSERT_TRUE(pb) << pb.error().message();
+  EXPECT_LT(pb->partition, 3u);
+  auto pc = sourced.publish(Bytes(c), 1);
+  ASSERT_TRUE(pc) << pc.error().message();
+  EXPECT_EQ(pc->partition, 1u);
+  // Refusals, as publish(Message) gives them; nothing is published.
+  for (std::int32_t bad : {3, -2}) {
+    auto r = producer.publish(Bytes(a), bad);
+    ASSERT_FALSE(r) << "partition " << bad;
+    EXPECT_EQ(r.error().code, Errc::kInvalidArgument) << r.error().message();
+  }
+  const std::string over(producer.max_payload(Message{}) + 1, 'x');
+  auto too_large = producer.publish(Bytes(over), 0);
+  ASSERT_FALSE(too_large);
+  EXPECT_EQ(too_large.error().code, Errc::kTooLarge) << too_large.error().message();
+  {
+    auto held = producer.claim(16);
+    ASSERT_TRUE(held) << held.error().message();
+    auto r = producer.publish(Bytes(a), 0);
+    ASSERT_FALSE(r) << "a zero-copy claim is pending";
+    EXPECT_EQ(r.error().code, Errc::kInvalidArgument) << r.error().message();
+    held->abort();
+  }
+  auto reader = bus_->consumer("bytes", {.start = Offset::earliest()}).value();
+  std::map<std::uint64_t, std::pair<std::string, std::uint32_t>> seen;  // seq -> source, partition
+  for (int i = 0; i < 4 && seen.size() < 3; ++i)
+    ASSERT_TRUE(reader.poll(
+        [&](const EventView& e) {
+          auto s = test::check_payload(e.payload());
+          ASSERT_TRUE(s) << "corrupt payload at position " << e.position();
+          EXPECT_NE(e.time_ns(), 0u);
+          EXPECT_EQ((e.id().hi >> 12) & 0xf, 7u);  // a generated UUIDv7
+          seen[s->seq] = {std::string(e.source()), e.partition()};
+        },
+        100, std::chrono::milliseconds(0)));
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0], (std::pair<std::string, std::uint32_t>{"", 2}));
+  EXPECT_EQ(seen[1].first, "");
+  EXPECT_EQ(seen[1].second, pb->partition);
+  EXPECT_EQ(seen[2], (std::pair<std::string, std::uint32_t>{"svc", 1}));
+}
+
 TEST_F(ProducerTest, BatchRecordsArePackedInsideLineAlignedClaims) {
   // A 64 B payload is a 112-byte record (48-byte header), 16-byte aligned:
   // a batch packs its records and pads the last one to the claim's 64-byte

@@ -136,7 +136,7 @@ class RepairTest : public ::testing::Test {
     publish_live(64, 1);
     RingLogWriter dying(&topic_.map, kA, false);
     std::uint64_t p0 = 0;
-    EXPECT_EQ(dying.try_claim(0, claim, 9, &p0), Status::kOk);
+    EXPECT_EQ(dying.try_claim(0, claim, &p0), Status::kOk);
     std::uint64_t at = p0, tag = 10;
     std::size_t i = 0;
     for (std::uint32_t size : sizes) {
@@ -169,7 +169,7 @@ TEST_F(RepairTest, WonWithNothingCommittedAbortsTheWholeRange) {
   publish_live(1024, 1);  // the claim below starts at 3072: its range crosses an index page
   RingLogWriter dying(&topic_.map, kA, false);
   std::uint64_t p0 = 0;
-  ASSERT_EQ(dying.try_claim(0, 2496, 7, &p0), Status::kOk);  // a batch of 2496 bytes; dies before any commit
+  ASSERT_EQ(dying.try_claim(0, 2496, &p0), Status::kOk);  // a batch of 2496 bytes; dies before any commit
   ASSERT_EQ(slot(kA).word.load(), p0 | kClaimWon);
   publish_live(192, 2);  // others go on publishing after it
   publish_live(64, 3);
@@ -206,7 +206,7 @@ class RepairPartialBatchTest : public RepairTest {
   void claim_and_commit_two() {
     publish_live(64, 1);
     RingLogWriter dying(&topic_.map, kA, false);
-    ASSERT_EQ(dying.try_claim(0, 768, 9, &p0_), Status::kOk);
+    ASSERT_EQ(dying.try_claim(0, 768, &p0_), Status::kOk);
     for (std::uint64_t i = 0; i < 3; ++i) fill_record(wv(), p0_ + 256 * i, 256, 10 + i);
     dying.commit_record(0, p0_, 256);
     dying.commit_record(0, p0_ + 256, 256);
@@ -578,7 +578,7 @@ TEST_F(RepairTest, DeadCandidateAndADeadWinnerThatMarkedItsClaim) {
   forge_claim(kA, p, kClaimCandidate, 128);
   RingLogWriter b(&topic_.map, kB, false);
   std::uint64_t pb = 0;
-  ASSERT_EQ(b.try_claim(0, 320, 0, &pb), Status::kOk);  // B won p and marked it; both die
+  ASSERT_EQ(b.try_claim(0, 320, &pb), Status::kOk);  // B won p and marked it; both die
   ASSERT_EQ(pb, p);
   const std::uint64_t dead = bit(kA) | bit(kB);
   EXPECT_EQ(repair(kA, dead).outcome, RepairOutcome::kCleared);
@@ -666,7 +666,7 @@ TEST_F(RepairTest, AcquireTakesOverADeadProducersSlotAfterRepairingIt) {
   ASSERT_EQ(taken.size() + 4, kProducerSlots);
   RingLogWriter dying(&topic_.map, 5, false);
   std::uint64_t p = 0;
-  ASSERT_EQ(dying.try_claim(0, 512, 0, &p), Status::kOk);
+  ASSERT_EQ(dying.try_claim(0, 512, &p), Status::kOk);
   topic_.map.producer(5)->owner.store(0x7ffffff0);  // no such pid (above pid_max)
   topic_.map.producer(5)->start_time.store(12345);
   auto s = acquire_producer_slot(topic_.map, 0);

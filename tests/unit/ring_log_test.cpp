@@ -119,14 +119,14 @@ TEST_F(RingLogTest, AcceptsAMaxEventRecordAndRefusesLargerOnes) {
   // claim), non-zero and at most half a ring (a batch).
   std::uint64_t p = 0;
   for (std::uint64_t bad : {std::uint64_t{0}, std::uint64_t{100}, std::uint64_t{112}, kRing / 2 + 64, kRing, ~std::uint64_t{63}}) {
-    EXPECT_EQ(writer_->try_claim(0, bad, 0, &p), Status::kTooLarge) << bad;
-    EXPECT_EQ(writer_->claim(0, bad, 0, monotonic_ns(), WaitPolicy{}), Status::kTooLarge) << bad;
+    EXPECT_EQ(writer_->try_claim(0, bad, &p), Status::kTooLarge) << bad;
+    EXPECT_EQ(writer_->claim(0, bad, monotonic_ns(), WaitPolicy{}, &p), Status::kTooLarge) << bad;
   }
   EXPECT_EQ(wv().claims[slot_].word.load() & kClaimStateMask, kClaimEmpty);
   EXPECT_EQ(tail(), kMax);
   // A single record larger than max_event (a producer bug or a corrupt log)
   // is refused by both readers, and read_copy does not copy past the buffer.
-  ASSERT_EQ(writer_->try_claim(0, kMax + 64, 0, &p), Status::kOk);
+  ASSERT_EQ(writer_->try_claim(0, kMax + 64, &p), Status::kOk);
   fill_record(wv(), p, kMax + 64, 2);
   writer_->commit_record(0, p, kMax + 64);
   writer_->finish(0);
@@ -174,7 +174,7 @@ TEST_F(RingLogTest, FreshZeroedRingShowsNothingCommitted) {
 TEST_F(RingLogTest, HalfWrittenRecordIsInvisible) {
   publish_ok(128, 1);
   std::uint64_t pos = 0;
-  ASSERT_EQ(writer_->try_claim(0, 256, 0, &pos), Status::kOk);
+  ASSERT_EQ(writer_->try_claim(0, 256, &pos), Status::kOk);
   fill_record(wv(), pos, 256, 2);  // header and body written, commit word not
   EXPECT_EQ(tail(), pos + 256);
   expect_nothing_at(pos);
@@ -199,7 +199,7 @@ TEST_F(RingLogTest, PayloadHoldingARawPositionIsNotACommit) {
   // A record whose body holds, at every 16-byte offset (where a record may
   // start), the raw position of that offset in this lap and in the next.
   std::uint64_t pos = 0;
-  ASSERT_EQ(writer_->try_claim(0, kMax, 0, &pos), Status::kOk);
+  ASSERT_EQ(writer_->try_claim(0, kMax, &pos), Status::kOk);
   fill_record(wv(), pos, kMax, 1);
   for (std::uint64_t off = kRecordHeaderBytes; off < kMax; off += kRecordAlign) {
     std::uint64_t raw[2] = {pos + off, pos + off + kRing};
@@ -296,7 +296,7 @@ TEST_F(RingLogTest, GarbageHeaderBehindAValidCommitWordIsCorrupt) {
   for (const Garbage& g : cases) {
     SCOPED_TRACE(g.what);
     std::uint64_t pos = 0;
-    ASSERT_EQ(writer_->try_claim(0, 128, 0, &pos), Status::kOk);
+    ASSERT_EQ(writer_->try_claim(0, 128, &pos), Status::kOk);
     ASSERT_EQ(pos, q);
     RecordHeader* h = wv().header_at(q);
     h->size = g.size;
@@ -404,7 +404,7 @@ TEST_F(RingLogTest, BoundaryAtOrAfterWithATailNearTwoToTheSixtyFourTerminates) {
 TEST_F(RingLogTest, CloseMakesClaimsAndEmptyReadsReturnClosed) {
   const std::uint64_t a = publish_ok(128, 1);
   std::uint64_t held = 0;
-  ASSERT_EQ(writer_->try_claim(0, 192, 2, &held), Status::kOk);  // a claim in flight across the close
+  ASSERT_EQ(writer_->try_claim(0, 192, &held), Status::kOk);  // a claim in flight across the close
   fill_record(wv(), held, 192, 2);
   auto rs = acquire_reader_slot(reader_, 0);
   ASSERT_TRUE(rs);
@@ -432,11 +432,11 @@ TEST_F(RingLogTest, CloseMakesClaimsAndEmptyReadsReturnClosed) {
 
   // Every later claim is refused, waiting or not, and leaves the slot empty.
   std::uint64_t p = 0;
-  EXPECT_EQ(writer_->try_claim(0, 64, 3, &p), Status::kClosed);
-  EXPECT_EQ(writer_->claim(0, 64, 3, monotonic_ns() + 1'000'000'000, WaitPolicy{}), Status::kClosed);
+  EXPECT_EQ(writer_->try_claim(0, 64, &p), Status::kClosed);
+  EXPECT_EQ(writer_->claim(0, 64, monotonic_ns() + 1'000'000'000, WaitPolicy{}, &p), Status::kClosed);
   EXPECT_EQ(wv().claims[slot_].word.load() & kClaimStateMask, kClaimEmpty);
   RingLogWriter other(&topic_.map, slot_ + 1, false);
-  EXPECT_EQ(other.try_claim(0, 64, 0, &p), Status::kClosed);
+  EXPECT_EQ(other.try_claim(0, 64, &p), Status::kClosed);
   release_reader_slot(reader_, *rs);
 }
 
@@ -467,7 +467,8 @@ TEST_F(RingLogTest, LosslessGroupGatesClaimsUntilItsCursorMoves) {
   EXPECT_EQ(published, kRing / 512) << "exactly one ring fits in front of a cursor at 0";
   EXPECT_EQ(tail(), kRing);
   EXPECT_EQ(wv().claims[slot_].word.load() & kClaimStateMask, kClaimEmpty) << "nothing claimed, no hole";
-  EXPECT_EQ(writer_->claim(0, 512, 0, monotonic_ns() + 2'000'000, WaitPolicy{}), Status::kBackPressured);
+  std::uint64_t pos = 0;
+  EXPECT_EQ(writer_->claim(0, 512, monotonic_ns() + 2'000'000, WaitPolicy{}, &pos), Status::kBackPressured);
   EXPECT_EQ(writer_->compute_gate(0), 0u);
   // The consumer reads two records and moves its cursor; exactly that much
   // room appears.

@@ -37,7 +37,7 @@ TEST_F(SegmentLayoutTest, CreateAttachPublishReadAcrossWrap) {
   // 3 laps of 192-byte records (not a divisor of the ring: records cross the end).
   for (std::uint64_t i = 0; i < 3 * params.ring_bytes / 192; ++i) {
     std::uint64_t pos = 0;
-    ASSERT_EQ(w.try_claim(1, 192, i, &pos), Status::kOk) << i;
+    ASSERT_EQ(w.try_claim(1, 192, &pos), Status::kOk) << i;
     auto* h = prod_map->partition(1).header_at(pos);
     h->size = 192;
     h->payload_len = 8;
@@ -68,7 +68,7 @@ TEST_F(SegmentLayoutTest, CreateAttachPublishReadAcrossWrap) {
   auto slot2 = acquire_producer_slot(*prod_map, 0);
   ASSERT_TRUE(slot2);
   RingLogWriter w2(&*prod_map, *slot2, false);
-  EXPECT_EQ(w2.try_claim(0, 64, 0, &pos), Status::kClosed);
+  EXPECT_EQ(w2.try_claim(0, 64, &pos), Status::kClosed);
   release_producer_slot(*prod_map, *slot2);
 }
 

@@ -48,7 +48,7 @@ std::string HeraldTransport::describe(const RowSpec& spec) {
   const std::uint64_t alone = shm::claim_bytes(packed);
   std::string how = spec.mode == "batch"   ? "Producer::publish_batch of up to 64 events (each message written into its slot of the caller's batch buffer, then copied into the log)"
                     : spec.mode == "claim" ? "zero-copy Producer::claim + Claim::commit (written in place)"
-                                           : "Producer::publish, one event per call";
+                                           : "Producer::publish(payload, partition), one event per call";
   return how + "; a " + std::to_string(spec.size) + " B payload in herald's envelope (128-bit id and time filled by "
          "the runtime; no key, type or headers) = " +
          (spec.mode == "batch" ? "a " + std::to_string(packed) + " B log record (48 B header, packed 16 B aligned in the batch's claim)"
@@ -138,10 +138,7 @@ bool HeraldTransport::Sender::commit_slot() {
 }
 
 bool HeraldTransport::Sender::gather(const std::byte* p, std::size_t n) {
-  std::byte* slot = next_slot(n);
-  if (slot == nullptr) return false;
-  std::memcpy(slot, p, n);
-  return commit_slot();
+  return gather_with(n, [&](std::byte* slot) { std::memcpy(slot, p, n); });
 }
 
 bool HeraldTransport::Sender::drain() {
@@ -174,6 +171,20 @@ HeraldTransport::Receiver::Receiver(Host& host, const RowSpec& spec, Endpoint ep
   consumer_.emplace(std::move(c).value());
 }
 
-TransportEntry herald_transport() { return make_transport<HeraldTransport>(); }
+namespace {
+
+RepResult run_herald_rep(const RowSpec& spec) {
+  using T = HeraldTransport;
+  if (spec.mode == "batch") return detail::run_rep<T::ModeTransport<T::Mode::kBatch>>(spec);
+  if (spec.mode == "claim") return detail::run_rep<T::ModeTransport<T::Mode::kClaim>>(spec);
+  return detail::run_rep<T::ModeTransport<T::Mode::kPublish>>(spec);  // skip_reason refused any other
+}
+
+}  // namespace
+
+TransportEntry herald_transport() {
+  return TransportEntry{std::string(HeraldTransport::kName), &HeraldTransport::describe, &HeraldTransport::skip_reason,
+                        &run_herald_rep};
+}
 
 }  // namespace herald::bench

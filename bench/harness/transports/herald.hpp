@@ -5,10 +5,12 @@
 // herald-bench) on a bus of its own per repetition, destroyed with every
 // /dev/shm object by ~Host.
 //
-// RowSpec::mode selects the producer path: "publish" (Producer::publish,
-// one event per call), "batch" (Producer::publish_batch of up to kBatch
-// events, each written by the harness into its slot of a batch buffer whose
-// Messages are built once; flush() publishes the rest) or "claim"
+// RowSpec::mode selects the producer path: "publish" (Producer::publish of
+// a payload, one event per call: the overload that takes no Message, as a
+// caller publishing payload-only events would call it), "batch"
+// (Producer::publish_batch of up to kBatch events, each written by the
+// harness into its slot of a batch buffer whose Messages are built once;
+// flush() publishes the rest) or "claim"
 // (Producer::claim + Claim::commit, the message written in place). The
 // consumer always uses Consumer::poll, whose handler sees the event in the
 // log (zero copy: a lossless member's own partition), committing per poll.
@@ -19,6 +21,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,38 +49,40 @@ struct HeraldTransport {
     std::optional<Bus> bus;
   };
 
+  enum class Mode { kPublish, kBatch, kClaim };
+
+  // The producer side, every mode's state and out-of-line parts; the loops
+  // see it through ModeTransport<M>::Sender below.
   class Sender {
    public:
     Sender(Host& host, const RowSpec& spec, Endpoint ep);
-    bool try_send(const std::byte* p, std::size_t n) {
-      if (mode_ == Mode::kBatch) return gather(p, n);
-      auto r = producer_->publish(Message{.payload = Bytes(p, n), .partition = 0});
+    bool publish(const std::byte* p, std::size_t n) {
+      auto r = producer_->publish(Bytes(p, n), 0);
       if (r) return true;
       return retry_or_throw(r.error());
     }
     // batch: the harness writes each message straight into its slot of the
     // gather buffer, as a caller building a batch would (the one copy is
     // publish_batch's, into the log); claim: into the log itself.
-    [[nodiscard]] bool zero_copy() const noexcept { return mode_ != Mode::kPublish; }
     template <class Fill>
-    bool try_send_with(std::size_t n, Fill&& fill) {
-      if (mode_ == Mode::kBatch) {
-        std::byte* slot = next_slot(n);
-        if (slot == nullptr) return false;
-        fill(slot);
-        return commit_slot();
-      }
+    bool gather_with(std::size_t n, Fill&& fill) {
+      std::byte* slot = next_slot(n);
+      if (slot == nullptr) return false;
+      fill(slot);
+      return commit_slot();
+    }
+    template <class Fill>
+    bool claim_with(std::size_t n, Fill&& fill) {
       auto c = producer_->claim(n, meta_);
       if (!c) return retry_or_throw(c.error());
       fill(c->payload().data());
       if (auto r = c->commit(); !r) return retry_or_throw(r.error());
       return true;
     }
+    bool gather(const std::byte* p, std::size_t n);
     void flush();
 
    private:
-    enum class Mode { kPublish, kBatch, kClaim };
-    bool gather(const std::byte* p, std::size_t n);
     std::byte* next_slot(std::size_t n);  // the gather slot for the next message; nullptr while back-pressured
     bool commit_slot();                   // counts the slot's message; publishes a full batch
     bool drain();  // publishes the gathered events; false while back-pressured
@@ -111,6 +116,43 @@ struct HeraldTransport {
    private:
     std::optional<Bus> bus_;
     std::optional<Consumer> consumer_;
+  };
+
+  // One mode as a transport of its own, so that each mode's loops are an
+  // instantiation of their own (runner.hpp): with the mode a run-time
+  // switch inside one loop, a change to one mode's inlined path moved the
+  // others' code and their numbers (publish_batch 65M -> 58M events/s close
+  // when publish stopped building a Message; bench/RESULTS.md, "sixth
+  // session").
+  template <Mode M>
+  struct ModeTransport {
+    using Host = HeraldTransport::Host;
+    using Receiver = HeraldTransport::Receiver;
+    class Sender {
+     public:
+      Sender(Host& host, const RowSpec& spec, Endpoint ep) : s_(host, spec, ep) {}
+      bool try_send(const std::byte* p, std::size_t n) {
+        if constexpr (M == Mode::kBatch) return s_.gather(p, n);
+        else return s_.publish(p, n);
+      }
+      // Zero-copy for batch and claim only: publish has no try_send_with,
+      // so its loop has no such branch at all (runner.hpp, ZeroCopySender).
+      [[nodiscard]] static constexpr bool zero_copy() noexcept
+        requires(M != Mode::kPublish)
+      {
+        return true;
+      }
+      template <class Fill>
+        requires(M != Mode::kPublish)
+      bool try_send_with(std::size_t n, Fill&& fill) {
+        if constexpr (M == Mode::kBatch) return s_.gather_with(n, std::forward<Fill>(fill));
+        else return s_.claim_with(n, std::forward<Fill>(fill));
+      }
+      void flush() { s_.flush(); }
+
+     private:
+      HeraldTransport::Sender s_;
+    };
   };
 };
 
