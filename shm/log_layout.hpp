@@ -146,15 +146,16 @@ enum ClaimState : std::uint64_t { kClaimEmpty = 0, kClaimCandidate = 1, kClaimWo
 inline constexpr std::uint64_t kClaimStateMask = 3;
 
 // One per (partition, producer slot). Written by its producer BEFORE each
-// CAS on tail: so at every instant the slot names the only range the producer
-// can hold and how much of it is committed. Other producers read `word` to
+// CAS on tail (size and committed_to only when they change: the same bytes
+// either way): so at every instant the slot names the only range the
+// producer can hold and how much of it is committed. Other producers read `word` to
 // compute the unfinished watermark W; heraldd reads all of it to repair a
 // dead producer's claim.
 struct alignas(64) ClaimSlotLayout {
   std::atomic<std::uint64_t> word;          // P: candidate position | ClaimState
   std::atomic<std::uint64_t> size;          // P: claimed bytes
   std::atomic<std::uint64_t> committed_to;  // P: records below this are committed
-  std::atomic<std::uint64_t> sequence;      // P: idempotence sequence of the first event
+  std::atomic<std::uint64_t> sequence;      // unused: no longer written (ARCHITECTURE.md, departure 13)
   std::atomic<std::uint64_t> won_ns;        // P: the claim's event time (CLOCK_REALTIME, the event clock; stall reports)
   std::uint64_t reserved[3];
 };
