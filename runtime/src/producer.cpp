@@ -381,7 +381,9 @@ struct Producer::Impl {
   // needs.
   // Written out rather than through claim_plain's struct, and its error
   // path out of line: what the compiler must keep in memory rather than in
-  // registers is stores (see write_plain_header).
+  // registers is stores (see write_plain_header). Measured against the
+  // version through claim_plain (herald-bench, far placement, seven
+  // alternated pairs): 19.5-22.7M against 18.1-19.6M events/s, ahead in six.
   [[gnu::always_inline]] Result<Published> publish_plain(Bytes payload, std::int32_t partition) {
     const std::uint64_t size = shm::claim_bytes(shm::record_size(0, 0, payload.size()));
     std::uint32_t p = 0;

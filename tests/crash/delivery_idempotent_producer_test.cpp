@@ -9,6 +9,8 @@
 //   output's publish and after the input's commit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <bit>
 #include <random>
 #include <set>
 
@@ -60,6 +62,13 @@ class DeliveryIdempotentProducerCrashTest : public DeliveryCrashFixture {
     }
     return v;
   }
+  // A ring that holds `events` records of up to 256 bytes even if they all
+  // land in one partition: the checks read every event back from the log,
+  // so nothing may be overwritten (at HERALD_STRESS_SCALE=10 and the soak's
+  // 300 kills, ~93 000 events overflowed the 4 MiB rings these tests had).
+  static std::uint64_t ring_for(std::uint64_t events) {
+    return std::max<std::uint64_t>(std::uint64_t{4} << 20, std::bit_ceil(events * 256));
+  }
   // The "learned N" lines of the learned file, in order.
   std::vector<std::uint64_t> learned() const {
     std::vector<std::uint64_t> out;
@@ -95,7 +104,6 @@ class DeliveryIdempotentProducerCrashTest : public DeliveryCrashFixture {
 
 TEST_F(DeliveryIdempotentProducerCrashTest, RestartedProducerLearnsItsLastCommittedSequenceAndDoesNotDuplicate) {
   ASSERT_NO_FATAL_FAILURE(start(true));
-  ASSERT_NO_FATAL_FAILURE(make_topic("t", 2, 4 << 20));
   const std::uint64_t s = seed("idempotent producer kills");
   const std::vector<PeerKill> kills =
       kill_plan(s, {"claim.candidate", "claim.won_unmarked", "claim.won", "write.header", "commit.before_word",
@@ -103,6 +111,7 @@ TEST_F(DeliveryIdempotentProducerCrashTest, RestartedProducerLearnsItsLastCommit
                 scaled(env_u64("HERALD_DELIVERY_KILLS", 20)), 60);
   std::uint64_t n = 100;
   for (const PeerKill& k : kills) n += k.hit + k.after + 1;
+  ASSERT_NO_FATAL_FAILURE(make_topic("t", 2, ring_for(n)));
   const std::vector<std::string> args = {"--topic=t", "--producer-id=77", "--count=" + std::to_string(n),
                                          "--progress=" + path("progress"), "--learned=" + path("learned.txt")};
   std::uint64_t expect_learned = 0;
@@ -155,13 +164,16 @@ TEST_F(DeliveryIdempotentProducerCrashTest, RestartedProducerLearnsItsLastCommit
 
 TEST_F(DeliveryIdempotentProducerCrashTest, ConsumeTransformProduceOutputsEachInputOnceAcrossTransformerKills) {
   ASSERT_NO_FATAL_FAILURE(start(true));
-  ASSERT_NO_FATAL_FAILURE(make_topic("in", 2, 4 << 20));
-  ASSERT_NO_FATAL_FAILURE(make_topic("out", 2, 4 << 20));
   const std::uint64_t s = seed("transformer kills");
   const std::vector<PeerKill> kills =
       kill_plan(s, {"consume.before_handler", "consume.after_handler", "consume.after_commit", "claim.won",
                     "commit.before_word", "commit.word", "finish.before_clear"},
                 scaled(env_u64("HERALD_DELIVERY_KILLS", 20)), 60);
+  // The inputs publish_more will make (see the loop below).
+  std::uint64_t inputs = 100 + 10;
+  for (const PeerKill& k : kills) inputs += (k.point == "consume.after_commit" ? k.hit * 64 : k.hit) + k.after + 1;
+  ASSERT_NO_FATAL_FAILURE(make_topic("in", 2, ring_for(inputs)));
+  ASSERT_NO_FATAL_FAILURE(make_topic("out", 2, ring_for(inputs)));
   // Inputs are published as the kills go: each transformer gets what it
   // needs to reach its kill (plus one), so none runs out early.
   auto made = bus_->producer("in");
