@@ -176,7 +176,9 @@ void RingLogWriter::abort_rest(std::uint32_t p, std::uint64_t from) noexcept {
   const PartitionView& v = topic_->partition(p);
   ClaimSlotLayout& s = v.claims[slot_];
   // The claim's end, from this producer's own slot (it names the claim
-  // until finish: word = start | won, size = its bytes).
+  // until finish: word = start | won, size = its bytes). Relaxed: only this
+  // thread writes the slot while the producer lives, so these loads see its
+  // own last stores.
   const std::uint64_t end = (s.word.load(std::memory_order_relaxed) & ~kClaimStateMask) +
                             s.size.load(std::memory_order_relaxed);
   if (from < end) {

@@ -105,7 +105,6 @@ class Producer {
   struct Impl;
 
  private:
-  Result<Published> publish_general(Bytes payload, std::int32_t partition);
   friend class Bus;
   friend class Claim;
   friend struct detail::ProducerFactory;
