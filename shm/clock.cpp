@@ -1,6 +1,9 @@
 #include "shm/clock.hpp"
 
 #include <fcntl.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -10,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 namespace herald::shm {
 
@@ -45,9 +49,31 @@ bool read_stat(pid_t pid, std::uint64_t* start, char* state) noexcept {
   return true;
 }
 
-// Whether the kernel's clocksource is the TSC (checked once per process):
-// then the TSC is invariant and synchronised across cores, or the kernel
-// would have switched away from it.
+#if defined(__x86_64__)
+// CPUID 0x80000007 EDX bit 8: the TSC is invariant (constant rate in every
+// P-, C- and T-state). A hypervisor passes it on only when the host's is.
+bool invariant_tsc() noexcept {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(0x80000007u, &a, &b, &c, &d) != 0 && (d & (1u << 8)) != 0;
+}
+#endif
+
+// Whether this process may scale the TSC for event times (checked once):
+// - clocksource "tsc": the kernel reads it itself, so it is invariant and
+//   synchronised across cores, or the kernel would have switched away;
+// - clocksource "kvm-clock" on a CPU with an invariant TSC: kvm-clock is the
+//   guest TSC scaled by the host's parameters, and the kernel's own vDSO
+//   reads it that way (local rdtsc against vCPU 0's parameters) whenever the
+//   host says the TSC is stable; otherwise every clock_gettime would be a
+//   system call. VMs that may be snapshotted or moved to another host boot
+//   with `tsc=unstable clocksource=kvm-clock` (Firecracker does) and there
+//   the TSC can jump: a jump forward past one anchor period or any jump back
+//   re-anchors on the next read, and a smaller one is caught by the next
+//   anchor's 20 us check (EventClock::anchor), so an event time is off by
+//   at most the jump, for at most one anchor period (under 1 ms), and only
+//   across a jump. Reading clock_gettime per event cost such a VM ~25 ns of
+//   a ~60 ns single publish (bench/RESULTS.md, "seventh session").
+// HERALD_EVENT_CLOCK=vdso turns it off (every read is clock_gettime).
 bool tsc_usable() noexcept {
 #if defined(__x86_64__)
   static const bool usable = [] {
@@ -57,7 +83,9 @@ bool tsc_usable() noexcept {
     char buf[32] = {};
     const ssize_t n = ::read(fd, buf, sizeof buf - 1);
     ::close(fd);
-    return n >= 3 && std::strncmp(buf, "tsc", 3) == 0 && (n == 3 || buf[3] == '\n');
+    if (n <= 0) return false;
+    const std::string_view source(buf, static_cast<std::size_t>(n) - (buf[n - 1] == '\n' ? 1 : 0));
+    return source == "tsc" || (source == "kvm-clock" && invariant_tsc());
   }();
   return usable;
 #else

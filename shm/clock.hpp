@@ -32,7 +32,9 @@ inline std::uint64_t coarse_monotonic_ns() noexcept { return clock_ns(CLOCK_MONO
 // event. clock_gettime costs ~21 ns through the vDSO on the VMs herald is
 // measured on: half of a single publish (bench/RESULTS.md). Where the kernel
 // itself reads the TSC for its clock (x86-64, clocksource "tsc": invariant
-// and synchronised across cores), this reads it too and scales the ticks
+// and synchronised across cores; or "kvm-clock" on a CPU with an invariant
+// TSC, the guest TSC scaled by the host: clock.cpp, tsc_usable, says what a
+// jumping TSC can do there), this reads it too and scales the ticks
 // from an anchor, a (tsc, CLOCK_REALTIME) pair refreshed by clock_gettime
 // every 2^21 ticks (under a millisecond at 2 GHz and up). The scale is
 // measured, not assumed: the ticks and nanoseconds between this clock's
