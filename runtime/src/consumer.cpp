@@ -108,6 +108,11 @@ struct Consumer::Impl {
   // A gated read prefetches the lines of a record up to this size as soon
   // as it sees it committed (drain_partition).
   static constexpr std::uint32_t kPrefetchRecordBytes = 256;
+  // A poll waiting for events, from its kIdleLooksBeforePrefetch-th empty
+  // look on, asks for the line after the header of each record it waits
+  // for together with the header (drain_partition, `awaiting`).
+  static constexpr std::uint32_t kIdleLooksBeforePrefetch = 8;
+  bool awaiting = false;  // set by poll_impl before each drain
   const std::atomic<std::uint32_t>* wake_word = nullptr;  // resolved at the first empty read
   std::uint32_t wake_seen = 0;
   std::uint32_t empty_reads = 0;
@@ -608,6 +613,19 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       rec = buf.data();
     } else {
       const shm::RecordHeader* h = nullptr;
+      // A waiting poll asks for the record's second line with its header,
+      // not after it: a 64 B event (a 128 B record) is two lines, and the
+      // second, fetched only once the header said committed, was a second
+      // cross-core transfer in series. A prefetch: no fault, no ordering
+      // (the record is read only after its commit word, as ever). vCPUs far
+      // apart, herald-bench's 64 B ping-pong: p50 441-451 -> 341-347 ns, the
+      // ring's 331-377 (bench/RESULTS.md, "seventh session"). Only while
+      // the poll waits (`awaiting`, from its kIdleLooksBeforePrefetch-th
+      // empty look): a reader keeping up with a stream finds nothing for a
+      // look or two while the next record is written, and a line taken
+      // from the producer mid-write has to go back to it (throughput rows
+      // unchanged with 3 or 8 looks; 8 is the safer of the two).
+      if (awaiting) __builtin_prefetch(reinterpret_cast<const std::byte*>(v.header_at(pt.read)) + shm::kCacheLine, 0, 3);
       shm::Status st = shm::peek_gated(v, pt.read, &h);
       if (st == shm::Status::kEmpty && closure_news()) {
         if (shm::is_closed(v)) closing = true;
@@ -765,6 +783,7 @@ Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventVie
   std::uint32_t empty_drains = 0;
   shm::Backoff backoff(I.wait);
   for (;;) {
+    I.awaiting = empty_drains >= Impl::kIdleLooksBeforePrefetch;
     auto r = I.drain(handler, max - n);
     if (!r) {
       outcome = std::move(r);
