@@ -112,7 +112,6 @@ struct Consumer::Impl {
   // look on, asks for the line after the header of each record it waits
   // for together with the header (drain_partition, `awaiting`).
   static constexpr std::uint32_t kIdleLooksBeforePrefetch = 8;
-  bool awaiting = false;  // set by poll_impl before each drain
   const std::atomic<std::uint32_t>* wake_word = nullptr;  // resolved at the first empty read
   std::uint32_t wake_seen = 0;
   std::uint32_t empty_reads = 0;
@@ -344,9 +343,10 @@ struct Consumer::Impl {
   Result<bool> dead_letter(std::uint32_t p, const EventView& e, std::uint32_t deliveries, const std::string& reason);
   Result<const shm::TopicMap*> dlq_view();
 
-  Result<std::size_t> drain(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t budget);
+  // `awaiting`: the poll has waited kIdleLooksBeforePrefetch empty looks.
+  Result<std::size_t> drain(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t budget, bool awaiting);
   Result<std::size_t> drain_partition(std::uint32_t p, FunctionRef<HandlerResult(const EventView&)> handler,
-                                      std::size_t budget);
+                                      std::size_t budget, bool awaiting);
 };
 
 Consumer::Impl::~Impl() {
@@ -577,7 +577,7 @@ Result<bool> Consumer::Impl::dead_letter(std::uint32_t p, const EventView& e, st
 
 Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
                                                     FunctionRef<HandlerResult(const EventView&)> handler,
-                                                    std::size_t budget) {
+                                                    std::size_t budget, bool awaiting) {
   Part& pt = parts[p];
   const shm::PartitionView& v = topic->partition(p);
   if (pt.recover) {
@@ -731,7 +731,8 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
   return n;
 }
 
-Result<std::size_t> Consumer::Impl::drain(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t budget) {
+Result<std::size_t> Consumer::Impl::drain(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t budget,
+                                          bool awaiting) {
   std::size_t n = 0;
   const std::size_t count = assigned.size();
   // Round-robin start, without a division per poll (a 64-bit div is tens
@@ -742,7 +743,7 @@ Result<std::size_t> Consumer::Impl::drain(FunctionRef<HandlerResult(const EventV
   for (std::size_t k = 0; k < count && n < budget && !assigned.empty(); ++k) {
     if (idx >= assigned.size()) idx = 0;  // drain_partition may drop a partition (fenced)
     const std::uint32_t p = assigned[idx++];
-    auto r = drain_partition(p, handler, budget - n);
+    auto r = drain_partition(p, handler, budget - n, awaiting);
     if (!r) return r;
     n += *r;
   }
@@ -783,8 +784,7 @@ Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventVie
   std::uint32_t empty_drains = 0;
   shm::Backoff backoff(I.wait);
   for (;;) {
-    I.awaiting = empty_drains >= Impl::kIdleLooksBeforePrefetch;
-    auto r = I.drain(handler, max - n);
+    auto r = I.drain(handler, max - n, empty_drains >= Impl::kIdleLooksBeforePrefetch);
     if (!r) {
       outcome = std::move(r);
       break;

@@ -169,9 +169,14 @@ TEST_F(DeliveryIdempotentProducerCrashTest, ConsumeTransformProduceOutputsEachIn
       kill_plan(s, {"consume.before_handler", "consume.after_handler", "consume.after_commit", "claim.won",
                     "commit.before_word", "commit.word", "finish.before_clear"},
                 scaled(env_u64("HERALD_DELIVERY_KILLS", 20)), 60);
-  // The inputs publish_more will make (see the loop below).
-  std::uint64_t inputs = 100 + 10;
-  for (const PeerKill& k : kills) inputs += (k.point == "consume.after_commit" ? k.hit * 64 : k.hit) + k.after + 1;
+  // The inputs each transformer gets before it starts: what it needs to
+  // reach its kill, plus one. A transformer polls up to 64 inputs at a
+  // time: k commits may take 64k.
+  auto inputs_for = [](const PeerKill& k) -> std::uint64_t {
+    return (k.point == "consume.after_commit" ? k.hit * 64 : k.hit) + k.after + 1;
+  };
+  std::uint64_t inputs = 100 + 10;  // the first batch and the last transformer's
+  for (const PeerKill& k : kills) inputs += inputs_for(k);
   ASSERT_NO_FATAL_FAILURE(make_topic("in", 2, ring_for(inputs)));
   ASSERT_NO_FATAL_FAILURE(make_topic("out", 2, ring_for(inputs)));
   // Inputs are published as the kills go: each transformer gets what it
@@ -198,9 +203,7 @@ TEST_F(DeliveryIdempotentProducerCrashTest, ConsumeTransformProduceOutputsEachIn
     const std::string tag = "xform" + std::to_string(i);
     // (The last one gets new inputs too: it is surely up and consuming when
     // the input is done.)
-    // A transformer polls up to 64 inputs at a time: k commits may take 64k.
-    ASSERT_NO_FATAL_FAILURE(
-        publish_more(last ? 10 : (k.point == "consume.after_commit" ? k.hit * 64 : k.hit) + k.after + 1));
+    ASSERT_NO_FATAL_FAILURE(publish_more(last ? 10 : inputs_for(k)));
     const std::uint64_t committed_before = committed("in", "xform", 0) + committed("in", "xform", 1);
     Child& c = peer("transform", args, last || k.point.empty() ? "" : k.point + ":" + std::to_string(k.hit), tag);
     if (last) {
