@@ -150,7 +150,7 @@ struct alignas(128) GroupLayout {
   std::atomic<std::uint64_t> lagout_grace_ms; // A
   std::atomic<std::uint64_t> dlq_incarnation; // A: the incarnation of `<topic>.dlq.<group>` (0 = none)
   alignas(64) std::atomic<std::uint32_t> members;  // D: live members (daemonless: 0 or 1)
-  std::atomic<std::uint32_t> generation_hint;      // D: last generation handed out
+  std::atomic<std::uint32_t> reserved0;            // zero; keeps the fields below where readers expect them
   std::atomic<std::uint64_t> last_member_seen_ns;  // D: when the last member was last alive (lag-out)
   std::atomic<std::uint64_t> demotions;            // D
   std::atomic<std::uint64_t> promotions;           // D
