@@ -688,6 +688,12 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
   return result;
 }
 
+inline Claim::Claim(Key, Producer::Impl* impl, std::span<std::byte> payload, std::uint32_t partition,
+                    std::uint64_t position, EventId id, std::uint64_t sequence) noexcept
+    : impl_(impl), payload_(payload), partition_(partition), position_(position), id_(id), sequence_(sequence) {
+  impl_->pending = this;
+}
+
 Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in) {
   Impl& I = *impl_;
   I.check_thread();
@@ -729,12 +735,6 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
                        p, pos, id, seq);
 }
 
-Claim::Claim(Key, Producer::Impl* impl, std::span<std::byte> payload, std::uint32_t partition, std::uint64_t position,
-             EventId id, std::uint64_t sequence) noexcept
-    : impl_(impl), payload_(payload), partition_(partition), position_(position), id_(id), sequence_(sequence) {
-  impl_->pending = this;
-}
-
 Claim::Claim(Claim&& o) noexcept
     : impl_(o.impl_),
       payload_(o.payload_),
@@ -758,10 +758,6 @@ Claim& Claim::operator=(Claim&& o) noexcept {
   o.impl_ = nullptr;
   if (impl_ != nullptr) impl_->pending = this;
   return *this;
-}
-
-Claim::~Claim() {
-  if (impl_ != nullptr) abort();
 }
 
 Result<Published> Claim::commit(std::size_t used) {
