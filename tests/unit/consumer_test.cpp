@@ -94,6 +94,7 @@ TEST_F(ConsumerTest, LosslessGroupBackPressuresThenReadsEveryAcceptedEvent) {
   auto producer = bus_->producer("t", {.deadline = milliseconds(10)}).value();
   test::SplitMix rng(test::seed("lossless sizes"));
   std::uint64_t accepted = 0, accepted_bytes = 0, failed_size = 0;
+  std::size_t refused_len = 0;  // a payload this long does not fit in what is left
   for (;;) {
     const std::size_t len = rng.in(test::kStampBytes, 1000);
     const std::string payload = test::make_payload(len, {1, 0, accepted});
@@ -102,6 +103,7 @@ TEST_F(ConsumerTest, LosslessGroupBackPressuresThenReadsEveryAcceptedEvent) {
       ASSERT_EQ(r.error().code, Errc::kBackPressured) << r.error().message();
       EXPECT_NE(r.error().detail.find("partition 0"), std::string::npos) << r.error().message();
       failed_size = (48 + len + 63) / 64 * 64;
+      refused_len = len;
       break;
     }
     EXPECT_EQ(r->position, accepted_bytes);
@@ -112,15 +114,16 @@ TEST_F(ConsumerTest, LosslessGroupBackPressuresThenReadsEveryAcceptedEvent) {
   EXPECT_LE(accepted_bytes, kRing);
   EXPECT_GT(accepted_bytes + failed_size, kRing) << "refused although the event fit";
   EXPECT_GT(producer.stats().backpressure_waits, 0u);
-  // Still full: nobody has committed.
-  auto again = producer.publish({.payload = std::string(900, 'x')});
+  // Still full: nobody has committed. (Asked again with the refused size: a
+  // smaller event could fit in the room the refused one did not.)
+  auto again = producer.publish({.payload = std::string(refused_len, 'x')});
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, Errc::kBackPressured);
 
   // The group reads every accepted event intact, in order (zero-copy).
   EXPECT_EQ(drain(group), iota(0, accepted)) << state_of("t");
   // Reading alone does not free the ring (kManual); one commit does.
-  ASSERT_FALSE(producer.publish({.payload = std::string(900, 'x')}));
+  ASSERT_FALSE(producer.publish({.payload = std::string(refused_len, 'x')}));
   ASSERT_TRUE(group.commit());
   auto after = producer.publish({.payload = test::make_payload(100, {1, 0, accepted})});
   ASSERT_TRUE(after) << after.error().message() << state_of("t");
