@@ -173,11 +173,12 @@ std::string markdown(const std::vector<Row>& rows, const Extras& x, const RunInf
   }
   o << "\nevents/s: per consumer (fanout: the slowest group; mpsc: both producers together; pingpong: round trips). "
        "Latency: latency rows one-way from the intended send time (paced, so coordinated omission is counted), "
-       "pingpong rows round trip / 2. Ratios are of medians within the same scenario and size, of events/s "
-       "(throughput, fanout, mpsc) or of p50 (latency, pingpong: below 1 is faster); ÷ best herald compares "
-       "with the best herald row, herald/peer is that best herald row over this one. paired (notes): the median "
-       "over repetitions of the same ratio taken within each repetition (herald's rep i against this row's rep i, "
-       "seconds apart), which a change of vCPU placement between repetitions does not skew.\n\n";
+       "pingpong rows round trip / 2 (echoed from inside the receive handler, timed to the echo's handler). "
+       "Ratios are of medians within the same scenario and size, of events/s (throughput, fanout, mpsc) or of "
+       "p50 (latency, pingpong: below 1 is faster); ÷ best herald compares with the best herald row, "
+       "herald/peer is that best herald row over this one. paired (notes): the median over repetitions of the "
+       "same ratio taken within each repetition (herald's rep i against this row's rep i, seconds apart), "
+       "which a change of vCPU placement between repetitions does not skew.\n\n";
   std::vector<const std::string*> by_number(notes.size());
   for (const auto& [text, n] : notes) by_number[static_cast<std::size_t>(n - 1)] = &text;
   for (std::size_t i = 0; i < by_number.size(); ++i) o << "[" << i + 1 << "] " << *by_number[i] << "\n";
