@@ -365,6 +365,7 @@ TEST_P(RingLogStalledClaimTest, StalledClaimIsNeverLapped) {
   constexpr std::uint64_t kRing = 64 * 1024;
   constexpr std::uint32_t kOthers = 3;
   constexpr std::uint32_t kHeld = 512;
+  constexpr std::uint32_t kLargest = 64 * 8;  // the others' records: 64..kLargest bytes
   make_topic({.partitions = 1, .ring_bytes = kRing, .max_event = 1024, .flags = 0});
   if (with_group) activate_lossless_group(topic_->map, 0);
   const std::uint64_t seed = test::seed("stalled claim");
@@ -406,7 +407,7 @@ TEST_P(RingLogStalledClaimTest, StalledClaimIsNeverLapped) {
       std::uint64_t seq = 0, done_after = 0;
       std::uint64_t last_progress = monotonic_ns();
       while (done_after < after_release && !stop.load(std::memory_order_relaxed)) {
-        const auto size = static_cast<std::uint32_t>(64 * (1 + rng() % 8));
+        const auto size = static_cast<std::uint32_t>(64 * (1 + rng() % (kLargest / 64)));
         const bool was_released = released.load(std::memory_order_acquire);
         Status st{};
         std::uint64_t pos = 0;
@@ -476,9 +477,8 @@ TEST_P(RingLogStalledClaimTest, StalledClaimIsNeverLapped) {
   // any) has reached the held claim: until then its cursor gates the
   // producers too, and a slow consumer (seen under TSan: tail at 66048 with
   // the limit at 68096) refuses them short of held + ring. So wait, bounded,
-  // for the others to fill the ring up to the held claim, within one record
-  // (512 bytes at most).
-  const bool filled = test::wait_until([&] { return load_tail(v) + 512 >= held + kRing; }, 60.0,
+  // for the others to fill the ring up to the held claim, within one record.
+  const bool filled = test::wait_until([&] { return load_tail(v) + kLargest >= held + kRing; }, 60.0,
                                        [&] { return test::describe_partition(v) + " held=" + std::to_string(held); });
   EXPECT_TRUE(filled) << "the others filled the ring up to the held claim";
   EXPECT_LE(load_tail(v), held + kRing);
