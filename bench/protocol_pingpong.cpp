@@ -20,7 +20,14 @@
 // per stack and repetition, then the medians and herald's ratios. Every echo
 // is checked (its sequence number); a wrong one fails the run.
 //
-//   herald_protocol_pingpong [--round-trips=N] [--reps=N]
+//   herald_protocol_pingpong [--round-trips=N] [--reps=N] [--rate=R]
+//
+// --rate=R: one way instead, paced: side A sends message i at its intended
+// time (start + i/R, read from CLOCK_MONOTONIC, waited for with `pause`)
+// with that time in the payload; side B records when it has the message
+// minus that time (so a late send counts, as in herald-bench's latency
+// rows). This is herald-bench's "latency" scenario through the same three
+// stacks, to find which layer a gap that depends on the rate lives in.
 //
 // bench/RESULTS.md ("Where a ping-pong hop goes") has what it showed: the
 // protocol alone is as fast as the ring, and herald's extra time per hop is
@@ -68,9 +75,11 @@ struct Percentiles {
   double p50 = 0, p90 = 0, p99 = 0;
 };
 
-Percentiles percentiles(std::vector<std::uint64_t>& rtt) {
+// Of a hop (round trip / 2), or in the paced mode of the one-way latency.
+Percentiles percentiles(std::vector<std::uint64_t>& rtt, bool one_way) {
   std::sort(rtt.begin(), rtt.end());
-  auto at = [&](double q) { return static_cast<double>(rtt[static_cast<std::size_t>(q * static_cast<double>(rtt.size() - 1))]) / 2; };
+  const double div = one_way ? 1 : 2;
+  auto at = [&](double q) { return static_cast<double>(rtt[static_cast<std::size_t>(q * static_cast<double>(rtt.size() - 1))]) / div; };
   return {at(0.50), at(0.90), at(0.99)};
 }
 
@@ -81,9 +90,20 @@ std::uint64_t seq_of(const std::byte* p) {
   return s;
 }
 
+// The paced mode's shared state: the receiver's latencies, written by the
+// child process into a shared anonymous mapping the parent reads after it
+// exits. Set in main before any stack runs.
+struct Paced {
+  double rate = 0;                       // messages/s; 0: ping-pong
+  std::uint64_t* lat = nullptr;          // [round_trips] one-way latencies, ns
+  std::size_t cap = 0;
+};
+Paced g_paced;
+
 // Runs `pong` in a child process (it exits with 0 when every message came
 // in order) and `ping` here; returns ping's round trips. A failed child is a
 // failed run.
+// In the paced mode the child's latencies are returned instead.
 template <class Pong, class Ping>
 std::vector<std::uint64_t> two_processes(const char* what, Pong&& pong, Ping&& ping) {
   const pid_t kid = ::fork();
@@ -93,7 +113,40 @@ std::vector<std::uint64_t> two_processes(const char* what, Pong&& pong, Ping&& p
   int status = 0;
   if (::waitpid(kid, &status, 0) != kid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     die(std::string(what) + ": the pong side failed (a message out of sequence, or an error)");
+  if (g_paced.rate > 0) rtt.assign(g_paced.lat, g_paced.lat + g_paced.cap);
   return rtt;
+}
+
+// The paced mode's loops (--rate): side A sends, side B receives and times.
+// The intended send time travels in the payload's second 8 bytes.
+template <class Recv>
+bool paced_recv_loop(int messages, Recv&& recv) {
+  std::byte buf[kPayload];
+  for (int i = 0; i < messages + kWarmup; ++i) {
+    recv(buf);
+    const std::uint64_t now = shm::monotonic_ns();
+    if (seq_of(buf) != static_cast<std::uint64_t>(i)) return false;
+    std::uint64_t stamp = 0;
+    std::memcpy(&stamp, buf + 8, sizeof stamp);
+    if (i >= kWarmup) g_paced.lat[i - kWarmup] = now > stamp ? now - stamp : 0;
+  }
+  return true;
+}
+
+template <class Send>
+std::vector<std::uint64_t> paced_send_loop(int messages, Send&& send) {
+  std::byte buf[kPayload] = {};
+  const double interval = 1e9 / g_paced.rate;
+  const std::uint64_t start = shm::monotonic_ns() + 1'000'000;  // the receiver is waiting by then
+  for (int i = 0; i < messages + kWarmup; ++i) {
+    const std::uint64_t seq = static_cast<std::uint64_t>(i);
+    const std::uint64_t stamp = start + static_cast<std::uint64_t>(static_cast<double>(i) * interval);
+    while (shm::monotonic_ns() < stamp) shm::cpu_relax();
+    std::memcpy(buf, &seq, sizeof seq);
+    std::memcpy(buf + 8, &stamp, sizeof stamp);
+    send(buf);
+  }
+  return {};
 }
 
 // Pong side's loop, shared by the three stacks: wait for message i, check
@@ -130,6 +183,19 @@ std::vector<std::uint64_t> ping_loop(const char* what, int round_trips, Send&& s
   return rtt;
 }
 
+// Side B of a stack: echoes (ping-pong) or receives and times (paced).
+template <class Send, class Recv>
+bool side_b(int n, Send&& send, Recv&& recv) {
+  if (g_paced.rate > 0) return paced_recv_loop(n, recv);
+  return pong_loop(n, send, recv);
+}
+// Side A of a stack: sends and times round trips, or sends paced.
+template <class Send, class Recv>
+std::vector<std::uint64_t> side_a(const char* what, int n, Send&& send, Recv&& recv) {
+  if (g_paced.rate > 0) return paced_send_loop(n, send);
+  return ping_loop(what, n, send, recv);
+}
+
 std::vector<std::uint64_t> run_ring(int round_trips) {
   // Two rings (there and back) in one shared anonymous mapping, populated
   // (here and in the child) so that neither side takes page faults while
@@ -160,13 +226,13 @@ std::vector<std::uint64_t> run_ring(int round_trips) {
         shm::populate_pages(mem, 2 * one);
         SpscRingReader r(there, there_data);
         SpscRingWriter w(back, back_data, 1);
-        return pong_loop(
+        return side_b(
             round_trips, [&](const std::byte* b) { send_to(w, b); }, [&](std::byte* b) { recv_from(r, b); });
       },
       [&] {
         SpscRingWriter w(there, there_data, 1);
         SpscRingReader r(back, back_data);
-        return ping_loop(
+        return side_a(
             "ring", round_trips, [&](const std::byte* b) { send_to(w, b); }, [&](std::byte* b) { recv_from(r, b); });
       });
   ::munmap(m, 2 * one);
@@ -237,12 +303,12 @@ std::vector<std::uint64_t> run_protocol(const std::string& bus, int rep, int rou
         there->prefault(0);  // the child's own page tables, as for the ring
         back->prefault(0);
         ProtocolSide s{shm::RingLogWriter(&*back, 1, true), &back->partition(0), &there->partition(0), 0, &cursors[0], {}};
-        return pong_loop(
+        return side_b(
             round_trips, [&](const std::byte* b) { s.send(b); }, [&](std::byte* b) { s.recv(b); });
       },
       [&] {
         ProtocolSide s{shm::RingLogWriter(&*there, 0, true), &there->partition(0), &back->partition(0), 0, &cursors[32], {}};
-        return ping_loop(
+        return side_a(
             "protocol", round_trips, [&](const std::byte* b) { s.send(b); }, [&](std::byte* b) { s.recv(b); });
       });
   ::munmap(m, 4096);
@@ -279,7 +345,7 @@ std::vector<std::uint64_t> run_herald(Bus& bus, const std::string& bus_name, int
         auto c = b2->consumer(there, co);
         auto p = b2->producer(back, po);
         if (!c || !p) return false;
-        return pong_loop(
+        return side_b(
             round_trips, [&](const std::byte* b) { send_to(*p, b); }, [&](std::byte* b) { recv_from(*c, b); });
       },
       [&] {
@@ -287,7 +353,7 @@ std::vector<std::uint64_t> run_herald(Bus& bus, const std::string& bus_name, int
         if (!c) die("herald: " + c.error().message());
         auto p = bus.producer(there, po);
         if (!p) die("herald: " + p.error().message());
-        return ping_loop(
+        return side_a(
             "herald", round_trips, [&](const std::byte* b) { send_to(*p, b); }, [&](std::byte* b) { recv_from(*c, b); });
       });
   for (const auto& t : {there, back}) (void)bus.delete_topic(t);
@@ -309,14 +375,31 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::sscanf(argv[i], "--round-trips=%d", &round_trips) == 1 && round_trips > 0) continue;
     if (std::sscanf(argv[i], "--reps=%d", &reps) == 1 && reps > 0) continue;
-    std::fprintf(stderr, "usage: herald_protocol_pingpong [--round-trips=N] [--reps=N] (got '%s')\n", argv[i]);
+    if (std::sscanf(argv[i], "--rate=%lf", &g_paced.rate) == 1 && g_paced.rate > 0 && g_paced.rate <= 1e8) continue;
+    std::fprintf(stderr,
+                 "usage: herald_protocol_pingpong [--round-trips=N] [--reps=N] [--rate=R (1..1e8 messages/s)] "
+                 "(got '%s')\n",
+                 argv[i]);
     return 2;
+  }
+  const bool paced = g_paced.rate > 0;
+  if (paced) {
+    g_paced.cap = static_cast<std::size_t>(round_trips);
+    void* m = ::mmap(nullptr, g_paced.cap * sizeof(std::uint64_t), PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (m == MAP_FAILED) die(std::string("mmap: ") + std::strerror(errno));
+    g_paced.lat = static_cast<std::uint64_t*>(m);
   }
   BenchBus bb("pingpong");
   if (bb.bus() == nullptr) die("bus: " + bb.error());
   const char* names[] = {"ring", "protocol", "herald"};
   std::vector<double> p50[3];
-  std::printf("64 B ping-pong between two processes, round trip / 2, %d round trips per repetition\n", round_trips);
+  if (paced)
+    std::printf("64 B one way between two processes, paced at %.0f/s, latency from the intended send time, %d "
+                "messages per repetition\n",
+                g_paced.rate, round_trips);
+  else
+    std::printf("64 B ping-pong between two processes, round trip / 2, %d round trips per repetition\n", round_trips);
   std::printf("| rep | line round trip | stack | p50 | p90 | p99 |\n|---:|---:|---|---:|---:|---:|\n");
   for (int rep = 0; rep < reps; ++rep) {
     const double line = cache_line_round_trip_ns(-1, -1);
@@ -325,7 +408,7 @@ int main(int argc, char** argv) {
       std::vector<std::uint64_t> rtt = s == 0   ? run_ring(round_trips)
                                        : s == 1 ? run_protocol(bb.name(), rep, round_trips)
                                                 : run_herald(*bb.bus(), bb.name(), rep, round_trips);
-      const Percentiles pc = percentiles(rtt);
+      const Percentiles pc = percentiles(rtt, paced);
       p50[s].push_back(pc.p50);
       std::printf("| %d | %.0f ns | %s | %.1f ns | %.1f ns | %.1f ns |\n", rep + 1, line, names[s], pc.p50, pc.p90,
                   pc.p99);
