@@ -12,7 +12,7 @@
 //
 //  offset                        region                                  writer
 //  0           +------------------------------------------------+
-//              | LogHeaderLayout (one page)                     |  C
+//              | LogHeaderLayout (one page)                     |  C / P (producer_slots_hw) / closer (close_started)
 //  partitions  +------------------------------------------------+
 //              | PartitionLayout[partitions]   512 B each       |  C / P (tail, waiters) / D (repair stats)
 //  wake        +------------------------------------------------+
@@ -80,7 +80,16 @@ struct LogHeaderLayout {
   // Highest producer slot index ever used + 1 (P, fetch_max by CAS when a
   // slot is taken): bounds the claim-table scan when computing W.
   std::atomic<std::uint32_t> producer_slots_hw;
-  std::uint32_t reserved0;
+  // Non-zero once a topic delete began (the closer: an administrator, who
+  // maps the log read-write; TopicMap::close stores it before it sets the
+  // first closed bit in a tail). Waiting readers poll this word, on a line
+  // producers do not write, for the closer that died before its wake-ups;
+  // they read a tail only once it is set. Polling tail itself pulled the
+  // producers' tail line away from them: the next claim's store had to
+  // take it back before the record's stores could drain, one more
+  // cross-core transfer before the record was visible (bench/RESULTS.md,
+  // "tenth session"). Zero in a new segment (was reserved, zero).
+  std::atomic<std::uint32_t> close_started;
 };
 static_assert(std::is_standard_layout_v<LogHeaderLayout>);
 static_assert(sizeof(LogHeaderLayout) <= kPageBytes);

@@ -118,6 +118,13 @@ class TopicMap {
   // a few instructions of a live producer's claim.
   void close() const noexcept;
   bool closed() const noexcept;
+  // True once a close() began (LogHeaderLayout::close_started): only then
+  // can a tail hold the closed bit. Reads a line no producer writes.
+  bool close_started() const noexcept {
+    // Acquire: pairs with close()'s seq_cst store, which precedes its
+    // fetch_or of every closed bit.
+    return log_header()->close_started.load(std::memory_order_acquire) != 0;
+  }
 
  private:
   void keep_closed_bit_against_plain_claims() const noexcept;

@@ -101,10 +101,19 @@ struct Consumer::Impl {
   // wake a parked reader), so checking it on an empty read costs no line a
   // producer writes. `closing`: the closed bit was seen once; from then on
   // every empty read checks tail (closure is terminal). Safety net for a
-  // closer that died between the closed bit and the wake-ups: tail is also
-  // checked every kEmptyReadsPerTailCheck empty reads and after each park
-  // (whose has_news() reads tail anyway).
-  static constexpr std::uint32_t kEmptyReadsPerTailCheck = 1024;
+  // closer that died between the closed bit and the wake-ups: every
+  // kEmptyReadsPerCloseCheck empty reads the log header's close_started
+  // word (stored before the first closed bit, on a line no producer
+  // writes) is checked, and tail only once that is set; tail is also
+  // checked after each park (whose has_news() reads tail anyway). Not tail
+  // itself every 1024 reads: the read took the producers' tail line from
+  // them, and the next claim's store had to take it back before the
+  // record's stores could drain. With events 10 µs or more apart (a few
+  // checks per gap) that was one more cross-core transfer before almost
+  // every event: vCPUs far apart, a 64 B event paced at 10k/s, p50 717 ->
+  // 391 ns (herald_protocol_pingpong --rate; bench/RESULTS.md, "tenth
+  // session").
+  static constexpr std::uint32_t kEmptyReadsPerCloseCheck = 1024;
   // A gated read prefetches the lines of a record up to this size as soon
   // as it sees it committed (drain_partition).
   static constexpr std::uint32_t kPrefetchRecordBytes = 256;
@@ -126,9 +135,10 @@ struct Consumer::Impl {
       wake_seen = wake_word->load(std::memory_order_acquire);
       return true;
     }
-    if (closing || ++empty_reads >= kEmptyReadsPerTailCheck) {
+    if (closing) return true;
+    if (++empty_reads >= kEmptyReadsPerCloseCheck) {
       empty_reads = 0;
-      return true;
+      if (topic->close_started()) return true;
     }
     // Acquire: pairs with close()'s seq_cst fetch_add on the wake word,
     // which follows its fetch_or of the closed bit on every tail: a reader

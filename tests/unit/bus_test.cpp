@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "shm/registry.hpp"
+#include "shm/topic_map.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald {
@@ -139,6 +141,53 @@ TEST_F(BusTest, DeleteClosesAttachedClients) {
   auto n = consumer.poll([](const EventView&) {}, 1);
   ASSERT_FALSE(n);
   EXPECT_EQ(n.error().code, Errc::kClosed);
+}
+
+// A delete whose closer died after it set the closed bits but before its
+// wake-ups (simulated: the test stores what TopicMap::close stores up to
+// there, and nothing after). A consumer already waiting in a spinning poll
+// sees no wake-up; it learns of the close from the log header's
+// close_started word, which it checks every 1024 empty reads, and only then
+// reads the tails. Without that check it would spin until its timeout.
+TEST_F(BusTest, SpinningConsumerLearnsOfADeleteWhoseCloserDiedBeforeTheWakeUps) {
+  ASSERT_TRUE(bus_->create_topic("c", {.partitions = 2, .ring_bytes = 1 << 16, .max_event = 4096}));
+  auto consumer = bus_->consumer("c", {.group = "g", .wait = Wait::kBusySpin}).value();
+  std::atomic<bool> waiting{false}, done{false};
+  std::optional<Errc> code;
+  std::thread t([&] {
+    // One empty poll first: the wake word is sampled (and tail read) on the
+    // first empty read; the close below must be learnt some other way.
+    auto first = consumer.poll([](const EventView&) {}, 1, std::chrono::milliseconds(0));
+    if (!first) code = first.error().code;
+    waiting.store(true, std::memory_order_release);
+    if (first) {
+      auto n = consumer.poll([](const EventView&) {}, 1, std::chrono::seconds(60));
+      if (!n) code = n.error().code;
+    }
+    done.store(true, std::memory_order_release);
+  });
+  EXPECT_TRUE(test::wait_until([&] { return waiting.load(std::memory_order_acquire); }, 20,
+                               [] { return std::string("the first poll did not return"); }));
+  auto rec = shm::Registry::open(guard_.bus())->find("c");
+  ASSERT_TRUE(rec);
+  auto map = shm::TopicMap::attach(guard_.bus(), "c", rec->incarnation, shm::Access::kReadWrite,
+                                   shm::Access::kReadWrite);
+  ASSERT_TRUE(map) << map.error().message();
+  map->log_header()->close_started.store(1, std::memory_order_seq_cst);
+  for (std::uint32_t p = 0; p < 2; ++p) map->partition(p).part->tail.fetch_or(shm::kTailClosedBit);
+  EXPECT_TRUE(test::wait_until([&] { return done.load(std::memory_order_acquire); }, 20, [&] {
+    return std::string("the spinning poll did not learn of the close; close_started ") +
+           std::to_string(map->log_header()->close_started.load()) + ", tail of partition 0 " +
+           std::to_string(map->partition(0).part->tail.load());
+  }));
+  if (!done.load()) {
+    // Let the poll end so the thread can be joined: the wake-ups the dead
+    // closer never did.
+    map->close();
+  }
+  t.join();
+  ASSERT_TRUE(code.has_value()) << "the poll returned without an error";
+  EXPECT_EQ(*code, Errc::kClosed);
 }
 
 // A single-producer topic's claims move tail with a plain store; a delete
