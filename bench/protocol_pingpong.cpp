@@ -20,7 +20,10 @@
 // per stack and repetition, then the medians and herald's ratios. Every echo
 // is checked (its sequence number); a wrong one fails the run.
 //
-//   herald_protocol_pingpong [--round-trips=N] [--reps=N] [--rate=R]
+//   herald_protocol_pingpong [--round-trips=N] [--reps=N] [--rate=R] [--group-less]
+//
+// --group-less: the API stack's readers are group-less consumers, which
+// read by copy (read_copy, validated against tail) instead of in place.
 //
 // --rate=R: one way instead, paced: side A sends message i at its intended
 // time (start + i/R, read from CLOCK_MONOTONIC, waited for with `pause`)
@@ -46,6 +49,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bench/baseline_spsc_ring.hpp"
@@ -99,6 +103,7 @@ struct Paced {
   std::size_t cap = 0;
 };
 Paced g_paced;
+bool g_group_less = false;  // --group-less
 
 // Runs `pong` in a child process (it exits with 0 when every message came
 // in order) and `ping` here; returns ping's round trips. A failed child is a
@@ -323,8 +328,8 @@ std::vector<std::uint64_t> run_herald(Bus& bus, const std::string& bus_name, int
   const std::string there = "api-there" + std::to_string(rep), back = "api-back" + std::to_string(rep);
   for (const auto& t : {there, back})
     if (auto r = bus.create_topic(t, cfg); !r) die("herald: " + r.error().message());
-  const ConsumerOptions co{.group = "g", .policy = Policy::kLossless, .start = Offset::earliest(),
-                           .wait = Wait::kBusySpin};
+  const ConsumerOptions co{.group = g_group_less ? "" : "g", .policy = Policy::kLossless,
+                           .start = Offset::earliest(), .wait = Wait::kBusySpin};
   const ProducerOptions po{.wait = Wait::kBusySpin};
   auto send_to = [](Producer& p, const std::byte* b) {
     if (auto r = p.publish(Bytes(b, kPayload), 0); !r) die(r.error().message());
@@ -376,8 +381,13 @@ int main(int argc, char** argv) {
     if (std::sscanf(argv[i], "--round-trips=%d", &round_trips) == 1 && round_trips > 0) continue;
     if (std::sscanf(argv[i], "--reps=%d", &reps) == 1 && reps > 0) continue;
     if (std::sscanf(argv[i], "--rate=%lf", &g_paced.rate) == 1 && g_paced.rate > 0 && g_paced.rate <= 1e8) continue;
+    if (std::string_view(argv[i]) == "--group-less") {
+      g_group_less = true;
+      continue;
+    }
     std::fprintf(stderr,
                  "usage: herald_protocol_pingpong [--round-trips=N] [--reps=N] [--rate=R (1..1e8 messages/s)] "
+                 "[--group-less] "
                  "(got '%s')\n",
                  argv[i]);
     return 2;
@@ -390,6 +400,7 @@ int main(int argc, char** argv) {
     if (m == MAP_FAILED) die(std::string("mmap: ") + std::strerror(errno));
     g_paced.lat = static_cast<std::uint64_t*>(m);
   }
+  if (g_group_less) std::printf("(the API stack's readers: group-less consumers, reading by copy)\n");
   BenchBus bb("pingpong");
   if (bb.bus() == nullptr) die("bus: " + bb.error());
   const char* names[] = {"ring", "protocol", "herald"};
