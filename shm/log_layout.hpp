@@ -83,12 +83,11 @@ struct LogHeaderLayout {
   // Non-zero once a topic delete began (the closer: an administrator, who
   // maps the log read-write; TopicMap::close stores it before it sets the
   // first closed bit in a tail). Waiting readers poll this word, on a line
-  // producers do not write, for the closer that died before its wake-ups;
-  // they read a tail only once it is set. Polling tail itself pulled the
-  // producers' tail line away from them: the next claim's store had to
-  // take it back before the record's stores could drain, one more
-  // cross-core transfer before the record was visible (bench/RESULTS.md,
-  // "tenth session"). Zero in a new segment (was reserved, zero).
+  // producers do not write, for the closer that died before its wake-ups,
+  // and read a tail only once it is set: polling tail itself cost the
+  // producer a cross-core transfer per event (Consumer::Impl's
+  // kEmptyReadsPerCloseCheck; docs/ARCHITECTURE.md, departure 14). Zero in
+  // a new segment (was reserved, zero).
   std::atomic<std::uint32_t> close_started;
 };
 static_assert(std::is_standard_layout_v<LogHeaderLayout>);

@@ -294,7 +294,10 @@ void TopicMap::close() const noexcept {
   if (log_.access() != Access::kReadWrite) return;  // only an administrator (log mapped RW) can close
   // Before the first closed bit: a waiting reader that sees no wake-up
   // (we may die before the wake-ups below) learns of the close from this
-  // word, and then reads the tails (Consumer::Impl::closure_news).
+  // word, and then reads the tails (Consumer::Impl::closure_news). Program
+  // order is all it needs: a closer that died after setting a bit had
+  // stored the word, and every store it made stays in shared memory.
+  // seq_cst like this function's other accesses (once per delete).
   log_header()->close_started.store(1, std::memory_order_seq_cst);
   for (const PartitionView& v : views_) {
     // The closed bit makes every later CAS on tail fail (producers then see

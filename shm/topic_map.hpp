@@ -121,9 +121,10 @@ class TopicMap {
   // True once a close() began (LogHeaderLayout::close_started): only then
   // can a tail hold the closed bit. Reads a line no producer writes.
   bool close_started() const noexcept {
-    // Acquire: pairs with close()'s seq_cst store, which precedes its
-    // fetch_or of every closed bit.
-    return log_header()->close_started.load(std::memory_order_acquire) != 0;
+    // Relaxed: nothing is concluded from the word but "read the tails now";
+    // the tails' own acquire loads decide closure, and a reader that finds
+    // no bit yet (the close is half-way) looks again later.
+    return log_header()->close_started.load(std::memory_order_relaxed) != 0;
   }
 
  private:

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "shm/record_layout.hpp"
 #include "tests/support/payload.hpp"
 #include "tests/support/test_env.hpp"
 
@@ -111,7 +112,7 @@ TEST_F(ConsumerTest, LosslessGroupBackPressuresThenReadsEveryAcceptedEvent) {
     ASSERT_LE(accepted_bytes, kRing) << state_of("t");
   }
   EXPECT_LE(accepted_bytes, kRing);
-  const std::uint64_t failed_size = (48 + refused_len + 63) / 64 * 64;  // its record: header, payload, whole lines
+  const std::uint64_t failed_size = shm::claim_bytes(shm::record_size(0, 0, refused_len));  // what it would have claimed
   EXPECT_GT(accepted_bytes + failed_size, kRing) << "refused although the event fit";
   EXPECT_GT(producer.stats().backpressure_waits, 0u);
   // Still full: nobody has committed. (Asked again with the refused size: a
