@@ -159,6 +159,17 @@ concept ZeroCopySender = requires(S& s, std::size_t n) {
   { s.try_send_with(n, [](std::byte*) {}) } -> std::same_as<bool>;
 };
 
+// Calls try_once until it sends, waiting per `wait` between tries; false
+// when the row's deadline passes first (checked every 1024 tries).
+template <class F>
+inline bool send_retrying(F&& try_once, WaitMode wait, ChildIo& io) {
+  for (std::uint32_t spins = 0;; ++spins) {
+    if (try_once()) return true;
+    if ((spins & 1023) == 1023 && io.late()) return false;
+    idle(wait);
+  }
+}
+
 // Sends one message (retrying while the transport is full, bounded).
 template <class S>
 inline bool send_one(S& s, std::byte* buf, std::size_t size, std::uint64_t seq, std::uint32_t producer,
@@ -166,20 +177,15 @@ inline bool send_one(S& s, std::byte* buf, std::size_t size, std::uint64_t seq, 
   bool copy = true;
   if constexpr (ZeroCopySender<S>) copy = !s.zero_copy();
   if (copy) write_message(buf, size, seq, producer, stamp);
-  for (std::uint32_t spins = 0;; ++spins) {
-    bool sent;
-    if constexpr (ZeroCopySender<S>) {
-      if (s.zero_copy())
-        sent = s.try_send_with(size, [&](std::byte* p) { write_message(p, size, seq, producer, stamp); });
-      else
-        sent = s.try_send(buf, size);
-    } else {
-      sent = s.try_send(buf, size);
-    }
-    if (sent) return true;
-    if ((spins & 1023) == 1023 && io.late()) return false;
-    idle(wait);
-  }
+  return send_retrying(
+      [&] {
+        if constexpr (ZeroCopySender<S>) {
+          if (s.zero_copy())
+            return s.try_send_with(size, [&](std::byte* p) { write_message(p, size, seq, producer, stamp); });
+        }
+        return s.try_send(buf, size);
+      },
+      wait, io);
 }
 
 // Per-producer order, sizes and checksums of what one consumer receives.
@@ -344,12 +350,9 @@ int pong_child(typename T::Host& host, const RowSpec& spec, ChildIo& io) {
     v.on_message(p, n, h);
     if (n != spec.size) return;  // counted as corrupt by the verifier
     std::memcpy(buf.data(), p, n);
-    for (std::uint32_t spins = 0; !s.try_send(buf.data(), n); ++spins) {
-      if ((spins & 1023) == 1023 && io.late()) {
-        stuck = true;
-        return;
-      }
-      idle(spec.wait);
+    if (!send_retrying([&] { return s.try_send(buf.data(), n); }, spec.wait, io)) {
+      stuck = true;
+      return;
     }
     s.flush();
   };
