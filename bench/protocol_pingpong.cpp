@@ -21,20 +21,9 @@
 // is checked (its sequence number); a wrong one fails the run.
 //
 //   herald_protocol_pingpong [--round-trips=N] [--reps=N] [--rate=R] [--group-less]
-//                            [--first-line-last]
 //
 // --group-less: the API stack's readers are group-less consumers, which
 // read by copy (read_copy, validated against tail) instead of in place.
-//
-// --first-line-last: the protocol stack's writer stores the payload bytes
-// past the record's first line before the header, so every store to the
-// first line (header, first 16 payload bytes) comes right before the commit
-// word on it. A waiting reader polls that line; each look takes it from the
-// writer. Stores to it spread around a miss on the second line leave time
-// for the reader to take it back in between, and the writer then has to
-// fetch it twice. The runtime writes header first (bench/RESULTS.md,
-// "eleventh session": with the vCPUs close, the paced protocol stack took
-// twice the ring's time).
 //
 // --rate=R: one way instead, paced: side A sends message i at its intended
 // time (start + i/R, read from CLOCK_MONOTONIC, waited for with `pause`)
@@ -114,8 +103,7 @@ struct Paced {
   std::size_t cap = 0;
 };
 Paced g_paced;
-bool g_group_less = false;       // --group-less
-bool g_first_line_last = false;  // --first-line-last
+bool g_group_less = false;  // --group-less
 
 // Runs `pong` in a child process (it exits with 0 when every message came
 // in order) and `ping` here; returns ping's round trips. A failed child is a
@@ -272,11 +260,6 @@ struct ProtocolSide {
     while (writer.try_claim(0, size, &pos) != shm::Status::kOk) shm::cpu_relax();
     std::byte* rec = out->bytes_at(pos);
     auto* h = reinterpret_cast<shm::RecordHeader*>(rec);
-    // The first line holds the header and the payload's first 16 bytes.
-    constexpr std::size_t kFirstLinePayload = shm::kCacheLine - shm::kRecordHeaderBytes;
-    static_assert(kPayload > kFirstLinePayload);
-    if (g_first_line_last)
-      std::memcpy(rec + shm::kCacheLine, buf + kFirstLinePayload, kPayload - kFirstLinePayload);
     const std::uint64_t t = clock.now();
     h->size = static_cast<std::uint32_t>(size);
     h->payload_len = kPayload;
@@ -287,7 +270,7 @@ struct ProtocolSide {
     h->key_len = 0;
     h->meta_len = 0;
     h->producer_slot = 0;
-    std::memcpy(rec + shm::kRecordHeaderBytes, buf, g_first_line_last ? kFirstLinePayload : kPayload);
+    std::memcpy(rec + shm::kRecordHeaderBytes, buf, kPayload);
     writer.commit_record(0, pos, static_cast<std::uint32_t>(size));
     writer.finish(0);
   }
@@ -402,13 +385,9 @@ int main(int argc, char** argv) {
       g_group_less = true;
       continue;
     }
-    if (std::string_view(argv[i]) == "--first-line-last") {
-      g_first_line_last = true;
-      continue;
-    }
     std::fprintf(stderr,
                  "usage: herald_protocol_pingpong [--round-trips=N] [--reps=N] [--rate=R (1..1e8 messages/s)] "
-                 "[--group-less] [--first-line-last] "
+                 "[--group-less] "
                  "(got '%s')\n",
                  argv[i]);
     return 2;
@@ -422,9 +401,6 @@ int main(int argc, char** argv) {
     g_paced.lat = static_cast<std::uint64_t*>(m);
   }
   if (g_group_less) std::printf("(the API stack's readers: group-less consumers, reading by copy)\n");
-  if (g_first_line_last)
-    std::printf("(the protocol stack's writer: payload past the first line first, then the first line, then the "
-                "commit word)\n");
   BenchBus bb("pingpong");
   if (bb.bus() == nullptr) die("bus: " + bb.error());
   const char* names[] = {"ring", "protocol", "herald"};

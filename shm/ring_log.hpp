@@ -111,7 +111,8 @@ class RingLogWriter {
   // try_claim's slow path: recomputes and caches the gate of p; true when
   // a claim of `bytes` at t fits under it.
   [[gnu::cold, gnu::noinline]] bool refresh_gate(std::uint32_t p, std::uint64_t t, std::uint64_t bytes) noexcept;
-  // Asks for the lines this producer is likely to write after this claim:
+  // Asks for the lines this producer is likely to write after the claim
+  // [t, t + bytes) that finish() ends:
   // [t + kPrefetchAhead + bytes, + bytes), at most kPrefetchMax of them, and
   // only lines below the cached gate (free space no gating group still
   // reads: never a line a consumer is about to read). A 16 MiB ring does
@@ -120,7 +121,9 @@ class RingLogWriter {
   // overlaps only a few of those misses. With it, two processes at 64 B:
   // 10.8M -> 15.2M events/s single publish, 8.5M -> 17.8M publish_batch
   // (herald-bench, slow placement; bench/RESULTS.md). Only a hint: no
-  // effect on what is written or when it becomes visible.
+  // effect on what is written. But it is not free for the record being
+  // written: issued before that record's stores, it held back its commit
+  // word, hence finish() issues it, after the commit.
   [[gnu::always_inline]] void prefetch_ahead(const PartitionView& v, std::uint64_t t, std::uint64_t bytes,
                                              std::uint64_t gate) const noexcept {
     const std::uint64_t from = t + kPrefetchAhead + bytes;
@@ -255,7 +258,6 @@ inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std
     // (the locked CAS already is a full barrier); a dmb on ARM.
     std::atomic_thread_fence(std::memory_order_release);
     *pos = t;
-    prefetch_ahead(v, t, bytes, cached_gate);
     return Status::kOk;
   }
 }
@@ -307,6 +309,11 @@ inline void RingLogWriter::committed_through(std::uint32_t p, std::uint64_t end)
 inline void RingLogWriter::finish(std::uint32_t p) noexcept {
   const PartitionView& v = topic_->partition(p);
   const std::atomic<std::uint64_t>& waiters = v.state->waiters;  // resolved before the store, as above
+  // The claim, read back from this producer's own slot before it is
+  // cleared, for prefetch_ahead below. Relaxed: only this thread writes the
+  // slot while the producer lives (as in abort_rest).
+  const std::uint64_t claimed = v.claims[slot_].word.load(std::memory_order_relaxed) & ~kClaimStateMask;
+  const std::uint64_t claimed_bytes = v.claims[slot_].size.load(std::memory_order_relaxed);
   HERALD_CRASH_POINT("finish.before_clear");
   // R3: pairs with A3 in compute_gate: a producer that sees this slot empty
   // may lap our records, and our writes to them happen before its writes.
@@ -329,6 +336,13 @@ inline void RingLogWriter::finish(std::uint32_t p) noexcept {
   }
   const std::uint64_t w = waiters.load(std::memory_order_relaxed);
   if (w != 0) [[unlikely]] wake_parked(w);
+  // Here, once the claim's records are committed, not when the claim is
+  // won: a PREFETCHW issued before the record's stores held back the commit
+  // word. With the vCPUs close and events 10 us apart, the log protocol
+  // alone took 281-296 ns per event one way with the prefetch at the claim,
+  // 133-144 ns without it, the baseline ring 126-138 (bench/RESULTS.md,
+  // "eleventh session"). Streaming, the lines are 4 KiB ahead either way.
+  prefetch_ahead(v, claimed, claimed_bytes, cached_gate_[p]);
 }
 
 // The first aborted record of a range of `rest` bytes (16-byte aligned):
