@@ -121,9 +121,12 @@ class RingLogWriter {
   // overlaps only a few of those misses. With it, two processes at 64 B:
   // 10.8M -> 15.2M events/s single publish, 8.5M -> 17.8M publish_batch
   // (herald-bench, slow placement; bench/RESULTS.md). Only a hint: no
-  // effect on what is written. But it is not free for the record being
-  // written: issued before that record's stores, it held back its commit
-  // word, hence finish() issues it, after the commit.
+  // effect on what is written. But issued before a record's stores (at the
+  // claim) it held back that record's commit word: with the vCPUs close and
+  // events 10 us apart, the log protocol alone took 281-296 ns one way
+  // against 133-144 without it, the baseline ring 126-138 (bench/RESULTS.md,
+  // "eleventh session"). So finish() issues it, after the commit; streaming,
+  // the lines are 4 KiB ahead either way.
   [[gnu::always_inline]] void prefetch_ahead(const PartitionView& v, std::uint64_t t, std::uint64_t bytes,
                                              std::uint64_t gate) const noexcept {
     const std::uint64_t from = t + kPrefetchAhead + bytes;
@@ -336,12 +339,7 @@ inline void RingLogWriter::finish(std::uint32_t p) noexcept {
   }
   const std::uint64_t w = waiters.load(std::memory_order_relaxed);
   if (w != 0) [[unlikely]] wake_parked(w);
-  // Here, once the claim's records are committed, not when the claim is
-  // won: a PREFETCHW issued before the record's stores held back the commit
-  // word. With the vCPUs close and events 10 us apart, the log protocol
-  // alone took 281-296 ns per event one way with the prefetch at the claim,
-  // 133-144 ns without it, the baseline ring 126-138 (bench/RESULTS.md,
-  // "eleventh session"). Streaming, the lines are 4 KiB ahead either way.
+  // After the commit, not at the claim: see prefetch_ahead.
   prefetch_ahead(v, claimed, claimed_bytes, cached_gate_[p]);
 }
 
