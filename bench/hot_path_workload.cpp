@@ -11,9 +11,17 @@
 // function (produce_round / consume_round) so callgrind's inclusive cost of
 // it, divided by --events, is the per-event cost.
 //
-// Modes: publish, batch (publish_batch of 32), claim (claim/commit), lossy
-// (publish + group-less copying reader), ring (the baseline ring, same shape).
+// Modes: publish (of a Message), payload (publish(payload, partition), the
+// overload herald-bench's publish rows call), batch (publish_batch of 32), claim (claim/commit), lossy
+// (publish + group-less copying reader), ring (the baseline ring, same shape),
+// protocol (herald's log protocol without the runtime: RingLogWriter's
+// claim, the header written as publish writes it, event clock included,
+// commit and finish; the reader peek_gated and a cursor store, as
+// herald_protocol_pingpong's protocol stack). publish - protocol is what
+// the runtime adds to an event: ids, counters, checks, the Result.
 // --single-producer creates the topic single-producer (claims by plain store).
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <new>
@@ -25,11 +33,14 @@
 #include "bench/baseline_spsc_ring.hpp"
 #include "bench/support/bench_env.hpp"
 #include "herald/herald.hpp"
+#include "shm/clock.hpp"
+#include "shm/ring_log.hpp"
+#include "shm/topic_map.hpp"
 
 namespace herald::bench {
 namespace {
 
-enum class Mode { kPublish, kBatch, kClaim, kLossy, kRing };
+enum class Mode { kPublish, kPayload, kBatch, kClaim, kLossy, kRing, kProtocol };
 
 struct Args {
   std::string mode = "publish";
@@ -39,6 +50,10 @@ struct Args {
   std::size_t round = 1024;
   std::size_t poll_max = 256;  // events per Consumer::poll call (1: the per-poll overhead on every event)
   bool single_producer = false;  // a single-producer topic: claims move tail by plain store
+  // The partition's ring (and the baseline ring's): 16 MiB, the default,
+  // misses L2 on every line written; a ring that fits in L2 leaves the
+  // instructions and stores alone.
+  std::uint64_t ring_bytes = 16ull << 20;
 };
 
 constexpr std::size_t kBatchN = 32;
@@ -79,6 +94,10 @@ __attribute__((noinline)) void produce_round(Producer& p, const Args& a, std::ve
       std::memcpy(c->payload().data(), payload.data(), a.size);
       std::memcpy(c->payload().data(), seq, 8);
       if (auto r = c->commit(); !r) die(r.error().message());
+    } else if (a.m == Mode::kPayload) {
+      std::memcpy(payload.data(), seq, 8);
+      auto r = p.publish(Bytes(payload.data(), a.size), 0);
+      if (!r) die(r.error().message());
     } else {
       std::memcpy(payload.data(), seq, 8);
       auto r = p.publish({.payload = Bytes(payload.data(), a.size)});
@@ -132,7 +151,7 @@ __attribute__((noinline)) std::uint64_t ring_consume_round(SpscRingReader& r, st
 }
 
 int run_ring(const Args& a) {
-  const std::uint64_t cap = 16ull << 20;
+  const std::uint64_t cap = a.ring_bytes;
   std::vector<std::byte> mem(4096 + cap);
   auto* layout = new (mem.data()) SpscRingLayout;
   ring_init(layout, cap);
@@ -154,13 +173,101 @@ int run_ring(const Args& a) {
   return bad == 0 ? 0 : 1;
 }
 
+// The protocol mode: the shm layer alone on a single-producer topic of its
+// own (claims by plain store, as herald-bench's topics), no groups.
+__attribute__((noinline)) void protocol_produce_round(shm::RingLogWriter& w, const shm::PartitionView& v,
+                                                      shm::EventClock& clock, const Args& a,
+                                                      std::vector<std::byte>& payload, std::uint64_t* seq) {
+  const std::uint64_t size = shm::claim_bytes(shm::record_size(0, 0, a.size));
+  for (std::size_t i = 0; i < a.round; ++i) {
+    std::memcpy(payload.data(), seq, 8);
+    ++*seq;
+    std::uint64_t pos = 0;
+    const std::uint64_t t = clock.now();  // before the claim, as publish reads it
+    if (w.try_claim(0, size, &pos) != shm::Status::kOk) die("protocol: claim failed");
+    std::byte* rec = v.bytes_at(pos);
+    auto* h = reinterpret_cast<shm::RecordHeader*>(rec);
+    h->size = static_cast<std::uint32_t>(size);
+    h->payload_len = static_cast<std::uint32_t>(a.size);
+    h->time_ns = t;
+    h->id_hi = t;
+    h->id_lo = pos;
+    h->flags = 0;
+    h->key_len = 0;
+    h->meta_len = 0;
+    h->producer_slot = 0;
+    std::memcpy(rec + shm::kRecordHeaderBytes, payload.data(), a.size);
+    w.commit_record(0, pos, static_cast<std::uint32_t>(size));
+    w.finish(0);
+  }
+}
+
+__attribute__((noinline)) std::uint64_t protocol_consume_round(const shm::PartitionView& v, std::uint64_t* read,
+                                                               std::atomic<std::uint64_t>& cursor, std::size_t n,
+                                                               std::uint64_t* expect) {
+  std::uint64_t bad = 0;
+  for (std::size_t got = 0; got < n; ++got) {
+    const shm::RecordHeader* h = nullptr;
+    if (shm::peek_gated(v, *read, &h) != shm::Status::kOk) die("protocol: a published record is not there");
+    std::uint64_t s = 0;
+    std::memcpy(&s, reinterpret_cast<const std::byte*>(h) + shm::kRecordHeaderBytes, 8);
+    bad += s != (*expect)++;
+    *read += h->size;
+    // Release, as a member's cursor CAS orders its reads before it.
+    cursor.store(*read, std::memory_order_release);
+  }
+  return bad;
+}
+
+int run_protocol(const Args& a, const std::string& bus) {
+  const shm::LogParams params{.partitions = 1,
+                              .ring_bytes = a.ring_bytes,
+                              .max_event = std::min<std::uint64_t>(1ull << 20, a.ring_bytes / 4),
+                              .flags = shm::kLogSingleProducer};
+  auto topic = shm::TopicMap::create(bus, "proto", 1, params, {});
+  if (!topic) die("protocol: " + topic.error().message());
+  topic->prefault(0);
+  {
+    // fast_wake: claims by plain store and no fence before the waiters
+    // check, as a herald producer registered for membarrier (nobody parks).
+    shm::RingLogWriter w(&*topic, 0, true);
+    const shm::PartitionView& v = topic->partition(0);
+    shm::EventClock clock;
+    std::atomic<std::uint64_t> cursor{0};
+    std::vector<std::byte> payload = make_payload(a.size);
+    std::uint64_t seq = 0, expect = 0, bad = 0, read = 0;
+    double pns = 0, cns = 0;
+    while (seq < a.events) {
+      auto t0 = Clock::now();
+      protocol_produce_round(w, v, clock, a, payload, &seq);
+      pns += ns_since(t0);
+      t0 = Clock::now();
+      bad += protocol_consume_round(v, &read, cursor, a.round, &expect);
+      cns += ns_since(t0);
+    }
+    report("protocol", a, seq, bad, pns, cns);
+    if (bad != 0) {
+      shm::TopicMap::remove(bus, "proto", 1);
+      return 1;
+    }
+  }
+  shm::TopicMap::remove(bus, "proto", 1);
+  return 0;
+}
+
+
 int run(const Args& a) {
   if (a.m == Mode::kRing) return run_ring(a);
   if (a.round % kBatchN != 0 || a.events % a.round != 0) die("--events must be a multiple of --round, --round of 32");
   BenchBus bb("hot-path");
   if (bb.bus() == nullptr) die(bb.error());
+  if (a.m == Mode::kProtocol) return run_protocol(a, bb.name());
   if (auto t = bb.bus()->create_topic(
-          "t", {.partitions = 1, .default_policy = Policy::kLossless, .single_producer = a.single_producer});
+          "t", {.partitions = 1,
+                .ring_bytes = a.ring_bytes,
+                .max_event = std::min<std::uint64_t>(1ull << 20, a.ring_bytes / 4),
+                .default_policy = Policy::kLossless,
+                .single_producer = a.single_producer});
       !t)
     die(t.error().message());
   auto p = bb.bus()->producer("t", {.wait = Wait::kBusySpin});
@@ -204,11 +311,12 @@ int main(int argc, char** argv) {
     else if (const char* v3 = val("--size=")) a.size = std::strtoull(v3, nullptr, 10);
     else if (const char* v4 = val("--round=")) a.round = std::strtoull(v4, nullptr, 10);
     else if (const char* v5 = val("--poll-max=")) a.poll_max = std::strtoull(v5, nullptr, 10);
+    else if (const char* v6 = val("--ring-bytes=")) a.ring_bytes = std::strtoull(v6, nullptr, 10);
     else if (s == "--single-producer") a.single_producer = true;
     else {
       std::fprintf(stderr,
-                   "usage: herald_hot_path_workload [--mode=publish|batch|claim|lossy|ring] [--events=N] "
-                   "[--size=B] [--round=N] [--poll-max=N] [--single-producer]\n");
+                   "usage: herald_hot_path_workload [--mode=publish|payload|batch|claim|lossy|ring|protocol] [--events=N] "
+                   "[--size=B] [--round=N] [--poll-max=N] [--ring-bytes=N] [--single-producer]\n");
       return 2;
     }
   }
@@ -219,10 +327,12 @@ int main(int argc, char** argv) {
   }
   using herald::bench::Mode;
   if (a.mode == "publish") a.m = Mode::kPublish;
+  else if (a.mode == "payload") a.m = Mode::kPayload;
   else if (a.mode == "batch") a.m = Mode::kBatch;
   else if (a.mode == "claim") a.m = Mode::kClaim;
   else if (a.mode == "lossy") a.m = Mode::kLossy;
   else if (a.mode == "ring") a.m = Mode::kRing;
+  else if (a.mode == "protocol") a.m = Mode::kProtocol;
   else {
     std::fprintf(stderr, "herald_hot_path_workload: unknown --mode=%s\n", a.mode.c_str());
     return 2;
