@@ -704,6 +704,35 @@ inline Claim::Claim(Key, Producer::Impl* impl, std::span<std::byte> payload, std
   impl_->pending = this;
 }
 
+// Inline into both claims: the Claim is built in the Result they return.
+[[gnu::always_inline]] inline Result<Claim> Producer::claim_plain(std::int32_t partition, std::size_t payload_bytes) {
+  Impl& I = *impl_;
+  const Impl::PlainClaim c = I.claim_plain(partition, payload_bytes);
+  if (c.st != shm::Status::kOk) [[unlikely]]
+    return fail(I.status_error(c.st, c.p, c.size));
+  return Result<Claim>(std::in_place, Claim::Key{}, impl_.get(),
+                       std::span<std::byte>(c.rec + shm::kRecordHeaderBytes, payload_bytes), c.p, c.pos, c.id, 0);
+}
+
+namespace {
+
+// claim(payload_bytes) for a producer with a source option or sequences, an
+// event too large or a pending claim: the general path does it or says what
+// is wrong. Out of line, so the quick path's frame holds no Message.
+[[gnu::noinline]] Result<Claim> claim_message(Producer& producer, std::size_t payload_bytes) {
+  return producer.claim(payload_bytes, Message{});
+}
+
+}  // namespace
+
+Result<Claim> Producer::claim(std::size_t payload_bytes) {
+  Impl& I = *impl_;
+  I.check_thread();
+  if (I.plain_ok && I.plain_fits(-1, payload_bytes) && I.pending == nullptr) [[likely]]
+    return claim_plain(-1, payload_bytes);
+  return claim_message(*this, payload_bytes);
+}
+
 Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in) {
   Impl& I = *impl_;
   I.check_thread();
@@ -711,10 +740,7 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   if (I.plain(meta_in) && I.plain_fits(meta_in.partition, payload_bytes)) [[likely]] {
     // As in publish: a plain event skips the general path's checks and
     // encodings (and, without sequences, the duplicate check).
-    const Impl::PlainClaim c = I.claim_plain(meta_in.partition, payload_bytes);
-    if (c.st != shm::Status::kOk) return fail(I.status_error(c.st, c.p, c.size));
-    return Result<Claim>(std::in_place, Claim::Key{}, impl_.get(),
-                         std::span<std::byte>(c.rec + shm::kRecordHeaderBytes, payload_bytes), c.p, c.pos, c.id, 0);
+    return claim_plain(meta_in.partition, payload_bytes);
   }
   std::size_t meta = 0;
   Impl::Refusal no;

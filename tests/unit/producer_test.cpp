@@ -468,6 +468,50 @@ TEST_F(ProducerTest, PublishOfAPayloadIsPublishOfAPayloadOnlyMessage) {
   EXPECT_EQ(seen[2], (std::pair<std::string, std::uint32_t>{"svc", 1}));
 }
 
+TEST_F(ProducerTest, ClaimOfASizeIsClaimWithAnEmptyMessage) {
+  // claim(n) is claim(n, Message{}) without the Message: a payload-only
+  // event on a sticky partition, the general path for a producer whose
+  // events carry more (a source option), and the same refusals.
+  ASSERT_TRUE(bus_->create_topic("sized", {.partitions = 2, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("sized").value();
+  auto sourced = bus_->producer("sized", {.source = "svc"}).value();
+  const std::string a = test::make_payload(64, {0, 0, 0}), b = test::make_payload(64, {0, 0, 1});
+  for (auto* p : {&producer, &sourced}) {
+    auto c = p->claim(64);
+    ASSERT_TRUE(c) << c.error().message();
+    ASSERT_EQ(c->payload().size(), 64u);
+    const std::string& bytes = p == &producer ? a : b;
+    std::memcpy(c->payload().data(), bytes.data(), bytes.size());
+    auto r = c->commit();
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_LT(r->partition, 2u);
+  }
+  {
+    auto held = producer.claim(16);
+    ASSERT_TRUE(held) << held.error().message();
+    auto second = producer.claim(16);
+    ASSERT_FALSE(second) << "a zero-copy claim is pending";
+    EXPECT_EQ(second.error().code, Errc::kInvalidArgument) << second.error().message();
+    held->abort();
+  }
+  auto too_large = producer.claim(producer.max_payload() + 1);
+  ASSERT_FALSE(too_large);
+  EXPECT_EQ(too_large.error().code, Errc::kTooLarge) << too_large.error().message();
+  auto reader = bus_->consumer("sized", {.start = Offset::earliest()}).value();
+  std::map<std::uint64_t, std::string> seen;  // seq -> source
+  for (int i = 0; i < 4 && seen.size() < 2; ++i)
+    ASSERT_TRUE(reader.poll(
+        [&](const EventView& e) {
+          auto s = test::check_payload(e.payload());
+          ASSERT_TRUE(s) << "corrupt payload at position " << e.position();
+          EXPECT_NE(e.time_ns(), 0u);
+          EXPECT_EQ((e.id().hi >> 12) & 0xf, 7u);  // a generated UUIDv7
+          seen[s->seq] = std::string(e.source());
+        },
+        100, std::chrono::milliseconds(0)));
+  EXPECT_EQ(seen, (std::map<std::uint64_t, std::string>{{0, ""}, {1, "svc"}}));
+}
+
 TEST_F(ProducerTest, BatchRecordsArePackedInsideLineAlignedClaims) {
   // A 64 B payload is a 112-byte record (48-byte header), 16-byte aligned:
   // a batch packs its records and pads the last one to the claim's 64-byte
