@@ -32,6 +32,7 @@
 
 #include "bench/baseline_spsc_ring.hpp"
 #include "bench/support/bench_env.hpp"
+#include "bench/support/protocol_record.hpp"
 #include "herald/herald.hpp"
 #include "shm/clock.hpp"
 #include "shm/ring_log.hpp"
@@ -178,27 +179,10 @@ int run_ring(const Args& a) {
 __attribute__((noinline)) void protocol_produce_round(shm::RingLogWriter& w, const shm::PartitionView& v,
                                                       shm::EventClock& clock, const Args& a,
                                                       std::vector<std::byte>& payload, std::uint64_t* seq) {
-  const std::uint64_t size = shm::claim_bytes(shm::record_size(0, 0, a.size));
   for (std::size_t i = 0; i < a.round; ++i) {
     std::memcpy(payload.data(), seq, 8);
     ++*seq;
-    std::uint64_t pos = 0;
-    const std::uint64_t t = clock.now();  // before the claim, as publish reads it
-    if (w.try_claim(0, size, &pos) != shm::Status::kOk) die("protocol: claim failed");
-    std::byte* rec = v.bytes_at(pos);
-    auto* h = reinterpret_cast<shm::RecordHeader*>(rec);
-    h->size = static_cast<std::uint32_t>(size);
-    h->payload_len = static_cast<std::uint32_t>(a.size);
-    h->time_ns = t;
-    h->id_hi = t;
-    h->id_lo = pos;
-    h->flags = 0;
-    h->key_len = 0;
-    h->meta_len = 0;
-    h->producer_slot = 0;
-    std::memcpy(rec + shm::kRecordHeaderBytes, payload.data(), a.size);
-    w.commit_record(0, pos, static_cast<std::uint32_t>(size));
-    w.finish(0);
+    if (!protocol_send(w, 0, v, clock, payload.data(), static_cast<std::uint32_t>(a.size))) die("protocol: claim failed");
   }
 }
 

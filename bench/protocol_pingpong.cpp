@@ -6,9 +6,10 @@
 //   ring      the baseline SPSC ring (baseline_spsc_ring.hpp), 64 B payload
 //             in a 72 B record, its index published per message.
 //   protocol  herald's log protocol alone, the shm layer without the
-//             runtime: RingLogWriter::try_claim of a 128 B record (48 B
-//             header, payload), the header written as publish writes it
-//             (event clock included), commit_record + finish; the reader
+//             runtime (bench/support/protocol_record.hpp): RingLogWriter::
+//             try_claim of a 128 B record (48 B header, payload), the header
+//             written as publish writes it (event clock included, read
+//             before the claim), commit_record + finish; the reader
 //             peek_gated, copies the payload and CASes a cursor word, as a
 //             group member commits. A single-producer topic, no groups.
 //   herald    the public API: Producer::publish(payload, partition),
@@ -54,6 +55,7 @@
 
 #include "bench/baseline_spsc_ring.hpp"
 #include "bench/support/bench_env.hpp"
+#include "bench/support/protocol_record.hpp"
 #include "bench/support/round_trip.hpp"
 #include "herald/herald.hpp"
 #include "shm/clock.hpp"
@@ -255,24 +257,7 @@ struct ProtocolSide {
   shm::EventClock clock;
 
   void send(const std::byte* buf) {
-    const std::uint64_t size = shm::claim_bytes(shm::record_size(0, 0, kPayload));
-    std::uint64_t pos = 0;
-    while (writer.try_claim(0, size, &pos) != shm::Status::kOk) shm::cpu_relax();
-    std::byte* rec = out->bytes_at(pos);
-    auto* h = reinterpret_cast<shm::RecordHeader*>(rec);
-    const std::uint64_t t = clock.now();
-    h->size = static_cast<std::uint32_t>(size);
-    h->payload_len = kPayload;
-    h->time_ns = t;
-    h->id_hi = t;
-    h->id_lo = pos;
-    h->flags = 0;
-    h->key_len = 0;
-    h->meta_len = 0;
-    h->producer_slot = 0;
-    std::memcpy(rec + shm::kRecordHeaderBytes, buf, kPayload);
-    writer.commit_record(0, pos, static_cast<std::uint32_t>(size));
-    writer.finish(0);
+    while (!protocol_send(writer, 0, *out, clock, buf, kPayload)) shm::cpu_relax();
   }
   void recv(std::byte* buf) {
     const shm::RecordHeader* h = nullptr;
