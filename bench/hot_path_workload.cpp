@@ -5,20 +5,23 @@
 //            build/rel/bench/herald_hot_path_workload --mode=publish --events=102400 --size=64
 //   callgrind_annotate --inclusive=yes cg.out | head -40
 //
-// One thread, one partition (16 MiB ring), a lossless group (or a group-less
+// One thread, one partition (a 16 MiB ring by default), a lossless group (or a group-less
 // reader for --mode=lossy): rounds of `round` events published, then polled
 // (256 a call, or --poll-max), so the ring never fills. Each phase is in its own noinline
 // function (produce_round / consume_round) so callgrind's inclusive cost of
 // it, divided by --events, is the per-event cost.
 //
 // Modes: publish (of a Message), payload (publish(payload, partition), the
-// overload herald-bench's publish rows call), batch (publish_batch of 32), claim (claim/commit), lossy
-// (publish + group-less copying reader), ring (the baseline ring, same shape),
-// protocol (herald's log protocol without the runtime: RingLogWriter's
-// claim, the header written as publish writes it, event clock included,
-// commit and finish; the reader peek_gated and a cursor store, as
-// herald_protocol_pingpong's protocol stack). publish - protocol is what
-// the runtime adds to an event: ids, counters, checks, the Result.
+// overload herald-bench's publish rows call), batch (publish_batch of 32),
+// claim (claim/commit), lossy (publish + group-less copying reader), ring
+// (the baseline ring, same shape), protocol (herald's log protocol without
+// the runtime, bench/support/protocol_record.hpp: RingLogWriter's claim,
+// the header written as publish writes it, event clock included, commit and
+// finish; the reader peek_gated and a cursor store, as
+// herald_protocol_pingpong's protocol stack). payload - protocol is what the
+// runtime adds to an event: ids, counters, checks, the Result.
+// --ring-bytes sets the ring (default 16 MiB, which misses L2 on every line
+// written; 256 KiB stays in L2 and leaves the instructions alone).
 // --single-producer creates the topic single-producer (claims by plain store).
 #include <algorithm>
 #include <atomic>
@@ -182,7 +185,8 @@ __attribute__((noinline)) void protocol_produce_round(shm::RingLogWriter& w, con
   for (std::size_t i = 0; i < a.round; ++i) {
     std::memcpy(payload.data(), seq, 8);
     ++*seq;
-    if (!protocol_send(w, 0, v, clock, payload.data(), static_cast<std::uint32_t>(a.size))) die("protocol: claim failed");
+    if (!protocol_send(w, 0, v, clock, payload.data(), static_cast<std::uint32_t>(a.size)))
+      die("protocol: claim failed");
   }
 }
 
@@ -238,7 +242,6 @@ int run_protocol(const Args& a, const std::string& bus) {
   shm::TopicMap::remove(bus, "proto", 1);
   return 0;
 }
-
 
 int run(const Args& a) {
   if (a.m == Mode::kRing) return run_ring(a);
@@ -299,8 +302,9 @@ int main(int argc, char** argv) {
     else if (s == "--single-producer") a.single_producer = true;
     else {
       std::fprintf(stderr,
-                   "usage: herald_hot_path_workload [--mode=publish|payload|batch|claim|lossy|ring|protocol] [--events=N] "
-                   "[--size=B] [--round=N] [--poll-max=N] [--ring-bytes=N] [--single-producer]\n");
+                   "usage: herald_hot_path_workload [--mode=publish|payload|batch|claim|lossy|ring|protocol]\n"
+                   "                                [--events=N] [--size=B] [--round=N] [--poll-max=N]\n"
+                   "                                [--ring-bytes=N] [--single-producer]\n");
       return 2;
     }
   }

@@ -705,7 +705,8 @@ inline Claim::Claim(Key, Producer::Impl* impl, std::span<std::byte> payload, std
 }
 
 // Inline into both claims: the Claim is built in the Result they return.
-[[gnu::always_inline]] inline Result<Claim> Producer::claim_plain(std::int32_t partition, std::size_t payload_bytes) {
+[[gnu::always_inline]] inline Result<Claim> Producer::claim_payload_only(std::int32_t partition,
+                                                                         std::size_t payload_bytes) {
   Impl& I = *impl_;
   const Impl::PlainClaim c = I.claim_plain(partition, payload_bytes);
   if (c.st != shm::Status::kOk) [[unlikely]]
@@ -729,7 +730,7 @@ Result<Claim> Producer::claim(std::size_t payload_bytes) {
   Impl& I = *impl_;
   I.check_thread();
   if (I.plain_ok && I.plain_fits(-1, payload_bytes) && I.pending == nullptr) [[likely]]
-    return claim_plain(-1, payload_bytes);
+    return claim_payload_only(-1, payload_bytes);
   return claim_message(*this, payload_bytes);
 }
 
@@ -740,7 +741,7 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   if (I.plain(meta_in) && I.plain_fits(meta_in.partition, payload_bytes)) [[likely]] {
     // As in publish: a plain event skips the general path's checks and
     // encodings (and, without sequences, the duplicate check).
-    return claim_plain(meta_in.partition, payload_bytes);
+    return claim_payload_only(meta_in.partition, payload_bytes);
   }
   std::size_t meta = 0;
   Impl::Refusal no;

@@ -116,7 +116,7 @@ class Producer {
   friend struct detail::ProducerFactory;
   explicit Producer(std::unique_ptr<Impl> impl);
   // Both claims' quick path: a plain event that fits, no claim pending.
-  Result<Claim> claim_plain(std::int32_t partition, std::size_t payload_bytes);
+  Result<Claim> claim_payload_only(std::int32_t partition, std::size_t payload_bytes);
   std::unique_ptr<Impl> impl_{};
 };
 
