@@ -90,10 +90,10 @@ class Producer {
   // (its payload is ignored), to fill in place and commit.
   Result<Claim> claim(std::size_t payload_bytes, const Message& meta);
   // The same for a payload-only event (id and time by the runtime, sticky
-  // partition): claim(payload_bytes, Message{}) without building one (a
-  // default argument built a ~180-byte Message on every call; with this
-  // overload, one thread, a 64 B claim + commit went 26.7 -> 24.6 ns:
-  // bench/RESULTS.md, "twelfth session").
+  // partition): claim(payload_bytes, Message{}) without building one. (A
+  // default argument built a ~180-byte Message on every call. With this
+  // overload, one thread, a 64 B claim + commit went 26.9 -> 24.6 ns, the
+  // medians in bench/RESULTS.md, "twelfth session".)
   Result<Claim> claim(std::size_t payload_bytes);
 
   // The partition a key maps to (Kafka's default partitioner).
