@@ -179,13 +179,12 @@ int run_ring(const Args& a) {
 
 // The protocol mode: the shm layer alone on a single-producer topic of its
 // own (claims by plain store, as herald-bench's topics), no groups.
-__attribute__((noinline)) void protocol_produce_round(shm::RingLogWriter& w, const shm::PartitionView& v,
-                                                      shm::EventClock& clock, const Args& a,
+__attribute__((noinline)) void protocol_produce_round(shm::RingLogWriter& w, shm::EventClock& clock, const Args& a,
                                                       std::vector<std::byte>& payload, std::uint64_t* seq) {
   for (std::size_t i = 0; i < a.round; ++i) {
     std::memcpy(payload.data(), seq, 8);
     ++*seq;
-    if (!protocol_send(w, 0, v, clock, payload.data(), static_cast<std::uint32_t>(a.size)))
+    if (!protocol_send(w, 0, clock, payload.data(), static_cast<std::uint32_t>(a.size)))
       die("protocol: claim failed");
   }
 }
@@ -207,6 +206,8 @@ __attribute__((noinline)) std::uint64_t protocol_consume_round(const shm::Partit
   return bad;
 }
 
+// The topic is created on the BenchBus's bus, whose destructor removes it
+// with every other object of the bus.
 int run_protocol(const Args& a, const std::string& bus) {
   const shm::LogParams params{.partitions = 1,
                               .ring_bytes = a.ring_bytes,
@@ -215,32 +216,25 @@ int run_protocol(const Args& a, const std::string& bus) {
   auto topic = shm::TopicMap::create(bus, "proto", 1, params, {});
   if (!topic) die("protocol: " + topic.error().message());
   topic->prefault(0);
-  {
-    // fast_wake: claims by plain store and no fence before the waiters
-    // check, as a herald producer registered for membarrier (nobody parks).
-    shm::RingLogWriter w(&*topic, 0, true);
-    const shm::PartitionView& v = topic->partition(0);
-    shm::EventClock clock;
-    std::atomic<std::uint64_t> cursor{0};
-    std::vector<std::byte> payload = make_payload(a.size);
-    std::uint64_t seq = 0, expect = 0, bad = 0, read = 0;
-    double pns = 0, cns = 0;
-    while (seq < a.events) {
-      auto t0 = Clock::now();
-      protocol_produce_round(w, v, clock, a, payload, &seq);
-      pns += ns_since(t0);
-      t0 = Clock::now();
-      bad += protocol_consume_round(v, &read, cursor, a.round, &expect);
-      cns += ns_since(t0);
-    }
-    report("protocol", a, seq, bad, pns, cns);
-    if (bad != 0) {
-      shm::TopicMap::remove(bus, "proto", 1);
-      return 1;
-    }
+  // fast_wake: claims by plain store and no fence before the waiters
+  // check, as a herald producer registered for membarrier (nobody parks).
+  shm::RingLogWriter w(&*topic, 0, true);
+  const shm::PartitionView& v = topic->partition(0);
+  shm::EventClock clock;
+  std::atomic<std::uint64_t> cursor{0};
+  std::vector<std::byte> payload = make_payload(a.size);
+  std::uint64_t seq = 0, expect = 0, bad = 0, read = 0;
+  double pns = 0, cns = 0;
+  while (seq < a.events) {
+    auto t0 = Clock::now();
+    protocol_produce_round(w, clock, a, payload, &seq);
+    pns += ns_since(t0);
+    t0 = Clock::now();
+    bad += protocol_consume_round(v, &read, cursor, a.round, &expect);
+    cns += ns_since(t0);
   }
-  shm::TopicMap::remove(bus, "proto", 1);
-  return 0;
+  report("protocol", a, seq, bad, pns, cns);
+  return bad == 0 ? 0 : 1;
 }
 
 int run(const Args& a) {

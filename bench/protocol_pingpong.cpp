@@ -249,15 +249,14 @@ std::vector<std::uint64_t> run_ring(int round_trips) {
 // One direction of the protocol stack: a writer on one topic, a reader
 // (and its cursor word) on the other.
 struct ProtocolSide {
-  shm::RingLogWriter writer;
-  const shm::PartitionView* out;
+  shm::RingLogWriter writer;  // on the outgoing topic
   const shm::PartitionView* in;
   std::uint64_t read = 0;
   std::atomic<std::uint64_t>* cursor;
   shm::EventClock clock;
 
   void send(const std::byte* buf) {
-    while (!protocol_send(writer, 0, *out, clock, buf, kPayload)) shm::cpu_relax();
+    while (!protocol_send(writer, 0, clock, buf, kPayload)) shm::cpu_relax();
   }
   void recv(std::byte* buf) {
     const shm::RecordHeader* h = nullptr;
@@ -292,12 +291,12 @@ std::vector<std::uint64_t> run_protocol(const std::string& bus, int rep, int rou
       [&] {
         there->prefault(0);  // the child's own page tables, as for the ring
         back->prefault(0);
-        ProtocolSide s{shm::RingLogWriter(&*back, 1, true), &back->partition(0), &there->partition(0), 0, &cursors[0], {}};
+        ProtocolSide s{shm::RingLogWriter(&*back, 1, true), &there->partition(0), 0, &cursors[0], {}};
         return side_b(
             round_trips, [&](const std::byte* b) { s.send(b); }, [&](std::byte* b) { s.recv(b); });
       },
       [&] {
-        ProtocolSide s{shm::RingLogWriter(&*there, 0, true), &there->partition(0), &back->partition(0), 0, &cursors[32], {}};
+        ProtocolSide s{shm::RingLogWriter(&*there, 0, true), &back->partition(0), 0, &cursors[32], {}};
         return side_a(
             "protocol", round_trips, [&](const std::byte* b) { s.send(b); }, [&](std::byte* b) { s.recv(b); });
       });

@@ -203,13 +203,24 @@ struct Producer::Impl {
     return detail::meta_size(m, opts.source, bad, idempotent());
   }
 
-  // Claims `bytes` on p, waiting up to the deadline under backpressure.
-  // Inline: the uncontended claim is the publish hot path; only waiting
-  // under backpressure is a call.
-  [[gnu::always_inline]] shm::Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos) noexcept {
+  // Claims `bytes` on p, waiting up to the deadline under backpressure;
+  // *now gets the event clock's time for the claim's events. Inline: the
+  // uncontended claim is the publish hot path; only waiting under
+  // backpressure is a call (and `now` stays in a register).
+  //
+  // The clock is read before the claim, not after it: the TSC read's
+  // latency then overlaps the claim's work instead of holding up the header
+  // stores that wait for the time (one thread, 64 B payloads: 20.2 -> 18.2
+  // ns a publish; bench/RESULTS.md, "twelfth session"). A claim that waited
+  // reads it again, so an event's time is never from before a wait.
+  [[gnu::always_inline]] shm::Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos,
+                                           std::uint64_t* now) noexcept {
+    *now = clock.now();
     const shm::Status st = writer.try_claim(p, bytes, pos);
     if (st != shm::Status::kBackPressured || opts.deadline.count() <= 0) [[likely]] return st;
-    return claim_waiting(p, bytes, pos);
+    const shm::Status waited = claim_waiting(p, bytes, pos);
+    *now = clock.now();
+    return waited;
   }
   [[gnu::noinline, gnu::cold]] shm::Status claim_waiting(std::uint32_t p, std::uint64_t bytes,
                                                          std::uint64_t* pos) noexcept {
@@ -369,20 +380,9 @@ struct Producer::Impl {
     const std::uint64_t size = shm::claim_bytes(shm::record_size(0, 0, payload_len));
     std::uint32_t p = 0;
     pick_keyless(partition, &p);
-    std::uint64_t pos = 0;
-    // The event's time is read before the claim, not after it: the TSC
-    // read's latency then overlaps the claim's work instead of holding up
-    // the header stores that wait for the time (one thread, 64 B payloads:
-    // 20.2 -> 18.2 ns a publish; bench/RESULTS.md, "twelfth session"). A
-    // claim that waited under backpressure reads the clock again, so an
-    // event's time is never from before a wait.
-    std::uint64_t now = clock.now();
-    if (shm::Status st = writer.try_claim(p, size, &pos); st != shm::Status::kOk) [[unlikely]] {
-      if (st != shm::Status::kBackPressured || opts.deadline.count() <= 0) return {st, p, 0, size, {}, nullptr};
-      st = claim_waiting(p, size, &pos);
-      if (st != shm::Status::kOk) return {st, p, 0, size, {}, nullptr};
-      now = clock.now();
-    }
+    std::uint64_t pos = 0, now = 0;
+    if (const shm::Status st = claim(p, size, &pos, &now); st != shm::Status::kOk) [[unlikely]]
+      return {st, p, 0, size, {}, nullptr};
     writer.note_claim_time(p, now);
     const EventId id = ids.next(now);
     std::byte* const rec = hot[p].view->bytes_at(pos);
@@ -569,10 +569,10 @@ Result<Published> Producer::publish(const Message& m) {
   if (I.idempotent() && seq == 0) return Published{0, 0, m.id, true};
   std::uint32_t p = 0;
   I.pick(m, &p);
-  std::uint64_t pos = 0;
-  const shm::Status st = I.claim(p, size, &pos);
+  std::uint64_t pos = 0, clock_now = 0;
+  const shm::Status st = I.claim(p, size, &pos, &clock_now);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
-  const std::uint64_t now = m.time_ns != 0 ? m.time_ns : I.clock.now();
+  const std::uint64_t now = m.time_ns != 0 ? m.time_ns : clock_now;
   I.writer.note_claim_time(p, m.time_ns != 0 ? 0 : now);  // 0: not known (a caller's time says nothing of now)
   const shm::PartitionView& v = *I.hot[p].view;
   const EventId id = I.write(v, pos, size, m, meta, m.payload.size(), now, seq);
@@ -631,7 +631,6 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
     }
     I.batch_seq[i] = next = s;
   }
-  const std::uint64_t now = I.clock.now();  // one clock read for the batch
   const std::uint64_t chunk_limit = I.topic->geometry().params.ring_bytes / 4;
   BatchResult result;
   // In batch order, one claim per run of consecutive events bound for the
@@ -664,8 +663,8 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
     const std::uint64_t record_end = total;
     total = shm::claim_bytes(total);
     const std::size_t count = end - i;
-    std::uint64_t pos = 0;
-    const shm::Status st = I.claim(p, total, &pos);
+    std::uint64_t pos = 0, now = 0;  // one clock read per run, with its claim
+    const shm::Status st = I.claim(p, total, &pos, &now);
     if (st != shm::Status::kOk) {
       Error e = I.status_error(st, p, total);
       if (result.published == 0) return fail(std::move(e));
@@ -750,10 +749,9 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   const std::uint64_t size = shm::claim_bytes(record);
   std::uint32_t p = 0;
   I.pick(meta_in, &p);
-  std::uint64_t pos = 0;
-  const shm::Status st = I.claim(p, size, &pos);
+  std::uint64_t pos = 0, clock_now = 0;  // the clock: also for the stall report of a claim held long
+  const shm::Status st = I.claim(p, size, &pos, &clock_now);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
-  const std::uint64_t clock_now = I.clock.now();  // also for the stall report of a claim held long
   I.writer.note_claim_time(p, clock_now);
   const std::uint64_t now = meta_in.time_ns != 0 ? meta_in.time_ns : clock_now;
   const std::uint64_t seq = I.next_sequence(meta_in);

@@ -71,9 +71,9 @@ class Producer {
   // "sixth session"). partition -1: sticky round-robin.
   Result<Published> publish(Bytes payload, std::int32_t partition = -1);
 
-  // Publishes many events, in batch order: one clock read for the batch, and
-  // one claim and one wake-up check per run of consecutive events bound for
-  // the same partition (per ring/4 of bytes). Every event is validated
+  // Publishes many events, in batch order: one clock read, one claim and one
+  // wake-up check per run of consecutive events bound for the same
+  // partition (per ring/4 of bytes). Every event is validated
   // before anything is claimed, so bad input publishes nothing. If a claim
   // then fails (kBackPressured, kClosed), the events claimed before it stay
   // published: the result is an error when none were, else a value with
