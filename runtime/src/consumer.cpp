@@ -26,17 +26,17 @@
 namespace herald {
 
 namespace {
-// Runs the handler; an exception it throws is a failure. Returns the
-// verdict by value so the caller constructs it in place (it was
-// move-assigned into a default-constructed one per event: a string move).
-HandlerResult invoke(FunctionRef<HandlerResult(const EventView&)> handler, const EventView& view) {
+// Runs the handler; an exception it throws is a failure. True for success;
+// a failure's reason goes into `reason`.
+bool invoke(FunctionRef<bool(const EventView&, std::string&)> handler, const EventView& view, std::string& reason) {
   try {
-    return handler(view);
+    return handler(view, reason);
   } catch (const std::exception& ex) {
-    return HandlerResult::failure(std::string("handler threw: ") + ex.what());
+    reason = std::string("handler threw: ") + ex.what();
   } catch (...) {
-    return HandlerResult::failure("handler threw a non-standard exception");
+    reason = "handler threw a non-standard exception";
   }
+  return false;
 }
 
 shm::WaitPolicy wait_policy(Wait w) {
@@ -92,6 +92,7 @@ struct Consumer::Impl {
   std::vector<std::uint64_t> wait_pos;
   std::size_t rr = 0;
   std::vector<std::byte> buf;  // lossy copies land here
+  std::string failure_reason;  // a failing handler's reason, until drain_partition moves it to its Part
   ConsumerStats stats;
   std::uint64_t last_rejoin_ns = 0;
   bool closed_seen = false;
@@ -354,8 +355,8 @@ struct Consumer::Impl {
   Result<const shm::TopicMap*> dlq_view();
 
   // `awaiting`: the poll has waited kIdleLooksBeforePrefetch empty looks.
-  Result<std::size_t> drain(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t budget, bool awaiting);
-  Result<std::size_t> drain_partition(std::uint32_t p, FunctionRef<HandlerResult(const EventView&)> handler,
+  Result<std::size_t> drain(HandlerRef handler, std::size_t budget, bool awaiting);
+  Result<std::size_t> drain_partition(std::uint32_t p, HandlerRef handler,
                                       std::size_t budget, bool awaiting);
 };
 
@@ -586,7 +587,7 @@ Result<bool> Consumer::Impl::dead_letter(std::uint32_t p, const EventView& e, st
 }
 
 Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
-                                                    FunctionRef<HandlerResult(const EventView&)> handler,
+                                                    HandlerRef handler,
                                                     std::size_t budget, bool awaiting) {
   Part& pt = parts[p];
   const shm::PartitionView& v = topic->partition(p);
@@ -711,13 +712,18 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       gpl->inflight.store(shm::pack_inflight(pos, prior + 1, true, mark), std::memory_order_relaxed);
     }
     HERALD_CRASH_POINT("consume.before_handler");
-    HandlerResult verdict = invoke(handler, view);
+    // failure_reason is written on failure only, and emptied again below
+    // once taken, so a success costs no string work.
+    const bool ok = invoke(handler, view, failure_reason);
     HERALD_CRASH_POINT("consume.after_handler");
     if (amo) gpl->lease.store(shm::kNoLease, std::memory_order_release);
     // bump_progress(), on the reader resolved above.
     me->poll_count.store(me->poll_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    if (verdict.ok || amo) {
-      if (!verdict.ok) stats.failures += 1;  // at-most-once: not retried
+    if (ok || amo) {
+      if (!ok) {
+        stats.failures += 1;  // at-most-once: not retried
+        failure_reason.clear();
+      }
       if (tracked) gpl->inflight.store(shm::pack_inflight(pos + size, 0, false, mark), std::memory_order_relaxed);
       pt.failed_pos = UINT64_MAX;
       pt.read = pt.handled = pos + size;
@@ -730,7 +736,11 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     const std::uint64_t now_rt = shm::realtime_ns();
     pt.failed_pos = pos;
     pt.deliveries = std::min(prior + 1, shm::kMaxDeliveriesCounted);
-    pt.reason = std::move(verdict.reason);
+    // An empty reason would read as "consumer crashed" in the dead letter
+    // (what a delivery that never returned leaves): say what happened.
+    if (failure_reason.empty()) failure_reason = "handler failed without a reason";
+    pt.reason.swap(failure_reason);
+    failure_reason.clear();
     if (pt.first_failure_ns == 0 || !retrying) pt.first_failure_ns = now_rt;
     pt.last_failure_ns = now_rt;
     if (tracked) gpl->inflight.store(shm::pack_inflight(pos, pt.deliveries, false, mark), std::memory_order_relaxed);
@@ -741,7 +751,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
   return n;
 }
 
-Result<std::size_t> Consumer::Impl::drain(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t budget,
+Result<std::size_t> Consumer::Impl::drain(HandlerRef handler, std::size_t budget,
                                           bool awaiting) {
   std::size_t n = 0;
   const std::size_t count = assigned.size();
@@ -766,7 +776,7 @@ Consumer::Consumer(Consumer&&) noexcept = default;
 Consumer& Consumer::operator=(Consumer&&) noexcept = default;
 Consumer::~Consumer() = default;
 
-Result<std::size_t> Consumer::poll_impl(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t max,
+Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
                                         std::chrono::nanoseconds timeout) {
   Impl& I = *impl_;
   shm::ReaderLayout* me = I.topic->reader(I.reader);
@@ -860,10 +870,10 @@ Result<Event> Consumer::next(std::chrono::nanoseconds timeout) {
   Event out;
   bool got = false;
   auto r = poll_impl(
-      [&](const EventView& e) {
+      [&](const EventView& e, std::string&) {
         out = e.to_event();
         got = true;
-        return HandlerResult{};
+        return true;
       },
       1, timeout);
   if (!r) return fail(std::move(r).error());

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <stdexcept>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -111,6 +113,56 @@ TEST_F(DeliveryTest, FailingThenSucceedingHandlerHasNoDeadLetter) {
   }
   EXPECT_EQ(ok, (std::vector<std::string>{"a", "flaky", "b"}));
   EXPECT_TRUE(bus_->dead_letters("orders", "g")->empty());
+}
+
+// Each way a handler can fail names its reason in the dead letter, and a
+// reason is the failing event's own: an event that failed once and then
+// succeeded leaves nothing behind for the next failure (the consumer keeps
+// one reason string and empties it once a failure is recorded).
+TEST_F(DeliveryTest, DeadLetterReasonNamesHowTheHandlerFailed) {
+  auto producer = bus_->producer("orders").value();
+  for (const char* p : {"flaky", "false", "throws", "throws-int", "nack", "ok"})
+    ASSERT_TRUE(producer.publish({.payload = p}));
+  auto consumer = bus_->consumer("orders", opts("g")).value();
+  bool flaky_failed = false;
+  std::vector<std::string> ok;
+  for (int i = 0; i < 50; ++i) {
+    auto n = consumer.poll(
+        [&](const EventView& e) -> HandlerResult {
+          const std::string_view p = e.payload_text();
+          if (p == "flaky" && !flaky_failed) {
+            flaky_failed = true;
+            return nack("flaky once");
+          }
+          if (p == "throws") throw std::runtime_error("boom");
+          if (p == "throws-int") throw 7;
+          if (p == "nack") return nack("refused");
+          if (p == "false") return HandlerResult::failure("");
+          ok.emplace_back(p);
+          return HandlerResult::success();
+        },
+        16);
+    ASSERT_TRUE(n) << n.error().message();
+  }
+  EXPECT_EQ(ok, (std::vector<std::string>{"flaky", "ok"}));
+  // A bool handler's false, through the same consumer.
+  ASSERT_TRUE(producer.publish({.payload = "bool-false"}));
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(consumer.poll([](const EventView&) { return false; }, 16));
+
+  auto dls = bus_->dead_letters("orders", "g");
+  ASSERT_TRUE(dls) << dls.error().message();
+  std::vector<std::pair<std::string, std::string>> got;
+  for (const DeadLetter& d : *dls) got.emplace_back(d.event.payload_text(), d.reason);
+  // A failure with no reason says so (not "consumer crashed", which is
+  // what a delivery that never returned leaves).
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"false", "handler failed without a reason"},
+      {"throws", "handler threw: boom"},
+      {"throws-int", "handler threw a non-standard exception"},
+      {"nack", "refused"},
+      {"bool-false", "handler returned false"},
+  };
+  EXPECT_EQ(got, want);
 }
 
 }  // namespace

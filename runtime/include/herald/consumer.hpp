@@ -162,18 +162,27 @@ class Consumer {
   // failure and does not escape.
   template <class F>
   Result<std::size_t> poll(F&& handler, std::size_t max = 256, std::chrono::nanoseconds timeout = {}) {
-    auto wrapped = [&handler](const EventView& e) -> HandlerResult {
+    // The handler as poll_impl calls it: true for success; a failure's
+    // reason goes into `reason` (a string the consumer owns). So an event
+    // that succeeds builds and destroys no std::string: a HandlerResult per
+    // event cost an out-of-line string destructor call per event.
+    auto wrapped = [&handler](const EventView& e, std::string& reason) -> bool {
       using R = std::invoke_result_t<F&, const EventView&>;
       if constexpr (std::is_void_v<R>) {
         handler(e);
-        return {};
+        return true;
       } else if constexpr (std::is_same_v<R, bool>) {
-        return handler(e) ? HandlerResult{} : HandlerResult::failure("handler returned false");
+        if (handler(e)) return true;
+        reason = "handler returned false";
+        return false;
       } else {
-        return HandlerResult(handler(e));
+        HandlerResult verdict(handler(e));
+        if (verdict.ok) return true;
+        reason = std::move(verdict.reason);
+        return false;
       }
     };
-    return poll_impl(FunctionRef<HandlerResult(const EventView&)>(wrapped), max, timeout);
+    return poll_impl(HandlerRef(wrapped), max, timeout);
   }
 
   // Pulls one event (an owned copy), waiting up to `timeout`; kTimeout if none.
@@ -205,8 +214,8 @@ class Consumer {
  private:
   friend class Bus;
   explicit Consumer(std::unique_ptr<Impl> impl);
-  Result<std::size_t> poll_impl(FunctionRef<HandlerResult(const EventView&)> handler, std::size_t max,
-                                std::chrono::nanoseconds timeout);
+  using HandlerRef = FunctionRef<bool(const EventView&, std::string& reason)>;
+  Result<std::size_t> poll_impl(HandlerRef handler, std::size_t max, std::chrono::nanoseconds timeout);
   std::unique_ptr<Impl> impl_{};
 };
 
