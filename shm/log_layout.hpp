@@ -164,7 +164,7 @@ struct alignas(64) ClaimSlotLayout {
   std::atomic<std::uint64_t> size;          // P: claimed bytes
   std::atomic<std::uint64_t> committed_to;  // P: records below this are committed
   std::atomic<std::uint64_t> sequence;      // unused: no longer written (ARCHITECTURE.md, departure 13)
-  std::atomic<std::uint64_t> won_ns;        // P: the claim's event time (CLOCK_REALTIME, the event clock; stall reports)
+  std::atomic<std::uint64_t> won_ns;        // P: when the claim was taken (CLOCK_REALTIME, the event clock; stall reports)
   std::uint64_t reserved[3];
 };
 static_assert(sizeof(ClaimSlotLayout) == 64);

@@ -89,9 +89,10 @@ class RingLogWriter {
   [[gnu::always_inline]] static void commit_word(const PartitionView& v, std::uint64_t pos,
                                                  std::uint32_t size) noexcept;
   [[gnu::always_inline]] void committed_through(std::uint32_t p, std::uint64_t end) noexcept;
-  // Notes in the claim slot the time the current claim's events were
-  // stamped with (the producer reads the clock once per claim anyway), so
-  // `herald stat` can tell how long a claim has been held.
+  // Notes in the claim slot when the current claim was taken (the event
+  // clock's reading, which the producer takes at every claim anyway; a
+  // caller's own event time says nothing of it), so `herald stat` can tell
+  // how long a claim has been held.
   void note_claim_time(std::uint32_t p, std::uint64_t realtime_ns) noexcept {
     // Relaxed: a statistic, read by stat and doctor only.
     topic_->partition(p).claims[slot_].won_ns.store(realtime_ns, std::memory_order_relaxed);

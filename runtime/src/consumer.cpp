@@ -26,19 +26,6 @@
 namespace herald {
 
 namespace {
-// Runs the handler; an exception it throws is a failure. True for success;
-// a failure's reason goes into `reason`.
-bool invoke(FunctionRef<bool(const EventView&, std::string&)> handler, const EventView& view, std::string& reason) {
-  try {
-    return handler(view, reason);
-  } catch (const std::exception& ex) {
-    reason = std::string("handler threw: ") + ex.what();
-  } catch (...) {
-    reason = "handler threw a non-standard exception";
-  }
-  return false;
-}
-
 shm::WaitPolicy wait_policy(Wait w) {
   shm::WaitPolicy p;
   p.mode = w == Wait::kBusySpin ? shm::WaitMode::kBusySpin
@@ -354,6 +341,10 @@ struct Consumer::Impl {
   Result<bool> dead_letter(std::uint32_t p, const EventView& e, std::uint32_t deliveries, const std::string& reason);
   Result<const shm::TopicMap*> dlq_view();
 
+  // Runs the handler; an exception it throws is a failure. True for
+  // success; on failure `reason` (empty before the call) holds a non-empty
+  // reason.
+  static bool invoke(HandlerRef handler, const EventView& view, std::string& reason);
   // `awaiting`: the poll has waited kIdleLooksBeforePrefetch empty looks.
   Result<std::size_t> drain(HandlerRef handler, std::size_t budget, bool awaiting);
   Result<std::size_t> drain_partition(std::uint32_t p, HandlerRef handler,
@@ -586,6 +577,20 @@ Result<bool> Consumer::Impl::dead_letter(std::uint32_t p, const EventView& e, st
   return true;
 }
 
+bool Consumer::Impl::invoke(HandlerRef handler, const EventView& view, std::string& reason) {
+  try {
+    if (handler(view, reason)) return true;
+    // An empty reason would read as "consumer crashed" in the dead letter
+    // (what a delivery that never returned leaves): say what happened.
+    if (reason.empty()) reason = "handler failed without a reason";
+  } catch (const std::exception& ex) {
+    reason = std::string("handler threw: ") + ex.what();
+  } catch (...) {
+    reason = "handler threw a non-standard exception";
+  }
+  return false;
+}
+
 Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
                                                     HandlerRef handler,
                                                     std::size_t budget, bool awaiting) {
@@ -736,9 +741,6 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     const std::uint64_t now_rt = shm::realtime_ns();
     pt.failed_pos = pos;
     pt.deliveries = std::min(prior + 1, shm::kMaxDeliveriesCounted);
-    // An empty reason would read as "consumer crashed" in the dead letter
-    // (what a delivery that never returned leaves): say what happened.
-    if (failure_reason.empty()) failure_reason = "handler failed without a reason";
     pt.reason.swap(failure_reason);
     failure_reason.clear();
     if (pt.first_failure_ns == 0 || !retrying) pt.first_failure_ns = now_rt;

@@ -204,9 +204,10 @@ struct Producer::Impl {
   }
 
   // Claims `bytes` on p, waiting up to the deadline under backpressure;
-  // *now gets the event clock's time for the claim's events. Inline: the
-  // uncontended claim is the publish hot path; only waiting under
-  // backpressure is a call (and `now` stays in a register).
+  // *now gets the event clock's time for the claim's events, also noted in
+  // the claim slot (won_ns) so `herald stat` can tell how long a claim has
+  // been held. Inline: the uncontended claim is the publish hot path; only
+  // waiting under backpressure is a call (and `now` stays in a register).
   //
   // The clock is read before the claim, not after it: the TSC read's
   // latency then overlaps the claim's work instead of holding up the header
@@ -216,11 +217,14 @@ struct Producer::Impl {
   [[gnu::always_inline]] shm::Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos,
                                            std::uint64_t* now) noexcept {
     *now = clock.now();
-    const shm::Status st = writer.try_claim(p, bytes, pos);
-    if (st != shm::Status::kBackPressured || opts.deadline.count() <= 0) [[likely]] return st;
-    const shm::Status waited = claim_waiting(p, bytes, pos);
-    *now = clock.now();
-    return waited;
+    if (shm::Status st = writer.try_claim(p, bytes, pos); st != shm::Status::kOk) [[unlikely]] {
+      if (st != shm::Status::kBackPressured || opts.deadline.count() <= 0) return st;
+      st = claim_waiting(p, bytes, pos);
+      if (st != shm::Status::kOk) return st;
+      *now = clock.now();
+    }
+    writer.note_claim_time(p, *now);
+    return shm::Status::kOk;
   }
   [[gnu::noinline, gnu::cold]] shm::Status claim_waiting(std::uint32_t p, std::uint64_t bytes,
                                                          std::uint64_t* pos) noexcept {
@@ -383,7 +387,6 @@ struct Producer::Impl {
     std::uint64_t pos = 0, now = 0;
     if (const shm::Status st = claim(p, size, &pos, &now); st != shm::Status::kOk) [[unlikely]]
       return {st, p, 0, size, {}, nullptr};
-    writer.note_claim_time(p, now);
     const EventId id = ids.next(now);
     std::byte* const rec = hot[p].view->bytes_at(pos);
     write_plain_header(rec, static_cast<std::uint32_t>(size), payload_len, now, id, header_tail());
@@ -573,7 +576,6 @@ Result<Published> Producer::publish(const Message& m) {
   const shm::Status st = I.claim(p, size, &pos, &clock_now);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
   const std::uint64_t now = m.time_ns != 0 ? m.time_ns : clock_now;
-  I.writer.note_claim_time(p, m.time_ns != 0 ? 0 : now);  // 0: not known (a caller's time says nothing of now)
   const shm::PartitionView& v = *I.hot[p].view;
   const EventId id = I.write(v, pos, size, m, meta, m.payload.size(), now, seq);
   copy_payload(v.bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta, m.payload.data(), m.payload.size());
@@ -671,7 +673,6 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
       result.error = std::move(e);
       return result;
     }
-    I.writer.note_claim_time(p, now);
     std::uint64_t at = pos;
     I.batch_size[last] += static_cast<std::uint32_t>(total - record_end);  // the run's padding
     if (plain) {
@@ -749,10 +750,9 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   const std::uint64_t size = shm::claim_bytes(record);
   std::uint32_t p = 0;
   I.pick(meta_in, &p);
-  std::uint64_t pos = 0, clock_now = 0;  // the clock: also for the stall report of a claim held long
+  std::uint64_t pos = 0, clock_now = 0;
   const shm::Status st = I.claim(p, size, &pos, &clock_now);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
-  I.writer.note_claim_time(p, clock_now);
   const std::uint64_t now = meta_in.time_ns != 0 ? meta_in.time_ns : clock_now;
   const std::uint64_t seq = I.next_sequence(meta_in);
   if (I.idempotent() && seq == 0) {

@@ -215,7 +215,7 @@ void read_partitions(const shm::TopicMap& m, TopicStats& t) {
       sc.owner_alive = alive(sc.pid, ps_slot->start_time.load(std::memory_order_relaxed));
       sc.position = w & ~shm::kClaimStateMask;
       sc.bytes = c.size.load(std::memory_order_relaxed);
-      // The claim's event time (CLOCK_REALTIME; 0 when not known): a claim
+      // When the claim was taken (CLOCK_REALTIME; 0 if never noted): a claim
       // held for a second while the wall clock steps by more is misjudged,
       // which only moves when it is reported.
       const std::uint64_t won = c.won_ns.load(std::memory_order_relaxed);

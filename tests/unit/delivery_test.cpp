@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <stdexcept>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "herald/herald.hpp"
