@@ -72,7 +72,17 @@ class RingLogWriter {
   // path; only the gate refresh and the wake-up of parked readers are calls.
   // Forced inline: g++ otherwise keeps it out of line in Producer::publish
   // (a call, ten register saves and restores per event).
-  [[gnu::always_inline]] Status try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos) noexcept;
+  [[gnu::always_inline]] Status try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos) noexcept {
+    return try_claim_noting<false>(p, bytes, pos, 0);
+  }
+  // try_claim that also notes when the claim was taken (note_claim_time),
+  // while the slot is at hand: a separate call resolves the slot again
+  // after the claim's atomic stores, which g++ treats as clobbering every
+  // field it came through.
+  [[gnu::always_inline]] Status try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos,
+                                          std::uint64_t realtime_ns) noexcept {
+    return try_claim_noting<true>(p, bytes, pos, realtime_ns);
+  }
   // As try_claim, waiting per `wait` until deadline_ns (CLOCK_MONOTONIC;
   // UINT64_MAX waits forever).
   Status claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t deadline_ns, const WaitPolicy& wait,
@@ -80,7 +90,11 @@ class RingLogWriter {
 
   // Makes the record at `pos` (inside the current claim, header and body
   // written) visible: boundary index, then the commit word with release.
-  [[gnu::always_inline]] void commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept;
+  [[gnu::always_inline]] void commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept {
+    commit_record(topic_->partition(p), pos, size);
+  }
+  // As above, on p's view (topic()->partition(p)) the caller resolved.
+  [[gnu::always_inline]] void commit_record(const PartitionView& v, std::uint64_t pos, std::uint32_t size) noexcept;
   // commit_record in two parts, for the records of one claim committed in a
   // row: commit_word for each (v resolved once by the caller), then
   // committed_through once with the end of the last. The slot's
@@ -99,6 +113,11 @@ class RingLogWriter {
   }
   // Ends the claim: clears the slot and wakes parked readers.
   [[gnu::always_inline]] void finish(std::uint32_t p) noexcept;
+  // finish(p) for a caller that holds p's view and knows its claim
+  // [claimed, + claimed_bytes) (the single-record publish): the claim is not
+  // read back from the slot.
+  [[gnu::always_inline]] void finish(const PartitionView& v, std::uint32_t p, std::uint64_t claimed,
+                                     std::uint64_t claimed_bytes) noexcept;
   // Turns [from, end of claim) into aborted records, then finishes.
   void abort_rest(std::uint32_t p, std::uint64_t from) noexcept;
 
@@ -109,6 +128,9 @@ class RingLogWriter {
   const TopicMap* topic() const noexcept { return topic_; }
 
  private:
+  template <bool kNoteTime>
+  [[gnu::always_inline]] Status try_claim_noting(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos,
+                                                 std::uint64_t realtime_ns) noexcept;
   // try_claim's slow path: recomputes and caches the gate of p; true when
   // a claim of `bytes` at t fits under it.
   [[gnu::cold, gnu::noinline]] bool refresh_gate(std::uint32_t p, std::uint64_t t, std::uint64_t bytes) noexcept;
@@ -137,17 +159,15 @@ class RingLogWriter {
     // second round trip) for a claim of one small record, a plain prefetch
     // for batches: measured, PREFETCHW on a whole batch's lines was slower
     // (the other core's copies are invalidated long before they must be).
-    const bool for_write = prefetchw_ && bytes <= 1024;
-    for (std::uint64_t a = from & ~(kCacheLine - 1); a < to; a += kCacheLine) {
-      std::byte* line = v.bytes_at(a);
+    // Two loops rather than a test per line: g++ does not unswitch it.
 #if defined(__x86_64__)
-      if (for_write) {
-        asm volatile("prefetchw %0" : : "m"(*line));
-        continue;
-      }
-#endif
-      __builtin_prefetch(line, 1, 3);
+    if (prefetchw_ && bytes <= 1024) {
+      for (std::uint64_t a = from & ~(kCacheLine - 1); a < to; a += kCacheLine)
+        asm volatile("prefetchw %0" : : "m"(*v.bytes_at(a)));
+      return;
     }
+#endif
+    for (std::uint64_t a = from & ~(kCacheLine - 1); a < to; a += kCacheLine) __builtin_prefetch(v.bytes_at(a), 1, 3);
   }
   static constexpr std::uint64_t kPrefetchAhead = 4096;
   static constexpr std::uint64_t kPrefetchMax = 16384;
@@ -172,7 +192,9 @@ class RingLogWriter {
 // claims against topic delete.
 // ---------------------------------------------------------------------------
 
-inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos) noexcept {
+template <bool kNoteTime>
+inline Status RingLogWriter::try_claim_noting(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos,
+                                              std::uint64_t realtime_ns) noexcept {
   const PartitionView& v = topic_->partition(p);
   // Locals: the atomic stores below would otherwise make g++ reload every
   // field of the view (and of this writer) after each of them.
@@ -256,6 +278,8 @@ inline Status RingLogWriter::try_claim(std::uint32_t p, std::uint64_t bytes, std
     // release is for TopicMap::close on single-producer topics: once it
     // sees the slot leave candidate, its re-load of tail sees our store.
     s.word.store(t | kClaimWon, std::memory_order_release);
+    // Relaxed: a statistic, as in note_claim_time.
+    if constexpr (kNoteTime) s.won_ns.store(realtime_ns, std::memory_order_relaxed);
     HERALD_CRASH_POINT("claim.won");
     // The bytes we write next must not become visible before the new tail:
     // lossy readers validate a copy by re-reading tail after it. Free on x86
@@ -277,8 +301,7 @@ inline void index_record(const PartitionView& v, std::uint64_t pos, std::uint64_
   }
 }
 
-inline void RingLogWriter::commit_record(std::uint32_t p, std::uint64_t pos, std::uint32_t size) noexcept {
-  const PartitionView& v = topic_->partition(p);
+inline void RingLogWriter::commit_record(const PartitionView& v, std::uint64_t pos, std::uint32_t size) noexcept {
   // Resolved before the stores below, which would make g++ reload it.
   std::atomic<std::uint64_t>& committed_to = v.claims[slot_].committed_to;
   commit_word(v, pos, size);
@@ -312,12 +335,18 @@ inline void RingLogWriter::committed_through(std::uint32_t p, std::uint64_t end)
 
 inline void RingLogWriter::finish(std::uint32_t p) noexcept {
   const PartitionView& v = topic_->partition(p);
-  const std::atomic<std::uint64_t>& waiters = v.state->waiters;  // resolved before the store, as above
   // The claim, read back from this producer's own slot before it is
-  // cleared, for prefetch_ahead below. Relaxed: only this thread writes the
-  // slot while the producer lives (as in abort_rest).
-  const std::uint64_t claimed = v.claims[slot_].word.load(std::memory_order_relaxed) & ~kClaimStateMask;
-  const std::uint64_t claimed_bytes = v.claims[slot_].size.load(std::memory_order_relaxed);
+  // cleared, for prefetch_ahead. Relaxed: only this thread writes the slot
+  // while the producer lives (as in abort_rest).
+  const ClaimSlotLayout& s = v.claims[slot_];
+  finish(v, p, s.word.load(std::memory_order_relaxed) & ~kClaimStateMask, s.size.load(std::memory_order_relaxed));
+}
+
+inline void RingLogWriter::finish(const PartitionView& v, std::uint32_t p, std::uint64_t claimed,
+                                  std::uint64_t claimed_bytes) noexcept {
+  // Resolved before the store, as in commit_record.
+  const std::atomic<std::uint64_t>& waiters = v.state->waiters;
+  const std::uint64_t gate = cached_gate_[p];
   HERALD_CRASH_POINT("finish.before_clear");
   // R3: pairs with A3 in compute_gate: a producer that sees this slot empty
   // may lap our records, and our writes to them happen before its writes.
@@ -341,7 +370,7 @@ inline void RingLogWriter::finish(std::uint32_t p) noexcept {
   const std::uint64_t w = waiters.load(std::memory_order_relaxed);
   if (w != 0) [[unlikely]] wake_parked(w);
   // After the commit, not at the claim: see prefetch_ahead.
-  prefetch_ahead(v, claimed, claimed_bytes, cached_gate_[p]);
+  prefetch_ahead(v, claimed, claimed_bytes, gate);
 }
 
 // The first aborted record of a range of `rest` bytes (16-byte aligned):
