@@ -417,8 +417,9 @@ struct Producer::Impl {
   // commit it, end the claim, count it. The view and the counter row are
   // resolved once, into locals: the commit word's store (an atomic, which
   // g++ takes to clobber all memory) would otherwise make every step below
-  // chase topic -> partition -> slot again (~20 instructions of a 64 B
-  // publish's ~270; bench/RESULTS.md, "fourteenth session").
+  // chase topic -> partition -> slot again (with the claim noting its time
+  // in try_claim: 21 of the ~365 instructions callgrind counted for a 64 B
+  // publish(payload); bench/RESULTS.md, "fourteenth session").
   [[gnu::always_inline]] Published commit_one(std::uint32_t p, std::uint64_t pos, std::uint64_t size,
                                               EventId id) noexcept {
     const shm::PartitionView& v = *hot[p].view;
