@@ -8,13 +8,16 @@
 //                [--json] [--out FILE.json] [--plot FILE.svg] [--no-extras]
 //   herald-bench --check FILE.json
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -61,24 +64,42 @@ const char* kUsage =
   std::exit(2);
 }
 
-std::vector<std::string> split(const std::string& s) {
+// A comma list of an option's values. An empty item ("64,,1K", a trailing
+// comma) is a usage error: it is most likely a value that went missing.
+std::vector<std::string> split(const std::string& option, const std::string& s) {
   std::vector<std::string> out;
   std::size_t at = 0;
-  while (at <= s.size()) {
+  for (;;) {
     const std::size_t comma = s.find(',', at);
     const std::string part = s.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-    if (!part.empty()) out.push_back(part);
+    if (part.empty()) usage(option + ": empty item in '" + s + "'");
+    out.push_back(part);
     if (comma == std::string::npos) break;
     at = comma + 1;
   }
   return out;
 }
 
+// Whether the run will be able to write its --out or --plot file, checked
+// before the first row: a run of many minutes should not find out at the
+// end. An existing file is opened for appending (and left as it is); a new
+// one is created and removed again.
+void check_writable(const std::string& option, const std::string& path) {
+  if (path.empty()) usage(option + " needs a file name");
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) ::unlink(path.c_str());
+  }
+  if (fd < 0) usage(option + ": cannot write " + path + ": " + std::strerror(errno));
+  ::close(fd);
+}
+
 Options parse(int argc, char** argv) {
   Options o;
   std::string scen = "all", sizes = "64,256,1K,4K,64K",
               peers = "herald,ring,iceoryx,boost-mq,zeromq,uds,pipe,redis";
-  bool reps_given = false, sizes_given = false;
+  bool reps_given = false, sizes_given = false, has_out = false, has_plot = false;
   for (int i = 0; i < argc; ++i) o.command += (i ? " " : "") + std::string(argv[i]);
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i], v;
@@ -102,8 +123,9 @@ Options parse(int argc, char** argv) {
       o.duration_ns = d.value;
     } else if (a == "--reps") {
       const std::string s = value();
-      o.reps = std::atoi(s.c_str());
-      if (o.reps < 1 || o.reps > 1000) usage("--reps takes 1..1000, not '" + s + "'");
+      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), o.reps);
+      if (ec != std::errc{} || end != s.data() + s.size() || o.reps < 1 || o.reps > 1000)
+        usage("--reps takes 1..1000, not '" + s + "'");
       reps_given = true;
     } else if (a == "--rate") {
       auto r = tools::parse_rate(value());
@@ -113,8 +135,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--quick") o.quick = true;
     else if (a == "--json") o.json = true;
     else if (a == "--no-extras") o.extras = false;
-    else if (a == "--out") o.out = value();
-    else if (a == "--plot") o.plot = value();
+    else if (a == "--out") o.out = value(), has_out = true;
+    else if (a == "--plot") o.plot = value(), has_plot = true;
     else if (a == "--check") o.check = value();
     else if (a == "--help" || a == "-h") {
       std::printf("%s", kUsage);
@@ -125,7 +147,7 @@ Options parse(int argc, char** argv) {
     if (!reps_given) o.reps = 2;
     if (!sizes_given) sizes = "64";
   }
-  for (const std::string& s : split(scen)) {
+  for (const std::string& s : split("--scenario", scen)) {
     if (s == "all") o.scenarios = {Scenario::kThroughput, Scenario::kLatency, Scenario::kPingPong, Scenario::kFanout,
                                    Scenario::kMpsc};
     else if (s == "throughput") o.scenarios.push_back(Scenario::kThroughput);
@@ -135,7 +157,7 @@ Options parse(int argc, char** argv) {
     else if (s == "mpsc") o.scenarios.push_back(Scenario::kMpsc);
     else usage("--scenario: unknown scenario '" + s + "'");
   }
-  for (const std::string& s : split(sizes)) {
+  for (const std::string& s : split("--size", sizes)) {
     auto z = tools::parse_size(s);
     if (!z.ok()) usage("--size: " + z.error);
     if (z.value < kMinMessage || z.value > (1u << 20))
@@ -143,8 +165,10 @@ Options parse(int argc, char** argv) {
             std::to_string(kMinMessage) + " B header)");
     o.sizes.push_back(z.value);
   }
-  o.peers = split(peers);
+  o.peers = split("--peers", peers);
   if (o.scenarios.empty() || o.sizes.empty() || o.peers.empty()) usage("nothing to run");
+  if (!o.out.empty() || has_out) check_writable("--out", o.out);
+  if (!o.plot.empty() || has_plot) check_writable("--plot", o.plot);
   return o;
 }
 
