@@ -11,6 +11,7 @@
 #include "shm/registry.hpp"
 #include "shm/state_layout.hpp"
 #include "shm/topic_map.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald {
@@ -18,12 +19,11 @@ namespace {
 
 using std::chrono::milliseconds;
 
-class StatsReaderTest : public ::testing::Test {
+class StatsReaderTest : public test::BusFixture<> {
  protected:
   void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
+    BusFixture::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(bus_->create_topic("t", {.partitions = 2, .ring_bytes = 1 << 16, .max_event = 4096}));
   }
   shm::TopicMap map_rw() {
@@ -32,8 +32,6 @@ class StatsReaderTest : public ::testing::Test {
                                            shm::Access::kReadWrite))
         .value();
   }
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
 };
 
 TEST_F(StatsReaderTest, ReportsTopicsPartitionsGroupsMembersAndProducers) {

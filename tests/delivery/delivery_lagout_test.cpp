@@ -13,6 +13,7 @@
 
 #include "herald/herald.hpp"
 #include "runtime/src/groups.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/daemon_harness.hpp"
 #include "tests/support/test_env.hpp"
 
@@ -21,14 +22,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class DeliveryLagOutTest : public ::testing::TestWithParam<OffsetReset> {
+class DeliveryLagOutTest : public test::BusFixture<::testing::TestWithParam<OffsetReset>> {
  protected:
   void SetUp() override {
     daemon_ = test::Heraldd::start(guard_.bus(), guard_.run_dir());
     ASSERT_TRUE(daemon_->wait_ready(20)) << daemon_->log();
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
+    BusFixture::SetUp();
   }
   void TearDown() override {
     if (HasFailure()) std::fprintf(stderr, "[herald] heraldd log:\n%s\n", daemon_->log().c_str());
@@ -36,9 +35,7 @@ class DeliveryLagOutTest : public ::testing::TestWithParam<OffsetReset> {
     const auto st = daemon_->stop();
     EXPECT_TRUE(test::exited_with(st, 0)) << (st ? test::describe_status(*st) : "did not stop");
   }
-  test::BusGuard guard_;
   std::unique_ptr<test::Heraldd> daemon_;
-  std::unique_ptr<Bus> bus_;
 };
 
 TEST_P(DeliveryLagOutTest, DemotedGroupThatWasLappedResumesPerOnOverrunWithTheExactGap) {

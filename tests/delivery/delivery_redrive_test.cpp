@@ -17,6 +17,7 @@
 
 #include "herald/herald.hpp"
 #include "runtime/src/groups.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/daemon_harness.hpp"
 #include "tests/support/test_env.hpp"
 
@@ -63,16 +64,7 @@ class Member {
   std::vector<Handled> handled;
 };
 
-class DeliveryRedriveTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
-  }
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
-};
+class DeliveryRedriveTest : public test::BusFixture<> {};
 
 struct Spec {
   std::string payload, type, tenant;

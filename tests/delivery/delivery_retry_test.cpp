@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald {
@@ -28,16 +29,13 @@ struct Call {
   bool ok;
 };
 
-class DeliveryRetryTest : public ::testing::TestWithParam<FailBy> {
+class DeliveryRetryTest : public test::BusFixture<::testing::TestWithParam<FailBy>> {
  protected:
   void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
+    BusFixture::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(bus_->create_topic("t", {.partitions = 2, .ring_bytes = 1 << 20, .max_event = 4096}));
   }
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
 };
 
 TEST_P(DeliveryRetryTest, HandlerFailingFewerThanMaxDeliveriesTimesSucceedsOnceInOrderWithoutDeadLetter) {

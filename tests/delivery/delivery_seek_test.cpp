@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald {
@@ -24,13 +25,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class DeliverySeekTest : public ::testing::Test {
+class DeliverySeekTest : public test::BusFixture<> {
  protected:
-  void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
-  }
   static std::string body(const std::string& name) { return name + ";" + std::string(200, '.'); }
   static std::string name_of(std::string_view payload) { return std::string(payload.substr(0, payload.find(';'))); }
 
@@ -57,8 +53,6 @@ class DeliverySeekTest : public ::testing::Test {
   }
 
   static constexpr std::uint64_t kT0 = 1'700'000'000'000'000'000ull;
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
   std::map<std::string, std::uint64_t> pos_;
 };
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
 extern char** environ;
@@ -136,13 +137,11 @@ std::map<std::string, std::string> summary(const Child& c) {
   return kv;
 }
 
-class RuntimeMultiProcessTest : public ::testing::Test {
+class RuntimeMultiProcessTest : public test::BusFixture<> {
  protected:
   void SetUp() override {
     if (test::under_tsan()) GTEST_SKIP() << "TSan cannot see across processes; the mp suite runs in Debug and ASan";
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
+    BusFixture::SetUp();
   }
   void TearDown() override {
     // Children that are still alive (an ASSERT returned early) are killed by pid.
@@ -168,8 +167,6 @@ class RuntimeMultiProcessTest : public ::testing::Test {
     return s.str();
   }
 
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
   std::vector<Child> children_;
 };
 

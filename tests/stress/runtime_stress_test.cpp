@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/payload.hpp"
 #include "tests/support/test_env.hpp"
 
@@ -92,14 +93,8 @@ struct Tally {
   }
 };
 
-class RuntimeConcurrentTest : public ::testing::Test {
+class RuntimeConcurrentTest : public test::BusFixture<> {
  protected:
-  void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
-  }
-
   // Tails, beginnings, counters and every group's cursor, for failure output.
   std::string state_of(const std::string& topic) const {
     auto info = bus_->describe_topic(topic);
@@ -249,9 +244,6 @@ class RuntimeConcurrentTest : public ::testing::Test {
     EXPECT_EQ(info.partition_info[0].events, total);
     for (const auto& g : info.groups) EXPECT_EQ(g.partitions[0].lag_bytes, 0u) << g.name << ": " << at_end;
   }
-
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
 };
 
 TEST_F(RuntimeConcurrentTest, FourProducersOnePartitionTwoLosslessGroupsSpinYield) {

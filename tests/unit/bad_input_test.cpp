@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald {
@@ -24,16 +25,7 @@ using std::chrono::milliseconds;
         << "message does not name '" << (needle) << "': " << r_.error().message();                      \
   } while (0)
 
-class BadInputTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
-  }
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
-};
+class BadInputTest : public test::BusFixture<> {};
 
 TEST_F(BadInputTest, InvalidTopicNames) {
   struct Case {

@@ -12,21 +12,13 @@
 #include "herald/herald.hpp"
 #include "shm/registry.hpp"
 #include "shm/topic_map.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald {
 namespace {
 
-class BusTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
-  }
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
-};
+class BusTest : public test::BusFixture<> {};
 
 TEST_F(BusTest, PublishPollCommitResume) {
   ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 4, .ring_bytes = 1 << 16, .max_event = 4096}));

@@ -12,6 +12,7 @@
 
 #include "herald/herald.hpp"
 #include "shm/record_layout.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/payload.hpp"
 #include "tests/support/test_env.hpp"
 
@@ -20,14 +21,8 @@ namespace {
 
 using std::chrono::milliseconds;
 
-class ConsumerTest : public ::testing::Test {
+class ConsumerTest : public test::BusFixture<> {
  protected:
-  void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
-  }
-
   // Tails, beginnings, cursors and gaps of a topic, for failure messages.
   std::string state_of(const std::string& topic) const {
     auto info = bus_->describe_topic(topic);
@@ -71,9 +66,6 @@ class ConsumerTest : public ::testing::Test {
       if (!n || *n == 0) return out;
     }
   }
-
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
 };
 
 std::vector<std::uint64_t> iota(std::uint64_t from, std::uint64_t to) {

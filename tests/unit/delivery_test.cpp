@@ -8,17 +8,17 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald {
 namespace {
 
-class DeliveryTest : public ::testing::Test {
+class DeliveryTest : public test::BusFixture<> {
  protected:
   void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
+    BusFixture::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 4096}));
   }
   ConsumerOptions opts(std::string group) {
@@ -43,8 +43,6 @@ class DeliveryTest : public ::testing::Test {
     }
     return handled;
   }
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
 };
 
 TEST_F(DeliveryTest, PoisonEventIsRetriedThenDeadLetteredAndOrderKept) {

@@ -12,17 +12,17 @@
 
 #include "herald/herald.hpp"
 #include "shm/clock.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald {
 namespace {
 
-class EnvelopeTest : public ::testing::Test {
+class EnvelopeTest : public test::BusFixture<> {
  protected:
   void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
+    BusFixture::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(bus_->create_topic("env", {.partitions = 1, .ring_bytes = 1 << 20, .max_event = 256 << 10}));
   }
 
@@ -49,9 +49,6 @@ class EnvelopeTest : public ::testing::Test {
     }
     return zero_copy;
   }
-
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
 };
 
 std::string bytes_0_to_255(std::size_t n) {

@@ -10,6 +10,7 @@
 
 #include "herald/herald.hpp"
 #include "runtime/src/partitioner.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald {
@@ -46,16 +47,7 @@ TEST(PartitionerTest, KeyMapsToKafkaPartition) {
   }
 }
 
-class PartitionerBusTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
-  }
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
-};
+class PartitionerBusTest : public test::BusFixture<> {};
 
 TEST_F(PartitionerBusTest, ProducerPartitionForMatchesKafka) {
   ASSERT_TRUE(bus_->create_topic("fifty", {.partitions = 50, .ring_bytes = 4096, .max_event = 1024}));

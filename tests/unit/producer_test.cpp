@@ -10,20 +10,15 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/payload.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald {
 namespace {
 
-class ProducerTest : public ::testing::Test {
+class ProducerTest : public test::BusFixture<> {
  protected:
-  void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
-  }
-
   // Drains `c` (timeout 0), checking each payload; returns the stamps seen.
   static std::vector<test::Stamp> drain(Consumer& c) {
     std::vector<test::Stamp> out;
@@ -39,9 +34,6 @@ class ProducerTest : public ::testing::Test {
       if (!n || *n == 0) return out;
     }
   }
-
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
 };
 
 TEST_F(ProducerTest, RecordCrossingTheRingEndIsReadIntact) {

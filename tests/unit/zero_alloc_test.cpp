@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace {
@@ -93,12 +94,11 @@ class AllocationCounter {
 constexpr int kEvents = 10'000;
 constexpr int kChunk = 100;  // events published (and then polled) per round
 
-class ZeroAllocTest : public ::testing::Test {
+class ZeroAllocTest : public test::BusFixture<> {
  protected:
   void SetUp() override {
-    auto b = Bus::attach(guard_.bus());
-    ASSERT_TRUE(b) << b.error().message();
-    bus_ = std::make_unique<Bus>(std::move(b).value());
+    BusFixture::SetUp();
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(bus_->create_topic("hot", {.partitions = 2, .ring_bytes = 1 << 17, .max_event = 4096,
                                            .default_policy = Policy::kLossless}));
     // The allocator replacement is live: check the counter sees allocations.
@@ -108,8 +108,6 @@ class ZeroAllocTest : public ::testing::Test {
       ASSERT_GT(probe.count(), 0u) << "the counting operator new is not in use";
     }
   }
-  test::BusGuard guard_;
-  std::unique_ptr<Bus> bus_;
 };
 
 TEST_F(ZeroAllocTest, PublishAndPollAllocateNothing) {
