@@ -22,7 +22,7 @@ namespace herald::shm {
 
 // Bumped whenever any segment layout changes incompatibly. Attach refuses a
 // segment made with another version and says which two versions met.
-inline constexpr std::uint32_t kLayoutVersion = 2;  // 2: records 16-byte aligned inside 64-byte claims
+inline constexpr std::uint32_t kLayoutVersion = 3;  // 2: records 16-byte aligned inside 64-byte claims; 3: cursors in units of 16
 
 inline constexpr std::uint64_t kPageBytes = 4096;
 inline constexpr std::uint64_t kCacheLine = 64;

@@ -38,25 +38,33 @@ inline constexpr std::uint32_t kNameCapacity = 104;  // names are at most 100 by
 inline constexpr std::uint32_t kAssignWords = kMaxPartitions / 64;
 
 // ---- packed words --------------------------------------------------------
-// A group cursor is ONE 64-bit word {generation: 12 bits, position/64: 52
+// A group cursor is ONE 64-bit word {generation: 12 bits, position/16: 52
 // bits}, changed only by CAS from the value its writer last saw. heraldd bumps
 // the generation (by CAS) on every reassignment, so a zombie's commit fails.
+// Positions are stored in units of kRecordAlign (16 bytes), the alignment of
+// every record boundary: a publish_batch packs its records 16-byte aligned
+// inside a 64-byte aligned claim, so a cursor, a lease or an in-flight
+// position may name any 16-byte aligned boundary. (Units of 64 rounded such
+// a position down to inside the record before it, where no commit word
+// matches: the group never read that partition again. Layout version 3.)
+inline constexpr unsigned kPosShift = 4;
+static_assert((1ull << kPosShift) == kRecordAlign);
 inline constexpr unsigned kGenBits = 12;
 inline constexpr std::uint64_t kGenMask = (1ull << kGenBits) - 1;
 inline constexpr std::uint64_t kPosUnitsMask = (1ull << (64 - kGenBits)) - 1;
-inline constexpr std::uint64_t kMaxCursorPosition = kPosUnitsMask * 64;  // 2^58 bytes: fail loudly past it
+inline constexpr std::uint64_t kMaxCursorPosition = kPosUnitsMask << kPosShift;  // 2^56 bytes: fail loudly past it
 
 constexpr std::uint64_t pack_cursor(std::uint32_t gen, std::uint64_t pos) noexcept {
-  return (std::uint64_t{gen} & kGenMask) << (64 - kGenBits) | ((pos >> 6) & kPosUnitsMask);
+  return (std::uint64_t{gen} & kGenMask) << (64 - kGenBits) | ((pos >> kPosShift) & kPosUnitsMask);
 }
-constexpr std::uint64_t cursor_pos(std::uint64_t word) noexcept { return (word & kPosUnitsMask) << 6; }
+constexpr std::uint64_t cursor_pos(std::uint64_t word) noexcept { return (word & kPosUnitsMask) << kPosShift; }
 constexpr std::uint32_t cursor_gen(std::uint64_t word) noexcept {
   return static_cast<std::uint32_t>(word >> (64 - kGenBits));
 }
 inline constexpr std::uint64_t kNoLease = ~0ull;
 
 // In-flight slot, written by the owning member before and after each
-// handler call: {position/64: 52 bits, deliveries: 10 bits, marks: 1 bit,
+// handler call: {position/16: 52 bits, deliveries: 10 bits, marks: 1 bit,
 // in-handler: 1 bit}. It names the first event this member has not handled
 // successfully yet and how often that event was delivered. `marks` says the
 // member commits after handling (at-least-once), so everything before the
@@ -69,10 +77,10 @@ inline constexpr std::uint64_t kDeliveriesMask = 0x3ff;
 inline constexpr std::uint32_t kMaxDeliveriesCounted = 0x3ff;
 constexpr std::uint64_t pack_inflight(std::uint64_t pos, std::uint32_t deliveries, bool in_handler,
                                       bool marks) noexcept {
-  return ((pos >> 6) & kPosUnitsMask) << 12 | (std::uint64_t{deliveries} & kDeliveriesMask) << 2 |
+  return ((pos >> kPosShift) & kPosUnitsMask) << 12 | (std::uint64_t{deliveries} & kDeliveriesMask) << 2 |
          (marks ? kHandledMarksBit : 0) | (in_handler ? kInHandlerBit : 0);
 }
-constexpr std::uint64_t inflight_pos(std::uint64_t w) noexcept { return ((w >> 12) & kPosUnitsMask) << 6; }
+constexpr std::uint64_t inflight_pos(std::uint64_t w) noexcept { return ((w >> 12) & kPosUnitsMask) << kPosShift; }
 constexpr std::uint32_t inflight_deliveries(std::uint64_t w) noexcept {
   return static_cast<std::uint32_t>((w >> 2) & kDeliveriesMask);
 }
@@ -80,12 +88,12 @@ constexpr bool inflight_in_handler(std::uint64_t w) noexcept { return (w & kInHa
 constexpr bool inflight_marks(std::uint64_t w) noexcept { return (w & kHandledMarksBit) != 0; }
 inline constexpr std::uint64_t kNoInflight = 0;
 
-// DLQ move in progress: {DLQ position/64 << 1 | pending}. Written after the
+// DLQ move in progress: {DLQ position/16 << 1 | pending}. Written after the
 // DLQ claim and before its commit word; the source event is the in-flight
 // slot's position. Recovery finishes or redoes the move (consumer.cpp).
-constexpr std::uint64_t pack_dlq_pending(std::uint64_t dlq_pos) noexcept { return (dlq_pos >> 6) << 1 | 1; }
+constexpr std::uint64_t pack_dlq_pending(std::uint64_t dlq_pos) noexcept { return (dlq_pos >> kPosShift) << 1 | 1; }
 constexpr bool dlq_pending_set(std::uint64_t w) noexcept { return (w & 1) != 0; }
-constexpr std::uint64_t dlq_pending_pos(std::uint64_t w) noexcept { return (w >> 1) << 6; }
+constexpr std::uint64_t dlq_pending_pos(std::uint64_t w) noexcept { return (w >> 1) << kPosShift; }
 
 enum class GroupPolicy : std::uint32_t { kLossless = 0, kLossy = 1, kLagOut = 2 };
 
@@ -163,7 +171,7 @@ struct alignas(128) GroupPartitionLayout {
   // +0: what producers read when they refresh a gate (cursor first, acquire,
   // then lease and floor).
   std::atomic<std::uint64_t> cursor;      // M: CAS {gen, pos/64}; D: CAS to bump gen
-  std::atomic<std::uint64_t> lease;       // M: {gen, pos/64} held while an at-most-once handler runs; kNoLease
+  std::atomic<std::uint64_t> lease;       // M: {gen, pos/16} held while an at-most-once handler runs; kNoLease
   std::atomic<std::uint64_t> gate_floor;  // A/M: Disruptor rule floor; 0 = none
   // +128: owned by the member that holds the partition.
   alignas(128) std::atomic<std::uint64_t> inflight;  // M: pack_inflight(), written before each handler call

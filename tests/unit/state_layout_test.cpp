@@ -22,7 +22,7 @@ TEST(StateLayoutTest, CursorPackingRoundTrips) {
   }
   for (int i = 0; i < 100000; ++i) {
     const auto gen = static_cast<std::uint32_t>(rng() & kGenMask);
-    const std::uint64_t pos = (rng() % (kMaxCursorPosition / 64 + 1)) * 64;
+    const std::uint64_t pos = (rng() % (kMaxCursorPosition / 16 + 1)) * 16;
     const std::uint64_t w = pack_cursor(gen, pos);
     ASSERT_EQ(cursor_gen(w), gen) << w;
     ASSERT_EQ(cursor_pos(w), pos) << w;
@@ -30,19 +30,21 @@ TEST(StateLayoutTest, CursorPackingRoundTrips) {
   // The generation is 12 bits: 4096 wraps to 0 without touching the position.
   EXPECT_EQ(cursor_gen(pack_cursor(4096, 640)), 0u);
   EXPECT_EQ(cursor_pos(pack_cursor(4096, 640)), 640u);
-  // A position is stored in units of 64: the low bits are dropped, never
-  // carried into the generation.
-  EXPECT_EQ(cursor_pos(pack_cursor(3, 127)), 64u);
+  // A position is stored in units of 16 (every record boundary is 16-byte
+  // aligned, inside a batch too): the low bits are dropped, never carried
+  // into the generation.
+  EXPECT_EQ(cursor_pos(pack_cursor(3, 127)), 112u);
+  EXPECT_EQ(cursor_pos(pack_cursor(3, 80)), 80u);
   EXPECT_EQ(cursor_gen(pack_cursor(3, ~0ull)), 3u);
-  EXPECT_EQ(kMaxCursorPosition, ((1ull << 52) - 1) * 64);
+  EXPECT_EQ(kMaxCursorPosition, ((1ull << 52) - 1) * 16);
   // No valid cursor word equals kNoLease with generation 4095 and a position below the maximum.
-  EXPECT_NE(pack_cursor(4095, kMaxCursorPosition - 64), kNoLease);
+  EXPECT_NE(pack_cursor(4095, kMaxCursorPosition - 16), kNoLease);
 }
 
 TEST(StateLayoutTest, InflightPackingRoundTrips) {
   std::mt19937_64 rng(test::seed("inflight packing"));
   for (int i = 0; i < 100000; ++i) {
-    const std::uint64_t pos = (rng() % (kMaxCursorPosition / 64 + 1)) * 64;
+    const std::uint64_t pos = (rng() % (kMaxCursorPosition / 16 + 1)) * 16;
     const auto deliveries = static_cast<std::uint32_t>(rng() & kDeliveriesMask);
     const bool in_handler = (rng() & 1) != 0;
     const bool marks = (rng() & 1) != 0;
