@@ -309,6 +309,15 @@ struct Consumer::Impl {
     Part& pt = parts[p];
     const shm::PartitionView& v = topic->partition(p);
     std::uint64_t to = shm::beginning(v);
+    // A gating member reading history below its floor (a new group that
+    // started at "earliest", a reset back): what is at or past the floor is
+    // gated, never overwritten, while beginning() is only what no claim can
+    // be overwriting now (tail - ring + max_event) and may lie past the
+    // floor by up to max_event. Resuming there would skip events published
+    // after the group gated them. The floor is a claim boundary (a tail).
+    if (group >= 0 && policy != shm::GroupPolicy::kLossy && pt.floor > pt.read && to > pt.floor &&
+        (topic->group(static_cast<std::uint32_t>(group))->flags.load(std::memory_order_relaxed) & shm::kGroupGating) != 0)
+      to = pt.floor;
     if (group >= 0 && opts.on_overrun == OffsetReset::kLatest) to = shm::load_tail(v);
     if (group >= 0 && opts.on_overrun == OffsetReset::kError)
       return fail(Errc::kCorrupt, "group '" + group_name + "' lost events on partition " + std::to_string(p) +

@@ -123,6 +123,50 @@ TEST_F(ConsumerTest, LosslessGroupBackPressuresThenReadsEveryAcceptedEvent) {
   EXPECT_EQ(drain(group), iota(accepted, accepted + 1));
 }
 
+// A lossless group created at "earliest" reads the history before it by
+// copy (nothing gated it); everything published after the group existed is
+// gated. When the history is overwritten under the reader, it resumes at the
+// group's floor, where the gated events start, not at beginning(), which
+// can be up to max_event past it.
+TEST_F(ConsumerTest, LosslessGroupLappedInItsHistoryResumesAtItsFloorAndLosesNothingAfter) {
+  constexpr std::uint64_t kRing = 1 << 16;
+  constexpr std::uint64_t kMaxEvent = 4096;
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = kRing, .max_event = kMaxEvent}));
+  auto producer = bus_->producer("t", {.deadline = milliseconds(10)}).value();
+  std::uint64_t seq = 0;
+  publish_n(producer, 10, &seq, 0);  // history: seqs 0..9, 128 bytes each
+  std::vector<GapReport> gaps;
+  auto group = bus_->consumer("t", {.group = "audit",
+                                    .policy = Policy::kLossless,
+                                    .start = Offset::earliest(),
+                                    .on_gap = [&](const GapReport& g) { gaps.push_back(g); }})
+                   .value();
+  std::vector<std::uint64_t> first;
+  ASSERT_EQ(group.poll([&](const EventView& e) { first.push_back(test::check_payload(e.payload())->seq); }, 1).value(),
+            1u);  // reads seq 0 and commits past it
+  ASSERT_EQ(first, iota(0, 1));
+  // Fill the ring: the group gates at its floor (the tail when it was
+  // created, 1280), so the producer stops there, one ring later.
+  const std::uint64_t first_after = seq;
+  for (;;) {
+    const std::string payload = test::make_payload(40, {1, 0, seq});
+    auto r = producer.publish({.payload = payload, .partition = 0});
+    if (!r) {
+      ASSERT_EQ(r.error().code, Errc::kBackPressured) << r.error().message() << state_of("t");
+      break;
+    }
+    ++seq;
+    ASSERT_LT(seq, 10 + kRing / 128 + 1) << "the group did not gate" << state_of("t");
+  }
+  // Seqs 1..9 (history, below the floor) were overwritten; every event
+  // published after the group existed arrives.
+  const std::vector<std::uint64_t> got = drain(group);
+  EXPECT_EQ(got, iota(first_after, seq)) << state_of("t");
+  ASSERT_EQ(gaps.size(), 1u) << state_of("t");
+  EXPECT_EQ(gaps[0].from, 128u);
+  EXPECT_EQ(gaps[0].to, 10u * 128) << "resumed past the floor";
+}
+
 TEST_F(ConsumerTest, LossyReadersCountExactGapsAfterBeingLappedTwice) {
   constexpr std::uint64_t kRing = 1 << 16;
   constexpr std::uint64_t kMaxEvent = 4096;
