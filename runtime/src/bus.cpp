@@ -14,6 +14,7 @@
 #include "runtime/src/control.hpp"
 #include "runtime/src/groups.hpp"
 #include "shm/clock.hpp"
+#include "shm/mapping.hpp"
 #include "shm/names.hpp"
 #include "shm/ring_log.hpp"
 #include "shm/slots.hpp"
@@ -62,7 +63,14 @@ Result<nlohmann::json> Bus::Impl::call_daemon(nlohmann::json request) {
     if (!daemon_ || daemon_->broken() || daemon_->epoch() != registry_daemon_epoch()) {
       daemon_.reset();
       auto c = detail::DaemonClient::connect(detail::socket_path(run_dir, name));
-      if (!c && detail::autostart_enabled()) c = detail::start_daemon(name, run_dir);
+      if (!c && detail::autostart_enabled()) {
+        // A bus that was destroyed while we were attached (its registry
+        // segment is gone) stays destroyed: a daemon started now would
+        // create it again, empty, for a client on its way out.
+        if (!shm::Segment::exists(shm::registry_segment_name(name)))
+          return fail(Errc::kDaemonUnavailable, "bus '" + name + "' was destroyed; heraldd is not started for it again");
+        c = detail::start_daemon(name, run_dir);
+      }
       if (!c) return fail(std::move(c).error());
       daemon_ = std::move(c).value();
     }

@@ -180,6 +180,51 @@ TEST_F(HeralddMultiProcessTest, AutostartStartsADetachedDaemonThatBusDestroyStop
   EXPECT_EQ(bus_files(), std::vector<std::string>{}) << "Bus::destroy leaves nothing of the bus";
 }
 
+// A bus destroyed while a member is still attached stays destroyed: the
+// member's goodbye to heraldd (on its way out) must not autostart a new
+// daemon, which would create the bus again.
+TEST_F(HeralddMultiProcessTest, AMemberLeavingADestroyedBusDoesNotStartItsDaemonAgain) {
+  ::unsetenv("HERALD_NO_AUTOSTART");
+  ::setenv("HERALD_DAEMON", heraldd_path().c_str(), 1);
+  struct Restore {
+    ~Restore() {
+      ::setenv("HERALD_NO_AUTOSTART", "1", 1);
+      ::unsetenv("HERALD_DAEMON");
+    }
+  } restore;
+
+  auto bus = Bus::attach(guard_.bus());
+  ASSERT_TRUE(bus) << bus.error().message();
+  auto reg = shm::Registry::open(guard_.bus());
+  ASSERT_TRUE(reg);
+  const auto pid = static_cast<pid_t>(reg->header()->daemon_pid.load());
+  const std::uint64_t start = reg->header()->daemon_start_time.load();
+  DaemonByPid cleanup(pid, start);
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(bus->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 4096}));
+  auto c = bus->consumer("t", {.group = "g"});
+  ASSERT_TRUE(c) << c.error().message();
+
+  ASSERT_TRUE(Bus::destroy(guard_.bus()));
+  ASSERT_TRUE(wait_until([&] { return !shm::process_alive(pid, start); }, 20,
+                         [&] { return "heraldd pid " + std::to_string(pid) + " still running"; }));
+  // The member sees the topic closed, then leaves (its destructor tells the
+  // daemon it is going, or tries to).
+  auto n = c->poll([](const EventView&) {}, 1, 10ms);
+  EXPECT_FALSE(n && *n > 0);
+  c = fail(Errc::kClosed, "done");
+  bus = fail(Errc::kClosed, "done");
+
+  const std::vector<std::string> left = bus_files();
+  // Should a daemon have been started, stop it by pid before failing.
+  if (auto d = detail::DaemonClient::connect(detail::socket_path(guard_.run_dir(), guard_.bus()))) {
+    const auto again = static_cast<pid_t>((*d)->daemon_pid());
+    ADD_FAILURE() << "a heraldd (pid " << again << ") was started for the destroyed bus";
+    if (again > 0) ::kill(again, SIGKILL);
+  }
+  EXPECT_EQ(left, std::vector<std::string>{}) << "the destroyed bus came back";
+}
+
 TEST_F(HeralddMultiProcessTest, ClientsOfAKilledDaemonKeepWorkingAndRejoinItsSuccessorWithinTheGrace) {
   auto h1 = Heraldd::start(guard_.bus(), guard_.run_dir(), {"--rejoin-grace", "30"});
   ASSERT_TRUE(h1->wait_ready(20)) << h1->log();
