@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -79,6 +81,21 @@ CLI::Validator duration_arg() {
         return {};
       },
       "DURATION", "duration");
+}
+
+CLI::Validator count_arg(std::uint64_t min) {
+  return CLI::Validator(
+      [min](std::string& s) -> std::string {
+        std::uint64_t v = 0;
+        const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (s.empty() || ec == std::errc::invalid_argument || end != s.data() + s.size())
+          return "'" + s + "' is not a whole number";
+        if (ec == std::errc::result_out_of_range || v > static_cast<std::uint64_t>(INT64_MAX))
+          return "'" + s + "' is too large (at most " + std::to_string(INT64_MAX) + ")";
+        if (v < min) return "must be at least " + std::to_string(min) + ", not " + s;
+        return {};
+      },
+      "N", "count");
 }
 
 CLI::Validator rate_arg() {

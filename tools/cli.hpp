@@ -49,6 +49,9 @@ int runtime_error(const Error& e, const std::string& context = {});
 CLI::Validator size_arg();
 CLI::Validator duration_arg();
 CLI::Validator rate_arg();
+// A whole number of at least `min` (digits only: no sign, no fraction, no
+// unit), at most INT64_MAX: "-1" or "99999999999999999999" never wrap.
+CLI::Validator count_arg(std::uint64_t min);
 // Checks a name of a topic or group ([A-Za-z0-9._-], 1..100).
 CLI::Validator name_arg(const char* what);
 

@@ -97,6 +97,19 @@ int consume(const Context& ctx, const ConsumeArgs& a) {
                  : bus->reset_group(a.topic, a.group, to_offset(where), true);
     if (!r) return runtime_error(r.error(), "reset group '" + a.group + "' to " + a.from);
   }
+  if (where.kind == Where::Kind::kPosition && !existed) {
+    // Checked before the group exists: a refused --from must not leave a
+    // new group behind (on a lossless topic it would gate the producers).
+    // A group-less reader resolves the position the way seek() will.
+    ConsumerOptions probe;
+    probe.start = Offset::at(where.at.position);
+    probe.partitions = {where.at.partition};
+    if (auto r = bus->consumer(a.topic, probe); !r) {
+      if (r.error().code == Errc::kNotFound)
+        return runtime_error(r.error().detail + "; create it with 'herald topic create " + a.topic + "'");
+      return runtime_error(r.error(), "--from " + a.from);
+    }
+  }
   ConsumerOptions co;
   co.group = a.group;
   co.start = where.kind == Where::Kind::kPosition ? Offset::earliest() : to_offset(where);
@@ -109,6 +122,15 @@ int consume(const Context& ctx, const ConsumeArgs& a) {
   if (a.policy == "lossless") co.policy = Policy::kLossless;
   else if (a.policy == "lossy") co.policy = Policy::kLossy;
   else if (a.policy == "lag-out") co.policy = Policy::kLagOut;
+  // Events overwritten before the group read them (a lossy or demoted group
+  // lapped, history from before a new group existed) are never silent.
+  co.on_gap = [topic = a.topic, group = a.group](const GapReport& g) {
+    std::fprintf(stderr,
+                 "herald: warning: group '%s' skipped %llu bytes of events on partition %u of '%s' "
+                 "(positions %llu..%llu were overwritten before it read them)\n",
+                 group.c_str(), static_cast<unsigned long long>(g.bytes), g.partition, topic.c_str(),
+                 static_cast<unsigned long long>(g.from), static_cast<unsigned long long>(g.to));
+  };
   if (!a.exec.empty()) {
     // A handler may run up to --exec-timeout; it must not be taken for stuck.
     co.max_poll_interval = std::chrono::milliseconds(a.exec_timeout_ns / 1'000'000 + 30'000);
@@ -291,7 +313,7 @@ void add_consume_commands(CLI::App& app, Context& ctx) {
                   "an RFC 3339 time or -5m")
       ->capture_default_str();
   cmd->add_flag("--reset", a.reset, "move an EXISTING group to --from first (refused while it has live members)");
-  cmd->add_option("--count", a.count, "stop after N events (dead-lettered ones count)");
+  cmd->add_option("--count", a.count, "stop after N events (dead-lettered ones count)")->check(count_arg(1));
   cmd->add_option("--timeout", a.timeout_ns, "stop after this long without an event")->transform(duration_arg());
   cmd->add_option("--max-deliveries", a.max_deliveries, "deliveries of a failing event before it is dead-lettered (0: retry forever)")
       ->check(CLI::Range(0, 1000))
@@ -315,7 +337,7 @@ void add_consume_commands(CLI::App& app, Context& ctx) {
   auto* tail_cmd = app.add_subcommand("tail", "print retained events (group-less: never holds producers back)");
   tail_cmd->add_option("TOPIC", t.topic, "topic")->required();
   tail_cmd->add_option("--from", t.from, "earliest (default), latest, PARTITION:POSITION (that partition only), a time");
-  tail_cmd->add_option("--last", t.last, "only the last N retained events")->check(CLI::PositiveNumber);
+  tail_cmd->add_option("--last", t.last, "only the last N retained events")->check(count_arg(1));
   tail_cmd->add_flag("--follow,-f", t.follow, "then keep printing new events until interrupted");
   ctx.on(tail_cmd, [&ctx] { return tail(ctx, t); });
 }

@@ -214,7 +214,7 @@ void add_stat_command(CLI::App& app, Context& ctx) {
   cmd->add_option("TOPIC", a.topic, "only this topic (and its dead-letter topics)");
   cmd->add_flag("--watch,-w", a.watch, "refresh every --interval (redraws on a terminal)");
   cmd->add_option("--interval", a.interval_ns, "time between refreshes")->transform(duration_arg())->default_str("1s");
-  cmd->add_option("--iterations", a.iterations, "stop after N refreshes (default: until Ctrl-C)")->check(CLI::PositiveNumber);
+  cmd->add_option("--iterations", a.iterations, "stop after N refreshes (default: until Ctrl-C)")->check(count_arg(1));
   ctx.on(cmd, [&ctx] { return stat(ctx, a); });
 }
 

@@ -457,7 +457,7 @@ void add_demo_commands(CLI::App& app, Context& ctx) {
   demo->add_option("--rate", mission.rate, "orders per second")->check(CLI::Range(10.0, 1e6))->capture_default_str();
   demo->add_flag("--quick", quick, "a short run (3 s at 2000 orders/s), for tests");
   demo->add_flag("--keep", mission.keep, "keep the bus 'demo' (and heraldd) afterwards to explore it");
-  demo->add_option("--events", bench.events, "--bench: events in the throughput phase")->check(CLI::PositiveNumber);
+  demo->add_option("--events", bench.events, "--bench: events in the throughput phase")->check(count_arg(1));
   demo->add_option("--size", bench.size, "--bench: payload bytes")->check(CLI::Range(16, 60000));
   demo->add_option("--bench-rate", bench.rate, "--bench: events/s in the latency phase")->check(CLI::Range(1, 10'000'000));
   ctx.on(demo, [&ctx] {
