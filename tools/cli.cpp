@@ -247,6 +247,9 @@ nlohmann::json event_json(const EventView& e) {
   for (std::size_t i = 0; i < e.header_count(); ++i) {
     const Header h = e.header_at(i);
     const std::string v(h.value);
+    // The first header of a name wins, as in EventView::header and --exec's
+    // HERALD_H_* variables.
+    if (hs.contains(std::string(h.name))) continue;
     hs[std::string(h.name)] = valid_utf8(v) ? nlohmann::json(v) : nlohmann::json(base64(v));
   }
   j["headers"] = std::move(hs);

@@ -71,6 +71,8 @@ class Publisher {
     for (const std::string& h : a.headers) {
       const auto eq = h.find('=');
       if (eq == std::string::npos || eq == 0) usage_error("--header '" + h + "' is not NAME=VALUE");
+      for (const auto& [n, v] : header_store_)
+        if (n == h.substr(0, eq)) usage_error("--header '" + n + "' is given twice");
       header_store_.emplace_back(h.substr(0, eq), h.substr(eq + 1));
     }
     for (const auto& [n, v] : header_store_) headers_.push_back({n, v});
@@ -159,7 +161,13 @@ class Publisher {
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (a_.jsonl) {
         if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-        if (int rc = json_line(line); rc != 0) return rc;
+        if (std::string bad = json_line(line); !bad.empty()) {
+          // The lines before it are published first, as in plain mode, and
+          // the message says how many went out.
+          if (int rc = flush(first_line); rc != 0) return rc;
+          return runtime_error("line " + std::to_string(line_no_) + ": " + bad + " (" + std::to_string(published_) +
+                               " events published before it)");
+        }
       } else {
         Message m = base();
         m.payload = Bytes(line);
@@ -169,10 +177,20 @@ class Publisher {
     return flush(first_line);
   }
 
-  int json_line(std::string_view line) {
+  // Parses one --jsonl line into msgs_; an error message when the line is
+  // not an event (nothing of it is queued then).
+  std::string json_line(std::string_view line) {
     auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      return runtime_error("line " + std::to_string(line_no_) + " is not a JSON object (--jsonl expects one per line)");
+    if (j.is_discarded()) {
+      try {
+        const auto again = nlohmann::json::parse(line);  // again, for the parser's reason
+        if (!again.is_object()) return "not a JSON object (--jsonl expects one per line)";
+      } catch (const nlohmann::json::exception& e) {
+        return std::string("not valid JSON (") + e.what() + ")";
+      }
+      return "not valid JSON";
+    }
+    if (!j.is_object()) return "not a JSON object (--jsonl expects one per line)";
     Message m = base();
     auto str = [&](const char* k, std::string_view* out) -> bool {
       auto it = j.find(k);
@@ -182,34 +200,52 @@ class Publisher {
       *out = arena_.back();
       return true;
     };
+    if (!(str("key", &m.key) && str("type", &m.type) && str("source", &m.source) &&
+          str("correlation_id", &m.correlation_id) && str("causation_id", &m.causation_id) &&
+          str("content_type", &m.content_type)))
+      return "key, type, source, correlation_id, causation_id and content_type must be strings";
+    const auto d = j.find("data");
+    const bool has_data = d != j.end() && !d->is_null();
     std::string_view data;
-    bool ok = str("key", &m.key) && str("type", &m.type) && str("source", &m.source) &&
-              str("correlation_id", &m.correlation_id) && str("causation_id", &m.causation_id) &&
-              str("content_type", &m.content_type) && str("data", &data);
-    if (!ok) return runtime_error("line " + std::to_string(line_no_) + ": key, type, source, ids and data must be strings");
-    if (auto it = j.find("data_base64"); it != j.end() && it->is_string()) {
+    if (auto it = j.find("data_base64"); it != j.end() && !it->is_null()) {
+      if (has_data) return "give data or data_base64, not both";
+      if (!it->is_string()) return "data_base64 must be a string";
       bool b64 = true;
       arena_.push_back(decode_base64(it->get<std::string>(), &b64));
-      if (!b64) return runtime_error("line " + std::to_string(line_no_) + ": data_base64 is not base64");
+      if (!b64) return "data_base64 is not base64";
       data = arena_.back();
-    } else if (auto d = j.find("data"); d != j.end() && !d->is_string() && !d->is_null()) {
-      arena_.push_back(d->dump());  // an object or number: published as its JSON text
+    } else if (has_data) {
+      // A string is the payload itself; any other value is published as
+      // its JSON text.
+      arena_.push_back(d->is_string() ? d->get<std::string>() : d->dump());
       data = arena_.back();
     }
     m.payload = Bytes(data);
-    if (auto it = j.find("partition"); it != j.end() && it->is_number_integer()) m.partition = it->get<std::int32_t>();
-    if (auto it = j.find("headers"); it != j.end() && it->is_object() && !it->empty()) {
-      auto& hs = arena_headers_.emplace_back(headers_);
-      for (const auto& [k, v] : it->items()) {
-        arena_.push_back(k);
-        const std::string_view name = arena_.back();
-        arena_.push_back(v.is_string() ? v.get<std::string>() : v.dump());
-        hs.push_back({name, arena_.back()});
+    if (auto it = j.find("partition"); it != j.end() && !it->is_null()) {
+      if (!it->is_number_integer() || it->get<std::int64_t>() < 0 || it->get<std::int64_t>() > INT32_MAX ||
+          (it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(INT32_MAX)))
+        return "partition must be a whole number from 0 (leave it out to partition by key), not " + it->dump();
+      m.partition = static_cast<std::int32_t>(it->get<std::int64_t>());
+    }
+    if (auto it = j.find("headers"); it != j.end() && !it->is_null()) {
+      if (!it->is_object()) return "headers must be an object of strings";
+      if (!it->empty()) {
+        // The line's headers, then the --header ones it does not name.
+        auto& hs = arena_headers_.emplace_back();
+        for (const auto& [k, v] : it->items()) {
+          if (!v.is_string()) return "header '" + k + "' must be a string, not " + v.dump();
+          arena_.push_back(k);
+          const std::string_view name = arena_.back();
+          arena_.push_back(v.get<std::string>());
+          hs.push_back({name, arena_.back()});
+        }
+        for (const Header& h : headers_)
+          if (!it->contains(std::string(h.name))) hs.push_back(h);
+        m.headers = hs;
       }
-      m.headers = hs;
     }
     msgs_.push_back(m);
-    return 0;
+    return {};
   }
 
   // Publishes msgs_ in batches, waiting under backpressure.
