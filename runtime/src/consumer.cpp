@@ -150,6 +150,7 @@ struct Consumer::Impl {
   std::shared_ptr<const shm::TopicMap> dlq_map;
   bool commit_requested = false;  // commit_async()
   std::size_t last_drain = 0;      // events of the last drain that found any (burst_settle)
+  std::size_t finished_dead = 0;   // events the current poll moved to the DLQ: they count against its max
 
   ~Impl();
 
@@ -700,6 +701,10 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       auto moved = dead_letter(p, view, prior, pt.reason.empty() ? "consumer crashed" : pt.reason);
       if (!moved) return fail(std::move(moved).error());
       if (!*moved) break;  // the DLQ is full: this partition waits
+      // A dead-lettered event is finished too: it takes one of the poll's
+      // `max` (n < budget still held before this one).
+      ++finished_dead;
+      --budget;
       continue;
     }
     if (retrying && pt.retry_at != 0 && shm::monotonic_ns() < pt.retry_at) break;  // backing off
@@ -777,9 +782,11 @@ Result<std::size_t> Consumer::Impl::drain(HandlerRef handler, std::size_t budget
   for (std::size_t k = 0; k < count && n < budget && !assigned.empty(); ++k) {
     if (idx >= assigned.size()) idx = 0;  // drain_partition may drop a partition (fenced)
     const std::uint32_t p = assigned[idx++];
+    const std::size_t dead_before = finished_dead;
     auto r = drain_partition(p, handler, budget - n, awaiting);
     if (!r) return r;
     n += *r;
+    budget -= finished_dead - dead_before;  // drain_partition kept *r + its dead <= budget - n
   }
   ++rr;
   return n;
@@ -817,15 +824,18 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
   std::uint64_t deadline = 0;
   std::uint32_t empty_drains = 0;
   shm::Backoff backoff(I.wait);
+  I.finished_dead = 0;
   for (;;) {
-    auto r = I.drain(handler, max - n, empty_drains >= Impl::kIdleLooksBeforePrefetch);
+    auto r = I.drain(handler, max - n - I.finished_dead, empty_drains >= Impl::kIdleLooksBeforePrefetch);
     if (!r) {
       outcome = std::move(r);
       break;
     }
     n += *r;
     if (n > 0) I.last_drain = n;
-    if (n > 0 || timeout.count() <= 0 || n >= max) break;
+    // Events moved to the DLQ are progress too: a poll that only
+    // dead-lettered returns rather than waiting out its timeout.
+    if (n > 0 || I.finished_dead > 0 || timeout.count() <= 0 || n + I.finished_dead >= max) break;
     if (I.closed_seen) break;
     if (I.last_drain >= kBurstEvents && I.opts.burst_settle.count() > 0) {
       // The first empty look after a burst (see ConsumerOptions::burst_settle).

@@ -93,6 +93,35 @@ TEST_F(DeliveryTest, PoisonEventIsRetriedThenDeadLetteredAndOrderKept) {
   EXPECT_EQ(audit.stats().skipped_redrives, 1u);
 }
 
+// A poll's max bounds the events it finishes, dead-lettered ones included:
+// `herald consume --count 2` with a failing --exec dead-lettered the whole
+// backlog, since only handled events counted.
+TEST_F(DeliveryTest, DeadLetteredEventsCountAgainstAPollsMax) {
+  auto producer = bus_->producer("orders").value();
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(producer.publish({.payload = "bad-" + std::to_string(i)}));
+  ConsumerOptions o = opts("strict");
+  o.max_deliveries = 1;  // the first failure dead-letters
+  auto consumer = bus_->consumer("orders", o).value();
+  std::vector<std::string> seen;
+  auto fails = [&](const EventView& e) -> HandlerResult {
+    seen.emplace_back(e.payload_text());
+    return nack("rejected");
+  };
+  // Returns at once (no timeout wait) once it has dead-lettered its max.
+  auto n = consumer.poll(fails, 2, std::chrono::seconds(30));
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(*n, 0u);
+  EXPECT_EQ(consumer.stats().dead_lettered, 2u);
+  EXPECT_EQ(seen, (std::vector<std::string>{"bad-0", "bad-1"}));
+  n = consumer.poll(fails, 3);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(consumer.stats().dead_lettered, 5u);
+  EXPECT_EQ(seen.size(), 5u);
+  auto dls = bus_->dead_letters("orders", "strict");
+  ASSERT_TRUE(dls) << dls.error().message();
+  EXPECT_EQ(dls->size(), 5u);
+}
+
 TEST_F(DeliveryTest, FailingThenSucceedingHandlerHasNoDeadLetter) {
   auto producer = bus_->producer("orders").value();
   for (const char* p : {"a", "flaky", "b"}) ASSERT_TRUE(producer.publish({.payload = p}));

@@ -159,7 +159,9 @@ class Consumer {
   // Delivers up to `max` events to handler(const EventView&), waiting up to
   // `timeout` for the first one. Returns how many were handled. The handler
   // may return void, bool or HandlerResult; an exception it throws is a
-  // failure and does not escape.
+  // failure and does not escape. An event this poll moves to the dead-letter
+  // topic counts against `max` as well (stats().dead_lettered counts it),
+  // and ends the wait as a handled one does.
   template <class F>
   Result<std::size_t> poll(F&& handler, std::size_t max = 256, std::chrono::nanoseconds timeout = {}) {
     // The handler as poll_impl calls it: true for success; a failure's
