@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -68,11 +69,8 @@ std::string decode_base64(std::string_view in, bool* ok) {
 class Publisher {
  public:
   Publisher(const Context& ctx, const PublishArgs& a, Producer& p) : ctx_(ctx), a_(a), p_(p) {
-    for (const std::string& h : a.headers) {
+    for (const std::string& h : a.headers) {  // checked by publish(): NAME=VALUE, each name once
       const auto eq = h.find('=');
-      if (eq == std::string::npos || eq == 0) usage_error("--header '" + h + "' is not NAME=VALUE");
-      for (const auto& [n, v] : header_store_)
-        if (n == h.substr(0, eq)) usage_error("--header '" + n + "' is given twice");
       header_store_.emplace_back(h.substr(0, eq), h.substr(eq + 1));
     }
     for (const auto& [n, v] : header_store_) headers_.push_back({n, v});
@@ -314,8 +312,15 @@ class Publisher {
 
 int publish(const Context& ctx, const PublishArgs& a) {
   if (a.data && a.jsonl) usage_error("--jsonl reads stdin; give either DATA or --jsonl");
-  for (const std::string& h : a.headers)
-    if (h.find('=') == std::string::npos || h.front() == '=') usage_error("--header '" + h + "' is not NAME=VALUE");
+  std::vector<std::string_view> names;
+  for (const std::string& h : a.headers) {
+    const auto eq = h.find('=');
+    if (eq == std::string::npos || eq == 0) usage_error("--header '" + h + "' is not NAME=VALUE");
+    const std::string_view name = std::string_view(h).substr(0, eq);
+    if (std::find(names.begin(), names.end(), name) != names.end())
+      usage_error("--header '" + std::string(name) + "' is given twice");
+    names.push_back(name);
+  }
   auto bus = ctx.attach();
   if (!bus) return runtime_error(bus.error());
   ProducerOptions po;

@@ -17,6 +17,9 @@ struct CreateArgs {
   std::uint64_t grace_ns = 30'000'000'000ull;
   bool single_producer = false;
   bool exist_ok = false;
+  // Which options were given (not defaulted): --exist-ok compares these.
+  bool partitions_given = false, ring_given = false, max_event_given = false, policy_given = false,
+       single_producer_given = false;
 };
 
 Policy parse_policy(const std::string& p) {
@@ -26,6 +29,10 @@ Policy parse_policy(const std::string& p) {
 }
 
 int topic_create(const Context& ctx, const CreateArgs& a) {
+  // The ring first: a ring that cannot be made would otherwise be reported
+  // as too small for the default --max-event.
+  if (a.ring == 0 || (a.ring & (a.ring - 1)) != 0)
+    usage_error("--ring " + format_bytes(static_cast<double>(a.ring)) + " is not a power of two (64K, 1M, 16M, ...)");
   if (a.max_event > a.ring / 4)
     usage_error("--max-event " + format_bytes(static_cast<double>(a.max_event)) + " is more than a quarter of --ring " +
                 format_bytes(static_cast<double>(a.ring)) + "; raise --ring or lower --max-event");
@@ -49,6 +56,32 @@ int topic_create(const Context& ctx, const CreateArgs& a) {
                            "') or pass --exist-ok");
     if (t.error().code == Errc::kInvalidArgument) usage_error(t.error().detail);
     return runtime_error(t.error(), "create topic '" + a.name + "'");
+  }
+  if (existed) {
+    // --exist-ok accepts the topic as it is only if it is what was asked
+    // for: a script that asked for 8 partitions must not go on with 4.
+    auto info = bus->describe_topic(a.name);
+    if (!info) return runtime_error(info.error(), "describe topic '" + a.name + "'");
+    std::string diff;
+    auto differs = [&](bool given, bool same, const std::string& what) {
+      if (given && !same) diff += (diff.empty() ? "" : ", ") + what;
+    };
+    differs(a.partitions_given, info->partitions == a.partitions,
+            std::to_string(info->partitions) + " partitions (asked " + std::to_string(a.partitions) + ")");
+    differs(a.ring_given, info->ring_bytes == a.ring,
+            format_bytes(static_cast<double>(info->ring_bytes)) + " ring (asked " +
+                format_bytes(static_cast<double>(a.ring)) + ")");
+    differs(a.max_event_given, info->max_event == a.max_event,
+            "max event " + format_bytes(static_cast<double>(info->max_event)) + " (asked " +
+                format_bytes(static_cast<double>(a.max_event)) + ")");
+    differs(a.policy_given, info->default_policy == parse_policy(a.policy),
+            std::string("policy ") + policy_name(info->default_policy) + " (asked " + a.policy + ")");
+    differs(a.single_producer_given, info->single_producer == a.single_producer,
+            info->single_producer ? "single-producer (asked without)" : "not single-producer (asked for it)");
+    if (!diff.empty())
+      return runtime_error(Error{Errc::kAlreadyExists, "topic '" + a.name + "' already exists with " + diff +
+                                                           "; --exist-ok accepts it only as asked (delete it first, "
+                                                           "or leave out the options that differ)"});
   }
   if (ctx.json) {
     nlohmann::json j = {{"name", a.name}, {"created", !existed}};
@@ -165,6 +198,10 @@ int topic_delete(const Context& ctx, const std::string& name, bool force) {
   if (!bus) return runtime_error(bus.error());
   auto r = bus->delete_topic(name, {.force = force});
   if (!r) {
+    if (r.error().code == Errc::kBusy && r.error().detail.find("dead-letter topic of group") != std::string::npos)
+      return runtime_error(r.error().detail.substr(0, r.error().detail.rfind(';')) +
+                           "; delete the group ('herald groups delete'), purge its dead letters ('herald dlq purge') "
+                           "or pass --force");
     if (r.error().code == Errc::kBusy)
       return runtime_error(r.error().detail.substr(0, r.error().detail.rfind(';')) +
                            "; stop them or pass --force (they get 'closed')");
@@ -200,7 +237,14 @@ void add_topic_commands(CLI::App& app, Context& ctx) {
       ->default_str("30s");
   create->add_flag("--single-producer", ca.single_producer, "claims by plain store; a second producer is refused");
   create->add_flag("--exist-ok", ca.exist_ok, "succeed if the topic already exists");
-  ctx.on(create, [&ctx] { return topic_create(ctx, ca); });
+  ctx.on(create, [&ctx, create] {
+    ca.partitions_given = create->count("--partitions") > 0;
+    ca.ring_given = create->count("--ring") > 0;
+    ca.max_event_given = create->count("--max-event") > 0;
+    ca.policy_given = create->count("--policy") > 0;
+    ca.single_producer_given = create->count("--single-producer") > 0;
+    return topic_create(ctx, ca);
+  });
 
   auto* list = topic->add_subcommand("list", "list topics (dead-letter topics marked)");
   ctx.on(list, [&ctx] { return topic_list(ctx); });

@@ -110,6 +110,22 @@ Result<void> delete_topic_locked(shm::Registry& reg, const std::string& bus, std
   auto found = reg.find(name);
   if (!found) return fail(Errc::kNotFound, "topic '" + shm::printable(name) + "' does not exist on bus '" + bus + "'");
   const shm::TopicRecord* rec = &*found;
+  if ((rec->params.flags & shm::kLogDeadLetterTopic) != 0 && !force) {
+    // A group's dead-letter topic goes with its group (delete_group): on
+    // its own, the group's next dead letter would find no topic to go to.
+    const std::string& n = rec->name;
+    if (const auto at = n.rfind(".dlq."); at != std::string::npos) {
+      const std::string source = n.substr(0, at), group = n.substr(at + 5);
+      if (auto src = reg.find(source)) {
+        auto sm = shm::TopicMap::attach(bus, src->name, src->incarnation, shm::Access::kReadOnly,
+                                        shm::Access::kReadOnly);
+        if (sm && find_group(*sm, group))
+          return fail(Errc::kBusy, "topic '" + n + "' is the dead-letter topic of group '" + group + "' of '" + source +
+                                       "', which still exists (its next dead letter would have nowhere to go); delete "
+                                       "the group, whose dead-letter topic goes with it, or delete with force");
+      }
+    }
+  }
   auto map = shm::TopicMap::attach(bus, rec->name, rec->incarnation, shm::Access::kReadWrite,
                                    shm::Access::kReadWrite);
   if (map) {

@@ -36,6 +36,12 @@ TEST_F(CliDataTest, UsageErrorsExitTwoWithOneErrorLine) {
       {"consume", "t", "--group", "g", "--exec-timeout", "1s"},
       {"consume", "t", "--group", "g", "--from", "1:abc"},
       {"tail", "t", "--last", "0"},
+      {"consume", "t", "--group", "g", "--count", "-1"},
+      {"consume", "t", "--group", "g", "--count", "99999999999999999999"},
+      {"consume", "t", "--group", "g", "--count", "1.5"},
+      {"publish", "t", "--header", "k=1", "--header", "k=2", "data"},
+      {"topic", "create", "t", "--ring", "1000"},
+      {"stat", "--watch", "--iterations", "0"},
       {"tail", "t", "--last", "3", "--from", "latest"},
       {"groups", "reset", "t", "g"},
       {"groups", "reset", "t", "g", "--to", "2024-13-40T00:00:00Z"},
@@ -90,6 +96,14 @@ TEST_F(CliDataTest, TopicLifecycle) {
   EXPECT_EQ(r.err.rfind("herald: error: ", 0), 0u);
   EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.describe();
   EXPECT_EQ(h({"topic", "create", "orders", "--exist-ok"}).status, 0);
+  EXPECT_EQ(h({"topic", "create", "orders", "--partitions", "3", "--policy", "lossless", "--exist-ok"}).status, 0);
+  // --exist-ok accepts the topic only as asked: an option given that
+  // differs is an error naming it.
+  r = h({"topic", "create", "orders", "--partitions", "8", "--ring", "64K", "--max-event", "4K", "--exist-ok"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("3 partitions (asked 8)"), std::string::npos) << r.describe();
+  EXPECT_EQ(r.err.find("ring"), std::string::npos) << "the ring is as asked: " << r.describe();
+  EXPECT_EQ(r.err.find("max event"), std::string::npos) << "the max event is as asked: " << r.describe();
   r = h({"topic", "create", "audit", "--json"});
   ASSERT_EQ(r.status, 0) << r.describe();
   EXPECT_EQ(r.json()["partitions"], 4);
@@ -285,6 +299,20 @@ TEST_F(CliDataTest, ConsumeFromAndResetAndGroupAdministration) {
   r = h({"groups", "delete", "t", "nope"});
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err.rfind("herald: error: ", 0), 0u);
+
+  // A refused --from makes no group (on a lossless topic it would gate).
+  r = h({"consume", "t", "--group", "typo", "--from", "0:100", "--count", "1", "--timeout", "1s"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("not a committed event boundary"), std::string::npos) << r.describe();
+  r = h({"consume", "t", "--group", "typo", "--from", "5:0", "--count", "1", "--timeout", "1s"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("partition 5 does not exist"), std::string::npos) << r.describe();
+  r = h({"groups", "t", "--json"});
+  for (const auto& g : r.json()["topics"][0]["groups"]) EXPECT_NE(g["name"], "typo") << r.out;
+  // A live group's dead-letter topic goes with its group, not on its own.
+  r = h({"topic", "delete", "t.dlq.mid"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("dead-letter topic of group 'mid'"), std::string::npos) << r.describe();
 }
 
 TEST_F(CliDataTest, TailFollowPrintsWhatArrives) {
