@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +56,19 @@ bool running(long pid) {
   return rp == std::string::npos || rp + 2 >= line.size() || (line[rp + 2] != 'Z' && line[rp + 2] != 'X');
 }
 
+// The first "heraldd: error: ..." line written to the log at or after byte
+// `from` (what a daemon that could not start says before it exits), without
+// the prefix; empty if there is none.
+std::string start_error_in_log(const std::string& log, std::uint64_t from) {
+  std::ifstream in(log);
+  if (!in) return {};
+  in.seekg(static_cast<std::streamoff>(from));
+  const std::string tag = "heraldd: error: ";
+  for (std::string line; std::getline(in, line);)
+    if (const auto at = line.find(tag); at != std::string::npos) return line.substr(at + tag.size());
+  return {};
+}
+
 struct StartArgs {
   std::string metrics;
   bool foreground = false;
@@ -71,6 +85,11 @@ int daemon_start(const Context& ctx, const StartArgs& a) {
     return 0;
   }
   const std::string bin = detail::daemon_binary();
+  // Where this start's lines begin in the log: a start that fails (a
+  // --metrics address it cannot listen on) is reported from them at once
+  // rather than after the 5 s wait for the socket.
+  struct stat log_st{};
+  const std::uint64_t log_from = ::stat(log.c_str(), &log_st) == 0 ? static_cast<std::uint64_t>(log_st.st_size) : 0;
   std::vector<std::string> args = {bin, a.foreground ? "--foreground" : "--daemonize", "--bus", bus, "--run-dir", *dir};
   if (!a.metrics.empty()) {
     args.emplace_back("--metrics");
@@ -120,6 +139,8 @@ int daemon_start(const Context& ctx, const StartArgs& a) {
       }
       return 0;
     }
+    if (const std::string why = start_error_in_log(log, log_from); !why.empty())
+      return runtime_error("heraldd failed to start: " + why + " (see " + log + ")");
     if (mono_ms() > deadline)
       return runtime_error("heraldd did not answer on " + sock + " within 5s: " + c.error().detail + "; see " + log);
     sleep_ms(5);  // polling for the socket to appear, bounded by the deadline
@@ -190,7 +211,20 @@ void add_daemon_commands(CLI::App& app, Context& ctx) {
   daemon->require_subcommand(1);
   static StartArgs a;
   auto* start = daemon->add_subcommand("start", "start heraldd for the bus (detached; its log is <run dir>/<bus>.log)");
-  start->add_option("--metrics", a.metrics, "also serve Prometheus metrics on ADDRESS:PORT (port 0 picks one)");
+  start->add_option("--metrics", a.metrics, "also serve Prometheus metrics on ADDRESS:PORT (port 0 picks one)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            // The form only; whether the address can be listened on is
+            // heraldd's to find out (and report).
+            const auto colon = v.rfind(':');
+            if (colon == std::string::npos) return "'" + v + "' is not ADDRESS:PORT (e.g. 127.0.0.1:9464, or :0)";
+            const std::string port = v.substr(colon + 1);
+            if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+                std::stoul(port) > 65535)
+              return "'" + v + "': the port must be 0..65535 (0 picks one)";
+            return {};
+          },
+          "ADDRESS:PORT"));
   start->add_flag("--foreground", a.foreground, "run in the foreground, logging to stderr");
   ctx.on(start, [&ctx] { return daemon_start(ctx, a); });
   auto* stop = daemon->add_subcommand("stop", "stop heraldd (the bus and its events stay)");

@@ -54,6 +54,8 @@ TEST_F(CliDataTest, UsageErrorsExitTwoWithOneErrorLine) {
       {"stat", "--iterations", "3"},
       {"stat", "--watch", "--interval", "1ms"},
       {"daemon"},
+      {"daemon", "start", "--metrics", "bogus"},
+      {"daemon", "start", "--metrics", "127.0.0.1:99999"},
       {"bus"},
   };
   for (const auto& args : cases) {

@@ -196,6 +196,13 @@ TEST_F(CliOpsTest, DaemonStartStatusStopAndBusDestroy) {
   EXPECT_NE(r.out.find(std::to_string(pid)), std::string::npos);
   EXPECT_EQ(h({"daemon", "status"}).status, 1);
   EXPECT_EQ(h({"daemon", "stop"}).status, 0);  // idempotent
+  // A daemon that cannot start says why at once (here: an address that is
+  // not this host's), not after the wait for its socket.
+  r = h({"daemon", "start", "--metrics", "192.0.2.1:9"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("heraldd failed to start: --metrics: cannot listen on 192.0.2.1:9"), std::string::npos)
+      << r.describe();
+  EXPECT_EQ(h({"daemon", "status"}).status, 1);
 
   ASSERT_EQ(h({"daemon", "start"}).status, 0);
   ASSERT_EQ(h({"topic", "create", "t", "--ring", "64K", "--max-event", "4K"}).status, 0);
