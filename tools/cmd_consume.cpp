@@ -66,6 +66,7 @@ struct ConsumeArgs {
   std::uint64_t timeout_ns = 0;
   std::uint32_t max_deliveries = 5;
   std::string exec;
+  bool exec_given = false;  // --exec was on the command line (even empty)
   std::uint64_t exec_timeout_ns = 30'000'000'000ull;
   std::uint64_t retry_backoff_ns = 100'000'000ull;
   std::string policy;
@@ -87,6 +88,8 @@ bool group_exists(const Context& ctx, const std::string& topic, const std::strin
 
 int consume(const Context& ctx, const ConsumeArgs& a) {
   const Where where = where_or_usage(a.from, "--from");
+  if (a.exec_given && a.exec.find_first_not_of(" \t") == std::string::npos)
+    usage_error("--exec needs a command (an empty one would acknowledge every event unhandled)");
   if (a.exec_timeout_ns == 0) usage_error("--exec-timeout must be more than zero");
   auto bus = ctx.attach();
   if (!bus) return runtime_error(bus.error());
@@ -328,7 +331,8 @@ void add_consume_commands(CLI::App& app, Context& ctx) {
       ->default_str("100ms");
   cmd->add_option("--policy", a.policy, "policy of a NEW group (default: the topic's)")
       ->check(CLI::IsMember({"lossless", "lossy", "lag-out"}));
-  ctx.on(cmd, [&ctx] {
+  ctx.on(cmd, [&ctx, cmd] {
+    a.exec_given = cmd->count("--exec") > 0;
     if (a.exec.empty() && a.exec_timeout_ns != 30'000'000'000ull) usage_error("--exec-timeout needs --exec");
     return consume(ctx, a);
   });

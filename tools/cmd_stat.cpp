@@ -180,6 +180,10 @@ int stat(const Context& ctx, const StatArgs& a) {
   for (std::uint64_t i = 0; !stop_requested(); ++i) {
     auto s = read_stats(ctx.bus(), o);
     if (!s) return runtime_error(s.error());
+    // A topic named that does not exist is an error, as in tail, groups
+    // and describe (only the first look: one deleted while watching is news).
+    if (i == 0 && !a.topic.empty() && s->topics.empty())
+      return runtime_error("topic '" + a.topic + "' does not exist on bus '" + ctx.bus() + "'");
     const Rates r = rates_between(prev ? &*prev : nullptr, *s);
     const bool have = prev.has_value();
     if (ctx.json) {

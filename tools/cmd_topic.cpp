@@ -194,6 +194,7 @@ int topic_describe(const Context& ctx, const std::string& name) {
 }
 
 int topic_delete(const Context& ctx, const std::string& name, bool force) {
+  if (name.empty()) usage_error("the topic name is empty");
   auto bus = ctx.attach();
   if (!bus) return runtime_error(bus.error());
   auto r = bus->delete_topic(name, {.force = force});
@@ -238,6 +239,7 @@ void add_topic_commands(CLI::App& app, Context& ctx) {
   create->add_flag("--single-producer", ca.single_producer, "claims by plain store; a second producer is refused");
   create->add_flag("--exist-ok", ca.exist_ok, "succeed if the topic already exists");
   ctx.on(create, [&ctx, create] {
+    if (create->count("--unix-group") > 0 && ca.unix_group.empty()) usage_error("--unix-group needs a group name");
     ca.partitions_given = create->count("--partitions") > 0;
     ca.ring_given = create->count("--ring") > 0;
     ca.max_event_given = create->count("--max-event") > 0;

@@ -70,6 +70,24 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     const CLI::App* where = deepest(&app);
+    if (where == &app) {
+      // 'herald frobnicate': CLI11 says only that a subcommand is required.
+      for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--bus") {
+          ++i;  // its value
+          continue;
+        }
+        if (a.empty() || a.front() == '-') continue;
+        bool known = false;
+        for (const CLI::App* sub : app.get_subcommands({})) known = known || sub->get_name() == a;
+        if (!known) {
+          std::fprintf(stderr, "herald: error: unknown command '%s' (see 'herald --help')\n", a.c_str());
+          return 2;
+        }
+        break;
+      }
+    }
     const std::string path = command_path(where);
     std::fprintf(stderr, "herald: error: %s (see 'herald %s%s--help')\n", e.what(), path.c_str(),
                  path.empty() ? "" : " ");

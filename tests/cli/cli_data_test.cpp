@@ -55,6 +55,9 @@ TEST_F(CliDataTest, UsageErrorsExitTwoWithOneErrorLine) {
       {"stat", "--watch", "--interval", "1ms"},
       {"daemon"},
       {"daemon", "start", "--metrics", "bogus"},
+      {"consume", "t", "--group", "g", "--exec", ""},
+      {"topic", "create", "t", "--unix-group", ""},
+      {"topic", "delete", ""},
       {"daemon", "start", "--metrics", "127.0.0.1:99999"},
       {"bus"},
   };
@@ -66,6 +69,12 @@ TEST_F(CliDataTest, UsageErrorsExitTwoWithOneErrorLine) {
     EXPECT_EQ(r.err.rfind("herald: error: ", 0), 0u) << cmd << "\n" << r.describe();
     EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "not one line: " << cmd << "\n" << r.describe();
   }
+}
+
+TEST_F(CliDataTest, AnUnknownCommandIsNamed) {
+  const CliRun r = h({"frobnicate"});
+  EXPECT_EQ(r.status, 2) << r.describe();
+  EXPECT_EQ(r.err, "herald: error: unknown command 'frobnicate' (see 'herald --help')\n") << r.describe();
 }
 
 TEST_F(CliDataTest, ABadBusNameIsAUsageError) {
@@ -145,6 +154,9 @@ TEST_F(CliDataTest, TopicLifecycle) {
   r = h({"topic", "describe", "nope"});
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.describe();
+  r = h({"stat", "nope"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("topic 'nope' does not exist"), std::string::npos) << r.describe();
   ASSERT_EQ(h({"topic", "delete", "orders"}).status, 0);
   ASSERT_EQ(h({"topic", "delete", "audit", "--json"}).json()["deleted"], true);
   r = h({"topic", "list", "--json"});
