@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <boost/interprocess/exceptions.hpp>
@@ -11,6 +12,7 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <utility>
@@ -131,7 +133,21 @@ Result<Segment> Segment::create(const std::string& name, std::uint64_t bytes, co
   // full /dev/shm becomes SIGBUS in whoever writes first.
   if (int e = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); e != 0) {
     Error err = from_errno(e, "allocate " + std::to_string(bytes) + " bytes for", name);
-    if (e == ENOSPC) err.detail += "; /dev/shm is full: free space or make the rings smaller";
+    if (e == ENOSPC) {
+      // Say how far off it is: "full" misleads when the request alone is
+      // larger than the whole of /dev/shm.
+      struct statvfs vfs{};
+      if (::statvfs("/dev/shm", &vfs) == 0) {
+        const double gib = 1024.0 * 1024.0 * 1024.0;
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "; /dev/shm has %.1f GiB free of %.1f GiB, this needs %.1f GiB",
+                      static_cast<double>(vfs.f_bavail) * static_cast<double>(vfs.f_frsize) / gib,
+                      static_cast<double>(vfs.f_blocks) * static_cast<double>(vfs.f_frsize) / gib,
+                      static_cast<double>(bytes) / gib);
+        err.detail += buf;
+      }
+      err.detail += ": free space or make the rings smaller";
+    }
     return undo(std::move(err));
   }
   try {

@@ -34,7 +34,9 @@ std::string hint(Errc code, const std::string& detail) {
       return "";
     case Errc::kBackPressured:
       return "a gating group is not consuming: see 'herald groups' (raise --deadline to wait longer)";
-    case Errc::kNoSpace: return "free space in /dev/shm or use smaller rings; see 'herald doctor'";
+    case Errc::kNoSpace:
+      if (has("make the rings smaller")) return "see 'herald doctor'";
+      return "free space in /dev/shm or use smaller rings; see 'herald doctor'";
     case Errc::kPermissionDenied: return "run as the bus owner or a member of the topic's Unix group";
     case Errc::kVersionMismatch: return "the bus was made by another herald version: destroy it or use that version";
     case Errc::kCorrupt: return "run 'herald doctor'";
@@ -50,7 +52,9 @@ int runtime_error(const std::string& what) {
 }
 
 int runtime_error(const Error& e, const std::string& context) {
-  std::string msg = context.empty() ? e.detail : context + ": " + e.detail;
+  // A detail that already starts with the context ("create topic 't'") is
+  // not prefixed with it again.
+  std::string msg = context.empty() || e.detail.rfind(context, 0) == 0 ? e.detail : context + ": " + e.detail;
   if (e.detail.empty()) msg += std::string(to_string(e.code));
   const std::string h = hint(e.code, e.detail);
   if (!h.empty() && msg.find("'herald ") == std::string::npos) msg += "; " + h;
