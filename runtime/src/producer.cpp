@@ -887,6 +887,13 @@ Result<Producer> ProducerFactory::make(const std::shared_ptr<Bus::Impl>& bus, st
 }  // namespace detail
 
 Result<Producer> Bus::producer(std::string_view topic, const ProducerOptions& options) {
+  // A dead-letter topic is written by its group's consumers only (their
+  // records carry the failure's reason and source); an event published
+  // there by hand would be no dead letter, and `dlq list` would skip it.
+  if (auto rec = impl_->registry.find(topic); rec && (rec->params.flags & shm::kLogDeadLetterTopic) != 0)
+    return fail(Errc::kInvalidArgument, "topic '" + rec->name +
+                                            "' is a dead-letter topic: herald writes it when a group gives up on "
+                                            "an event; publish to the source topic, or redrive");
   return detail::ProducerFactory::make(impl_, topic, options, 0);
 }
 

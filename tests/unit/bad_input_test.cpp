@@ -65,6 +65,14 @@ TEST_F(BadInputTest, InvalidGroupNames) {
   EXPECT_ERROR(bus_->consumer("t", {.group = "x.dlq.y"}), Errc::kInvalidArgument, ".dlq.");
 }
 
+TEST_F(BadInputTest, ADeadLetterTopicTakesNoProducer) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto c = bus_->consumer("t", {.group = "g"});
+  ASSERT_TRUE(c) << c.error().message();
+  ASSERT_TRUE(bus_->describe_topic("t.dlq.g")) << "the group's DLQ topic exists";
+  EXPECT_ERROR(bus_->producer("t.dlq.g"), Errc::kInvalidArgument, "dead-letter topic");
+}
+
 TEST_F(BadInputTest, InvalidBusNames) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {std::string(65, 'b'), "65 chars"},
