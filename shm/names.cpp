@@ -37,6 +37,7 @@ Result<void> validate_bus_name(std::string_view name) {
       return fail(Errc::kInvalidArgument, "bus name '" + printable(name) + "' holds '" + printable({&c, 1}) +
                                               "'; use only [A-Za-z0-9_-]");
   }
+  if (name.front() == '-') return fail(Errc::kInvalidArgument, "bus name '" + printable(name) + "' starts with '-'");
   return {};
 }
 
@@ -55,6 +56,10 @@ Result<void> validate_entity_name(std::string_view name, std::string_view what, 
   }
   if (name.front() == '.')
     return fail(Errc::kInvalidArgument, w + " name '" + printable(name) + "' starts with '.'");
+  // A leading '-' reads as an option to every command line that names it
+  // (herald's own hints included).
+  if (name.front() == '-')
+    return fail(Errc::kInvalidArgument, w + " name '" + printable(name) + "' starts with '-'");
   if (name.find("..") != std::string_view::npos)
     return fail(Errc::kInvalidArgument, w + " name '" + printable(name) + "' holds '..'");
   if (!allow_dlq && dlq)

@@ -119,13 +119,13 @@ CLI::Validator rate_arg() {
 CLI::Validator name_arg(const char* what) {
   return CLI::Validator(
       [what](std::string& s) -> std::string {
-        bool ok = !s.empty() && s.size() <= 100 && s[0] != '.' && s.find("..") == std::string::npos;
+        bool ok = !s.empty() && s.size() <= 100 && s[0] != '.' && s[0] != '-' && s.find("..") == std::string::npos;
         for (char c : s)
           ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
                       c == '_' || c == '-');
         if (ok) return {};
         return std::string(what) + " name '" + s +
-               "' is not 1-100 characters of [A-Za-z0-9._-] (no leading '.', no '..')";
+               "' is not 1-100 characters of [A-Za-z0-9._-] (no leading '.' or '-', no '..')";
       },
       "NAME", "name");
 }

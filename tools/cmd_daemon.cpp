@@ -14,6 +14,8 @@
 
 #include "runtime/src/daemon_client.hpp"
 #include "runtime/src/run_dir.hpp"
+#include "shm/mapping.hpp"
+#include "shm/names.hpp"
 #include "tools/cli.hpp"
 
 extern char** environ;
@@ -197,9 +199,15 @@ int daemon_status(const Context& ctx) {
 
 int bus_destroy(const Context& ctx) {
   const std::string bus = ctx.bus();
+  // Idempotent either way; the message says whether there was a bus.
+  auto dir = detail::run_dir();
+  const bool existed = !shm::Segment::list(shm::bus_segment_prefix(bus)).empty() ||
+                       (dir && (::access(detail::socket_path(*dir, bus).c_str(), F_OK) == 0 ||
+                                ::access(detail::daemon_log_path(*dir, bus).c_str(), F_OK) == 0));
   auto r = Bus::destroy(bus);
   if (!r) return runtime_error(r.error(), "destroy bus '" + bus + "'");
-  if (ctx.json) print_json_line({{"bus", bus}, {"destroyed", true}});
+  if (ctx.json) print_json_line({{"bus", bus}, {"destroyed", true}, {"existed", existed}});
+  else if (!existed) std::printf("bus '%s' does not exist: nothing to destroy\n", bus.c_str());
   else std::printf("destroyed bus '%s': its daemon, topics, segments and files are gone\n", bus.c_str());
   return 0;
 }

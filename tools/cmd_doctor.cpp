@@ -198,11 +198,16 @@ void check_space(const BusStats* s, std::uint64_t herald_bytes, std::vector<Chec
   const std::uint64_t free = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
   const std::uint64_t total = static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize;
   std::uint64_t largest = 4ull * (16ull << 20);  // a default topic: 4 partitions x 16 MiB
+  bool any = false;
   if (s != nullptr)
-    for (const TopicStats& t : s->topics) largest = std::max(largest, t.segment_bytes);
+    for (const TopicStats& t : s->topics) {
+      largest = std::max(largest, t.segment_bytes);
+      any = true;
+    }
   const std::string d = format_bytes(static_cast<double>(free)) + " free of " + format_bytes(static_cast<double>(total)) +
                         "; this bus uses " + format_bytes(static_cast<double>(herald_bytes)) +
-                        "; its largest topic needs " + format_bytes(static_cast<double>(largest));
+                        (any ? "; its largest topic needs " : "; a topic of the default size needs ") +
+                        format_bytes(static_cast<double>(largest));
   if (free < largest)
     out.push_back({Level::kProblem, "/dev/shm", d + ": creating another such topic would fail (kNoSpace)"});
   else if (free < 4 * largest)

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
             bool ok = !s.empty() && s.size() <= 64;
             for (char c : s)
               ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-');
+            if (ok && s.front() == '-') return "bus name '" + s + "' starts with '-'";
             return ok ? std::string() : "bus name '" + s + "' is not 1-64 characters of [A-Za-z0-9_-]";
           },
           "BUS"));

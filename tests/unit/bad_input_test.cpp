@@ -38,6 +38,7 @@ TEST_F(BadInputTest, InvalidTopicNames) {
       {"orders/eu", "'/'"},
       {"a..b", "'..'"},
       {".hidden", "starts with '.'"},
+      {"-lead", "starts with '-'"},
       {std::string("ctl\x01name"), "\\x01"},
       {"tab\there", "\\x09"},
       {"line\nbreak", "\\x0a"},
@@ -61,6 +62,7 @@ TEST_F(BadInputTest, InvalidGroupNames) {
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 4096, .max_event = 1024}));
   EXPECT_ERROR(bus_->consumer("t", {.group = "a/b"}), Errc::kInvalidArgument, "a/b");
   EXPECT_ERROR(bus_->consumer("t", {.group = ".g"}), Errc::kInvalidArgument, ".g");
+  EXPECT_ERROR(bus_->consumer("t", {.group = "-g"}), Errc::kInvalidArgument, "starts with '-'");
   EXPECT_ERROR(bus_->consumer("t", {.group = std::string(101, 'g')}), Errc::kInvalidArgument, "101 chars");
   EXPECT_ERROR(bus_->consumer("t", {.group = "x.dlq.y"}), Errc::kInvalidArgument, ".dlq.");
 }
@@ -80,6 +82,7 @@ TEST_F(BadInputTest, InvalidBusNames) {
       {"has/slash", "'/'"},
       {"has space", "' '"},
       {std::string("ctl\x02"), "\\x02"},
+      {"-bus", "starts with '-'"},
   };
   for (const auto& [name, needle] : cases) {
     SCOPED_TRACE("bus name '" + name + "'");
