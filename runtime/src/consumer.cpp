@@ -151,6 +151,7 @@ struct Consumer::Impl {
   bool commit_requested = false;  // commit_async()
   std::size_t last_drain = 0;      // events of the last drain that found any (burst_settle)
   std::size_t finished_dead = 0;   // events the current poll moved to the DLQ: they count against its max
+  bool in_poll = false;            // inside poll_impl (its handlers included): poll, next and seek refuse
 
   ~Impl();
 
@@ -800,6 +801,16 @@ Consumer::~Consumer() = default;
 Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
                                         std::chrono::nanoseconds timeout) {
   Impl& I = *impl_;
+  // From inside a handler, a nested poll would deliver the event being
+  // handled again (and the ones after it, then again to the outer poll).
+  if (I.in_poll) [[unlikely]]
+    return fail(Errc::kInvalidArgument,
+                "poll() or next() called from inside this consumer's handler; return from the handler first");
+  I.in_poll = true;
+  struct LeavePoll {
+    bool& in;
+    ~LeavePoll() { in = false; }
+  } leave_poll{I.in_poll};
   shm::ReaderLayout* me = I.topic->reader(I.reader);
   // Liveness for heraldd: poll_count moves on every poll, every handled
   // event and every timed wake; kReaderInPoll is set only while waiting
@@ -931,6 +942,11 @@ Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
 
 Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
   Impl& I = *impl_;
+  // The poll running the handler moves the position past the event when
+  // the handler returns, over whatever a seek here set.
+  if (I.in_poll)
+    return fail(Errc::kInvalidArgument, "seek() called from inside this consumer's handler would be undone when it "
+                                        "returns; seek after poll() returns");
   if (partition >= I.parts.size() || !I.parts[partition].assigned)
     return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " is not read by this consumer");
   auto pos = detail::resolve_offset(*I.topic, partition, where);
@@ -961,6 +977,9 @@ Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
 }
 
 Result<void> Consumer::seek(Offset where) {
+  if (impl_->in_poll)
+    return fail(Errc::kInvalidArgument, "seek() called from inside this consumer's handler would be undone when it "
+                                        "returns; seek after poll() returns");
   const std::vector<std::uint32_t> ps = impl_->assigned;
   for (std::uint32_t p : ps)
     if (auto r = seek(p, where); !r) return r;

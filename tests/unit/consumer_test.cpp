@@ -481,6 +481,41 @@ TEST_F(ConsumerTest, AGroupStopsBetweenTwoRecordsOfABatchAndResumesThere) {
   EXPECT_EQ(drain(k), iota(1, 10)) << state_of("t");
 }
 
+// poll(), next() and seek() from inside the consumer's own handler are
+// refused: a nested poll delivered the event being handled again (and the
+// outer poll then delivered the nested poll's events a second time), and a
+// seek was undone by the poll when the handler returned.
+TEST_F(ConsumerTest, PollNextAndSeekFromInsideAHandlerAreRefused) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("t").value();
+  std::uint64_t seq = 0;
+  publish_n(producer, 4, &seq, 0);
+  auto c = bus_->consumer("t", {.group = "g"}).value();
+  std::vector<std::uint64_t> seen;
+  std::vector<std::string> nested;  // the error code of each nested call ("ok" if it succeeded)
+  auto n = c.poll(
+      [&](const EventView& e) {
+        seen.push_back(test::check_payload(e.payload())->seq);
+        auto inner = c.poll([&](const EventView&) { ADD_FAILURE() << "nested delivery"; }, 2);
+        nested.push_back(inner ? "ok" : std::string(to_string(inner.error().code)));
+        auto one = c.next();
+        nested.push_back(one ? "ok" : std::string(to_string(one.error().code)));
+        auto s = c.seek(0, Offset::earliest());
+        nested.push_back(s ? "ok" : std::string(to_string(s.error().code)));
+        auto all = c.seek(Offset::earliest());
+        nested.push_back(all ? "ok" : std::string(to_string(all.error().code)));
+      },
+      2);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(*n, 2u);
+  EXPECT_EQ(seen, iota(0, 2));
+  EXPECT_EQ(nested, std::vector<std::string>(8, std::string(to_string(Errc::kInvalidArgument))));
+  // After the poll, all of them work again, and nothing was delivered twice.
+  EXPECT_EQ(drain(c), iota(2, 4));
+  ASSERT_TRUE(c.seek(0, Offset::earliest()));
+  EXPECT_EQ(drain(c), iota(0, 4));
+}
+
 TEST_F(ConsumerTest, EveryGroupSeesEveryEvent) {
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 4, .ring_bytes = 1 << 16, .max_event = 1024}));
   auto shipping = bus_->consumer("t", {.group = "shipping", .policy = Policy::kLossless}).value();

@@ -200,7 +200,10 @@ class Consumer {
   // repeated ones in a per-event loop.
   void commit_async() noexcept;
 
-  // Moves the read position (and, in a group, the committed cursor).
+  // Moves the read position (and, in a group, the committed cursor). Not
+  // from inside this consumer's handler (kInvalidArgument), nor are poll()
+  // and next(): the running poll would undo the seek, and a nested poll
+  // would deliver the event being handled again.
   Result<void> seek(std::uint32_t partition, Offset where);
   Result<void> seek(Offset where);  // every assigned partition
 
