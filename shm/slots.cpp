@@ -63,7 +63,47 @@ bool repair_producer_slot(const TopicMap& topic, std::uint32_t slot, std::uint64
   return true;
 }
 
+// acquire_producer_slot without the producer id check (defined below).
+Result<std::uint32_t> acquire_any_producer_slot(const TopicMap& topic, std::uint64_t producer_id);
+
+namespace {
+// An idempotent producer id is one live producer's: two writing under one
+// id would both number their events 1, 2, 3... and a restarted producer,
+// or a consumer deduplicating by (id, sequence), could not tell them apart.
+// After slot i took the id: another live slot holding it, or UINT32_MAX.
+// Each acquirer stores its id, then (seq_cst fence) loads the others', so
+// of two racing for one id at least one sees the other (both may: each
+// then fails and may retry).
+std::uint32_t live_slot_with_id(const TopicMap& topic, std::uint32_t i, std::uint64_t producer_id) noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const std::uint32_t n = topic.geometry().producer_slots;
+  for (std::uint32_t j = 0; j < n; ++j) {
+    if (j == i) continue;
+    ProducerSlotLayout* ps = topic.producer(j);
+    const std::uint64_t owner = ps->owner.load(std::memory_order_seq_cst);
+    if (owner == 0 || owner == kOwnerReclaiming) continue;
+    if (ps->producer_id.load(std::memory_order_seq_cst) != producer_id) continue;
+    if (owner_dead(owner, ps->start_time.load(std::memory_order_relaxed))) continue;
+    return j;
+  }
+  return UINT32_MAX;
+}
+}  // namespace
+
 Result<std::uint32_t> acquire_producer_slot(const TopicMap& topic, std::uint64_t producer_id) {
+  auto slot = acquire_any_producer_slot(topic, producer_id);
+  if (!slot || producer_id == 0) return slot;
+  if (const std::uint32_t other = live_slot_with_id(topic, *slot, producer_id); other != UINT32_MAX) {
+    const std::uint64_t owner = topic.producer(other)->owner.load(std::memory_order_relaxed);
+    release_producer_slot(topic, *slot);
+    return fail(Errc::kBusy, "producer id " + std::to_string(producer_id) + " is in use on topic '" + topic.topic() +
+                                 "' by pid " + std::to_string(owner & 0xffffffffu) +
+                                 " (one live producer per id: its sequences would collide)");
+  }
+  return slot;
+}
+
+Result<std::uint32_t> acquire_any_producer_slot(const TopicMap& topic, std::uint64_t producer_id) {
   if (topic.log_access() != Access::kReadWrite)
     return fail(Errc::kPermissionDenied, "a producer needs the log segment mapped read-write");
   const auto me = static_cast<std::uint64_t>(::getpid());

@@ -14,7 +14,9 @@
 namespace herald::shm {
 
 // Takes a producer slot for the calling thread. On a single-producer topic
-// only slot 0 exists, and a live owner there is kBusy. Needs the log RW.
+// only slot 0 exists, and a live owner there is kBusy. A producer_id (an
+// idempotent producer's) that another live slot holds is kBusy too. Needs
+// the log RW.
 Result<std::uint32_t> acquire_producer_slot(const TopicMap& topic, std::uint64_t producer_id);
 // Frees it; its claim slots must be empty (every claim finished or aborted).
 void release_producer_slot(const TopicMap& topic, std::uint32_t slot) noexcept;

@@ -468,7 +468,7 @@ struct Producer::Impl {
 
   // What try_size() found wrong with a message (for kMeta, `bad` names the
   // field); invalid() words it.
-  enum class Invalid : std::uint8_t { kKey, kMeta, kNegativePartition, kNoSuchPartition, kTooLarge };
+  enum class Invalid : std::uint8_t { kKey, kMeta, kNegativePartition, kNoSuchPartition, kTooLarge, kSequence };
   struct Refusal {
     Invalid why{};
     const char* bad = nullptr;
@@ -494,6 +494,12 @@ struct Producer::Impl {
     }
     if (m.partition >= static_cast<std::int64_t>(partitions)) {
       no->why = Invalid::kNoSuchPartition;
+      return 0;
+    }
+    // Sequences stop at kMaxSequence: past it "last + 1" would wrap to 0
+    // and every later event of this producer id would be a "duplicate".
+    if (idempotent() && (m.sequence != 0 ? m.sequence : last_seq + 1) > kMaxSequence) {
+      no->why = Invalid::kSequence;
       return 0;
     }
     // A payload over max_event is too large whatever the rest; checked
@@ -524,6 +530,10 @@ struct Producer::Impl {
       case Invalid::kNoSuchPartition:
         return Error{Errc::kInvalidArgument, "partition " + std::to_string(m.partition) + " does not exist (topic '" +
                                                  topic->topic() + "' has " + std::to_string(partitions) + ")"};
+      case Invalid::kSequence:
+        return Error{Errc::kInvalidArgument,
+                     "sequence " + std::to_string(m.sequence != 0 ? m.sequence : last_seq + 1) + " is past the largest, " +
+                         std::to_string(kMaxSequence) + " (producer id " + std::to_string(opts.producer_id) + ")"};
       case Invalid::kTooLarge: break;
     }
     const std::string size = payload_len > max_event
@@ -657,6 +667,7 @@ Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> b
     const std::uint32_t p = I.batch_part[i];
     if (p == kSkip) {
       ++result.published;
+      ++result.duplicates;
       ++i;
       continue;
     }

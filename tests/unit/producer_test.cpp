@@ -666,5 +666,58 @@ TEST_F(ProducerTest, StatsAndTopicCountersAddUp) {
   EXPECT_EQ(info.partition_info[0].events + info.partition_info[1].events, 15u);
 }
 
+// Idempotent producers (ProducerOptions::producer_id): found by an
+// adversarial pass over the API.
+TEST_F(ProducerTest, IdempotentSequencesStopAtTheLargestAndNeverWrap) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto p = bus_->producer("t", {.producer_id = 7}).value();
+  auto r = p.publish({.payload = "past", .sequence = UINT64_MAX});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kInvalidArgument) << r.error().message();
+  ASSERT_TRUE(p.publish({.payload = "last", .sequence = kMaxSequence}));
+  // "last + 1" would wrap to 0 and make every later event a duplicate.
+  r = p.publish({.payload = "next"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kInvalidArgument) << r.error().message();
+  EXPECT_NE(r.error().detail.find("past the largest"), std::string::npos) << r.error().message();
+}
+
+TEST_F(ProducerTest, IdempotentBatchSaysHowManyWereDuplicates) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto p = bus_->producer("t", {.producer_id = 9}).value();
+  ASSERT_TRUE(p.publish({.payload = "s1"}));
+  ASSERT_TRUE(p.publish({.payload = "s2"}));
+  const std::vector<Message> batch = {
+      {.payload = "dup1", .sequence = 1}, {.payload = "new3"}, {.payload = "dup2", .sequence = 2}, {.payload = "new4"}};
+  auto b = p.publish_batch(batch);
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ(b->published, 4u);
+  EXPECT_EQ(b->duplicates, 2u);
+  auto c = bus_->consumer("t", {.group = "g"}).value();
+  std::vector<std::string> got;
+  ASSERT_TRUE(c.poll([&](const EventView& e) { got.emplace_back(e.payload_text()); }, 16));
+  EXPECT_EQ(got, (std::vector<std::string>{"s1", "s2", "new3", "new4"}));
+}
+
+TEST_F(ProducerTest, OneLiveProducerPerIdempotentId) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto first = bus_->producer("t", {.producer_id = 100});
+  ASSERT_TRUE(first) << first.error().message();
+  auto second = bus_->producer("t", {.producer_id = 100});
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, Errc::kBusy) << second.error().message();
+  EXPECT_NE(second.error().detail.find("producer id 100"), std::string::npos) << second.error().message();
+  // Other ids, and id 0 (not idempotent), are not affected.
+  EXPECT_TRUE(bus_->producer("t", {.producer_id = 101}));
+  EXPECT_TRUE(bus_->producer("t"));
+  // Once the first is gone, the id is free, and its successor continues
+  // after the last committed sequence.
+  ASSERT_TRUE(first->publish({.payload = "a"}));
+  first = fail(Errc::kClosed, "gone");
+  auto again = bus_->producer("t", {.producer_id = 100});
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->last_sequence(), 1u);
+}
+
 }  // namespace
 }  // namespace herald

@@ -76,8 +76,11 @@ struct Message {
   // Idempotent producers (ProducerOptions::producer_id != 0): the event's
   // sequence; 0 means the producer's last sequence + 1. A sequence at or
   // below the last one committed is not published again (Published::duplicate).
+  // At most kMaxSequence (kInvalidArgument past it).
   std::uint64_t sequence = 0;
 };
+
+inline constexpr std::uint64_t kMaxSequence = (1ull << 63) - 1;
 
 // Limits of the envelope's variable fields (bytes).
 inline constexpr std::size_t kMaxKeyBytes = 65535;

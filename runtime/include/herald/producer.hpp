@@ -28,7 +28,8 @@ struct ProducerOptions {
   // Default `source` for events that do not name one.
   std::string source{};
   // Idempotence identity: a producer restarted with the same id learns its
-  // last committed sequence (0: none).
+  // last committed sequence (0: none). One live producer per id and topic:
+  // a second one is refused (kBusy) while the first lives.
   std::uint64_t producer_id = 0;
 };
 
@@ -79,9 +80,13 @@ class Producer {
   // published: the result is an error when none were, else a value with
   // `published` < batch.size() and `error` saying why it stopped. The
   // published events are exactly the first `published` of the batch, so
-  // retrying batch.subspan(published) publishes each event once.
+  // retrying batch.subspan(published) publishes each event once. An
+  // idempotent producer leaves out an event whose sequence was committed
+  // already; it counts in `published` (it is done with) and in `duplicates`
+  // (it was not written again).
   struct BatchResult {
     std::size_t published = 0;
+    std::size_t duplicates = 0;  // of `published`: idempotent duplicates, not written
     std::optional<Error> error;
   };
   Result<BatchResult> publish_batch(std::span<const Message> batch);
