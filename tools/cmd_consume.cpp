@@ -122,6 +122,8 @@ int consume(const Context& ctx, const ConsumeArgs& a) {
   // gets the batch again). --exec: each event is acknowledged by its command.
   if (a.exec.empty()) co.commit_mode = CommitMode::kManual;
   co.retry.initial = std::chrono::milliseconds(a.retry_backoff_ns / 1'000'000);
+  co.retry.max = std::max(co.retry.max, co.retry.initial);  // "doubles each time, at most 10 s" or the first wait
+  if (co.retry.initial > kMaxRetryWait) usage_error("--retry-backoff is longer than a year");
   if (a.policy == "lossless") co.policy = Policy::kLossless;
   else if (a.policy == "lossy") co.policy = Policy::kLossy;
   else if (a.policy == "lag-out") co.policy = Policy::kLagOut;

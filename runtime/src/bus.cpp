@@ -125,6 +125,10 @@ Result<Bus> Bus::attach(std::string_view name_in) {
 }
 
 Result<void> Bus::destroy(std::string_view name_in) {
+  // No default for the one call that deletes everything: "" would mean
+  // $HERALD_BUS or "default", whichever the environment says.
+  if (name_in.empty())
+    return fail(Errc::kInvalidArgument, "Bus::destroy needs the bus's name (it does not default to $HERALD_BUS)");
   const std::string name = resolve_bus_name(name_in);
   if (auto r = shm::validate_bus_name(name); !r) return fail(std::move(r).error());
   // A running daemon removes the bus itself and exits; wait for it (bounded).
@@ -192,6 +196,10 @@ Result<TopicInfo> Bus::create_topic(std::string_view name, const TopicConfig& co
   }
   auto lock = impl_->admin_lock();
   if (!lock) return fail(std::move(lock).error());
+  // A handle that outlived Bus::destroy still maps the unlinked registry:
+  // a topic made through it would be segments nobody can find.
+  if (!shm::Segment::exists(shm::registry_segment_name(impl_->name)))
+    return fail(Errc::kClosed, "bus '" + impl_->name + "' was destroyed; attach again to make it anew");
   return detail::create_topic_locked(impl_->registry, impl_->name, name, config);
 }
 

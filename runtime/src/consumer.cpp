@@ -6,6 +6,7 @@
 // (a futex wait only when parked, a wake only when a producer is parked).
 #include "herald/consumer.hpp"
 
+#include <cmath>
 #include <cstring>
 #include <optional>
 #include <exception>
@@ -1034,6 +1035,17 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
   if (!options.partitions.empty())
     return fail(Errc::kInvalidArgument, "partitions are assigned to group members; `partitions` is for group-less readers");
   if (options.max_poll_interval.count() <= 0) return fail(Errc::kInvalidArgument, "max_poll_interval must be positive");
+  if (options.policy != Policy::kDefault && options.policy != Policy::kLossless && options.policy != Policy::kLossy &&
+      options.policy != Policy::kLagOut)
+    return fail(Errc::kInvalidArgument, "policy " + std::to_string(static_cast<int>(options.policy)) + " is not a Policy");
+  // A NaN multiplier wedged a failing event (its retry time became NaN);
+  // a negative wait, or one too long for the nanosecond clock, skipped the
+  // backoff. The longest wait, kMaxRetryWait, is still days.
+  if (const RetryPolicy& rp = options.retry; rp.initial.count() < 0 || rp.max.count() < 0 || rp.max < rp.initial ||
+                                               !std::isfinite(rp.multiplier) || rp.multiplier < 1.0 ||
+                                               rp.max > kMaxRetryWait)
+    return fail(Errc::kInvalidArgument, "retry: initial and max must be 0 .. " + std::to_string(kMaxRetryWait.count()) +
+                                            " ms with initial <= max, and multiplier a finite number >= 1");
   auto rec = impl_->find_topic(topic);
   if (!rec) return fail(std::move(rec).error());
   impl->source = *rec;

@@ -2,11 +2,14 @@
 // message that names the bad value — and never a crash.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "shm/mapping.hpp"
+#include "shm/names.hpp"
 #include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
@@ -73,6 +76,39 @@ TEST_F(BadInputTest, ADeadLetterTopicTakesNoProducer) {
   ASSERT_TRUE(c) << c.error().message();
   ASSERT_TRUE(bus_->describe_topic("t.dlq.g")) << "the group's DLQ topic exists";
   EXPECT_ERROR(bus_->producer("t.dlq.g"), Errc::kInvalidArgument, "dead-letter topic");
+}
+
+TEST_F(BadInputTest, OptionsOutsideTheirRange) {
+  EXPECT_ERROR(bus_->create_topic("t", {.default_policy = static_cast<Policy>(77)}), Errc::kInvalidArgument,
+               "default_policy");
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  EXPECT_ERROR(bus_->consumer("t", {.group = "g", .policy = static_cast<Policy>(99)}), Errc::kInvalidArgument,
+               "not a Policy");
+  using std::chrono::milliseconds;
+  const RetryPolicy bad[] = {
+      {milliseconds(1), std::numeric_limits<double>::quiet_NaN(), milliseconds(10)},  // wedged a failing event
+      {milliseconds(1), std::numeric_limits<double>::infinity(), milliseconds(10)},
+      {milliseconds(1), 0.5, milliseconds(10)},
+      {milliseconds(-5), 2.0, milliseconds(10)},
+      {milliseconds(20), 2.0, milliseconds(10)},
+      {milliseconds::max(), 2.0, milliseconds::max()},  // overflowed into no backoff at all
+  };
+  for (const RetryPolicy& r : bad) {
+    SCOPED_TRACE(std::to_string(r.initial.count()) + " ms x " + std::to_string(r.multiplier) + " up to " +
+                 std::to_string(r.max.count()) + " ms");
+    EXPECT_ERROR(bus_->consumer("t", {.group = "g", .retry = r}), Errc::kInvalidArgument, "retry");
+  }
+  // Nothing half-made: no group came of the refused consumers.
+  EXPECT_TRUE(bus_->describe_topic("t").value().groups.empty());
+}
+
+TEST_F(BadInputTest, DestroyNeedsANameAndAStaleHandleMakesNoTopics) {
+  EXPECT_ERROR(Bus::destroy(""), Errc::kInvalidArgument, "needs the bus's name");
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  ASSERT_TRUE(Bus::destroy(guard_.bus()));
+  EXPECT_ERROR(bus_->create_topic("t2", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}), Errc::kClosed,
+               "was destroyed");
+  EXPECT_TRUE(shm::Segment::list(shm::bus_segment_prefix(guard_.bus())).empty()) << "no orphan segments";
 }
 
 TEST_F(BadInputTest, InvalidBusNames) {

@@ -114,7 +114,9 @@ class Bus {
   // Attaches to the bus `name` (empty: env HERALD_BUS, else "default"),
   // creating its registry if this is the first use on the host.
   static Result<Bus> attach(std::string_view name = {});
-  // Removes every shared-memory object and file of a bus.
+  // Removes every shared-memory object and file of a bus. The name is
+  // required (no default). Handles still attached get kClosed from their
+  // topics, and create_topic on them fails (kClosed).
   static Result<void> destroy(std::string_view name);
 
   Bus(Bus&&) noexcept;

@@ -72,11 +72,15 @@ inline HandlerResult nack(std::string reason) { return HandlerResult::failure(st
 
 // Backoff between deliveries of a failing event: initial, times multiplier
 // per retry, at most max. The partition waits; other partitions go on.
+// Backoff between deliveries of a failing event: initial, then times
+// multiplier each time, at most max. Checked when the consumer is made:
+// 0 <= initial <= max <= kMaxRetryWait, multiplier finite and >= 1.
 struct RetryPolicy {
   std::chrono::milliseconds initial = std::chrono::milliseconds(100);
   double multiplier = 2.0;
   std::chrono::milliseconds max = std::chrono::seconds(10);
 };
+inline constexpr std::chrono::milliseconds kMaxRetryWait = std::chrono::hours(24 * 365);
 
 // Events a lossy read could not get (overwritten before this group read them).
 struct GapReport {
