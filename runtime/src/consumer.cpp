@@ -73,6 +73,7 @@ struct Consumer::Impl {
     std::string reason;                     // of the last failure of failed_pos
     std::uint64_t first_failure_ns = 0, last_failure_ns = 0;
     bool recover = false;                   // takeover recovery still to do (group members)
+    std::uint64_t overrun_counted_at = UINT64_MAX;  // on_overrun = kError: the gap at this read position is counted
   };
   std::vector<Part> parts;
   std::vector<std::uint32_t> assigned;
@@ -322,11 +323,15 @@ struct Consumer::Impl {
         (topic->group(static_cast<std::uint32_t>(group))->flags.load(std::memory_order_relaxed) & shm::kGroupGating) != 0)
       to = pt.floor;
     if (group >= 0 && opts.on_overrun == OffsetReset::kLatest) to = shm::load_tail(v);
-    if (group >= 0 && opts.on_overrun == OffsetReset::kError)
-      return fail(Errc::kCorrupt, "group '" + group_name + "' lost events on partition " + std::to_string(p) +
+    if (to <= pt.read) return {};  // raced with a reader-visible commit: just retry
+    const bool stop = group >= 0 && opts.on_overrun == OffsetReset::kError;
+    // on_overrun = kError: the reader stays where it is and the caller
+    // seeks, but the bytes up to the oldest readable position are gone
+    // whatever it does next: counted once, here, as any other gap.
+    if (stop && pt.overrun_counted_at == pt.read)
+      return fail(Errc::kOverrun, "group '" + group_name + "' lost events on partition " + std::to_string(p) +
                                       " of topic '" + topic->topic() + "': position " + std::to_string(pt.read) +
                                       " was overwritten (on_overrun=error; seek to continue)");
-    if (to <= pt.read) return {};  // raced with a reader-visible commit: just retry
     stats.gap_bytes += to - pt.read;
     stats.gaps += 1;
     if (group >= 0) {
@@ -336,6 +341,13 @@ struct Consumer::Impl {
       g->gap_events.store(g->gap_events.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
     if (opts.on_gap) opts.on_gap(GapReport{p, pt.read, to, to - pt.read});
+    if (stop) {
+      pt.overrun_counted_at = pt.read;
+      return fail(Errc::kOverrun, "group '" + group_name + "' lost events on partition " + std::to_string(p) +
+                                      " of topic '" + topic->topic() + "': position " + std::to_string(pt.read) +
+                                      " was overwritten, " + std::to_string(to - pt.read) +
+                                      " bytes up to the oldest retained event (on_overrun=error; seek to continue)");
+    }
     pt.read = pt.handled = to;
     return {};
   }

@@ -27,6 +27,7 @@ enum class Errc : std::uint8_t {
   kIo,                 // another operating-system error
   kProtocol,           // a malformed control-plane message
   kLimit,              // a fixed table (producers, readers, groups, topics) is full
+  kOverrun,            // events were overwritten before this reader read them (on_overrun = kError): seek on
 };
 
 constexpr std::string_view to_string(Errc e) noexcept {
@@ -49,6 +50,7 @@ constexpr std::string_view to_string(Errc e) noexcept {
     case Errc::kIo: return "io";
     case Errc::kProtocol: return "protocol";
     case Errc::kLimit: return "limit";
+    case Errc::kOverrun: return "overrun";
   }
   return "unknown";
 }
