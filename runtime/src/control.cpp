@@ -83,7 +83,7 @@ nlohmann::json error_response(std::uint64_t id, const Error& e) {
 }
 
 Errc errc_from_name(std::string_view name) noexcept {
-  for (int i = 0; i <= static_cast<int>(Errc::kLimit); ++i) {
+  for (int i = 0; i <= static_cast<int>(Errc::kOverrun); ++i) {  // the last Errc
     const auto e = static_cast<Errc>(i);
     if (to_string(e) == name) return e;
   }

@@ -28,6 +28,7 @@ enum class Errc : std::uint8_t {
   kProtocol,           // a malformed control-plane message
   kLimit,              // a fixed table (producers, readers, groups, topics) is full
   kOverrun,            // events were overwritten before this reader read them (on_overrun = kError): seek on
+  // New codes go last (control.cpp's errc_from_name walks up to the last).
 };
 
 constexpr std::string_view to_string(Errc e) noexcept {
