@@ -338,6 +338,14 @@ TEST_F(DaemonServerTest, MemberThatNeverSawARevokedPartitionStillReleasesIt) {
   shm::release_reader_slot(*m, *slot_y);
 }
 
+// heraldd sends an error's code by name; the client maps every name back.
+TEST(ControlErrcTest, EveryErrcNameMapsBack) {
+  for (int i = 0; i <= static_cast<int>(Errc::kOverrun); ++i) {
+    const auto e = static_cast<Errc>(i);
+    EXPECT_EQ(control::errc_from_name(to_string(e)), e) << to_string(e);
+  }
+}
+
 TEST_F(DaemonServerTest, MalformedFrameClosesOnlyItsConnection) {
   const std::string sock = detail::socket_path(guard_.run_dir(), guard_.bus());
   auto raw = [&] {
