@@ -205,7 +205,18 @@ struct Consumer::Impl {
     const std::uint64_t now = shm::monotonic_ns();
     if (now - last_rejoin_ns < kRejoinEveryNs) return;
     last_rejoin_ns = now;
-    set_assignment(detail::take_free_partitions(*topic, static_cast<std::uint32_t>(group), reader));
+    take_partitions(detail::take_free_partitions(*topic, static_cast<std::uint32_t>(group), reader));
+  }
+
+  // Daemonless: partitions this member just took (at creation, or a dead
+  // owner's): assigned, and on_assigned told, as heraldd's assignments are.
+  void take_partitions(const std::vector<std::uint32_t>& ps) {
+    std::vector<std::uint32_t> fresh;
+    for (std::uint32_t p : ps)
+      if (!parts[p].assigned) fresh.push_back(p);
+    if (fresh.empty()) return;
+    set_assignment(fresh);
+    if (opts.on_assigned) opts.on_assigned(fresh);
   }
 
   bool lossy(const Part& pt) const {
@@ -1131,7 +1142,7 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
   impl->policy = g->policy;
   m.group(g->slot)->members.fetch_add(1, std::memory_order_relaxed);
   impl->last_rejoin_ns = shm::monotonic_ns();
-  impl->set_assignment(detail::take_free_partitions(m, g->slot, *slot));
+  impl->take_partitions(detail::take_free_partitions(m, g->slot, *slot));
   return Consumer(std::move(impl));
 }
 

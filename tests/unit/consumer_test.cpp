@@ -516,6 +516,33 @@ TEST_F(ConsumerTest, PollNextAndSeekFromInsideAHandlerAreRefused) {
   EXPECT_EQ(drain(c), iota(0, 4));
 }
 
+// Without heraldd, a member takes free partitions itself (at creation, and
+// a departed member's later); on_assigned hears of both, as it does of
+// heraldd's assignments.
+TEST_F(ConsumerTest, DaemonlessMembersAreToldOfThePartitionsTheyTake) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 2, .ring_bytes = 1 << 16, .max_event = 1024}));
+  std::vector<std::vector<std::uint32_t>> a_calls, b_calls;
+  auto opts = [](std::vector<std::vector<std::uint32_t>>* calls) {
+    ConsumerOptions o;
+    o.group = "g";
+    o.on_assigned = [calls](std::span<const std::uint32_t> ps) { calls->emplace_back(ps.begin(), ps.end()); };
+    return o;
+  };
+  auto a = bus_->consumer("t", opts(&a_calls));
+  ASSERT_TRUE(a) << a.error().message();
+  EXPECT_EQ(a_calls, (std::vector<std::vector<std::uint32_t>>{{0, 1}}));
+  auto b = bus_->consumer("t", opts(&b_calls)).value();
+  EXPECT_TRUE(b_calls.empty()) << "nothing was free";
+  a = fail(Errc::kClosed, "left");
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        (void)b.poll([](const EventView&) {}, 16, milliseconds(10));
+        return b.assignment().size() == 2;
+      },
+      20, [&] { return "b owns " + std::to_string(b.assignment().size()) + " partitions"; }));
+  EXPECT_EQ(b_calls, (std::vector<std::vector<std::uint32_t>>{{0, 1}}));
+}
+
 TEST_F(ConsumerTest, EveryGroupSeesEveryEvent) {
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 4, .ring_bytes = 1 << 16, .max_event = 1024}));
   auto shipping = bus_->consumer("t", {.group = "shipping", .policy = Policy::kLossless}).value();
