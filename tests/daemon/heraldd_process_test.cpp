@@ -64,6 +64,28 @@ class DaemonByPid {
 
 class HeralddMultiProcessTest : public ::testing::Test {
  protected:
+  // For the autostart tests only: autostart on, with the heraldd under
+  // test; HERALD_NO_AUTOSTART=1 again when it goes.
+  struct Autostart {
+    Autostart() {
+      ::unsetenv("HERALD_NO_AUTOSTART");
+      ::setenv("HERALD_DAEMON", heraldd_path().c_str(), 1);
+    }
+    ~Autostart() {
+      ::setenv("HERALD_NO_AUTOSTART", "1", 1);
+      ::unsetenv("HERALD_DAEMON");
+    }
+    Autostart(const Autostart&) = delete;
+    Autostart& operator=(const Autostart&) = delete;
+  };
+  // The bus's daemon as its registry records it: (pid, start time); pid 0
+  // when there is no registry or no daemon.
+  std::pair<pid_t, std::uint64_t> registry_daemon() const {
+    auto reg = shm::Registry::open(guard_.bus());
+    if (!reg) return {0, 0};
+    return {static_cast<pid_t>(reg->header()->daemon_pid.load()), reg->header()->daemon_start_time.load()};
+  }
+
   std::vector<std::string> bus_files() const {
     std::vector<std::string> out;
     for (const std::string& f : {detail::socket_path(guard_.run_dir(), guard_.bus()),
@@ -141,22 +163,10 @@ TEST_F(HeralddMultiProcessTest, SigtermExitsZeroAndLeavesTheBusStateInSharedMemo
 }
 
 TEST_F(HeralddMultiProcessTest, AutostartStartsADetachedDaemonThatBusDestroyStops) {
-  // This test only: autostart on, and the heraldd under test.
-  ::unsetenv("HERALD_NO_AUTOSTART");
-  ::setenv("HERALD_DAEMON", heraldd_path().c_str(), 1);
-  struct Restore {
-    ~Restore() {
-      ::setenv("HERALD_NO_AUTOSTART", "1", 1);
-      ::unsetenv("HERALD_DAEMON");
-    }
-  } restore;
-
+  const Autostart autostart;
   auto bus = Bus::attach(guard_.bus());
   ASSERT_TRUE(bus) << bus.error().message();
-  auto reg = shm::Registry::open(guard_.bus());
-  ASSERT_TRUE(reg);
-  const auto pid = static_cast<pid_t>(reg->header()->daemon_pid.load());
-  const std::uint64_t start = reg->header()->daemon_start_time.load();
+  const auto [pid, start] = registry_daemon();
   DaemonByPid cleanup(pid, start);
   ASSERT_GT(pid, 0);
   ASSERT_NE(pid, ::getpid());
@@ -184,21 +194,10 @@ TEST_F(HeralddMultiProcessTest, AutostartStartsADetachedDaemonThatBusDestroyStop
 // member's goodbye to heraldd (on its way out) must not autostart a new
 // daemon, which would create the bus again.
 TEST_F(HeralddMultiProcessTest, AMemberLeavingADestroyedBusDoesNotStartItsDaemonAgain) {
-  ::unsetenv("HERALD_NO_AUTOSTART");
-  ::setenv("HERALD_DAEMON", heraldd_path().c_str(), 1);
-  struct Restore {
-    ~Restore() {
-      ::setenv("HERALD_NO_AUTOSTART", "1", 1);
-      ::unsetenv("HERALD_DAEMON");
-    }
-  } restore;
-
+  const Autostart autostart;
   auto bus = Bus::attach(guard_.bus());
   ASSERT_TRUE(bus) << bus.error().message();
-  auto reg = shm::Registry::open(guard_.bus());
-  ASSERT_TRUE(reg);
-  const auto pid = static_cast<pid_t>(reg->header()->daemon_pid.load());
-  const std::uint64_t start = reg->header()->daemon_start_time.load();
+  const auto [pid, start] = registry_daemon();
   DaemonByPid cleanup(pid, start);
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(bus->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 4096}));
