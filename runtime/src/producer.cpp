@@ -854,7 +854,10 @@ std::size_t Producer::max_event() const noexcept { return impl_->max_event; }
 std::size_t Producer::max_payload(const Message& meta) const noexcept {
   const char* bad = nullptr;
   const std::size_t m = detail::meta_size(meta, impl_->opts.source, &bad, impl_->idempotent());
-  const std::size_t fixed = shm::kRecordHeaderBytes + meta.key.size() + (m == SIZE_MAX ? 0 : m);
+  // An envelope that publish would refuse carries nothing (it reported the
+  // plain maximum, as if the envelope were empty).
+  if (m == SIZE_MAX || meta.key.size() > kMaxKeyBytes) return 0;
+  const std::size_t fixed = shm::kRecordHeaderBytes + meta.key.size() + m;
   return impl_->max_event > fixed ? impl_->max_event - fixed : 0;
 }
 

@@ -719,5 +719,14 @@ TEST_F(ProducerTest, OneLiveProducerPerIdempotentId) {
   EXPECT_EQ(again->last_sequence(), 1u);
 }
 
+TEST_F(ProducerTest, MaxPayloadOfAnEnvelopePublishWouldRefuseIsZero) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 4096}));
+  auto p = bus_->producer("t").value();
+  EXPECT_EQ(p.max_payload(), 4096u - 48u);
+  const std::vector<Header> many(kMaxHeaders + 1, Header{"h", "v"});
+  EXPECT_EQ(p.max_payload({.headers = many}), 0u);
+  EXPECT_EQ(p.max_payload({.key = std::string(kMaxKeyBytes + 1, 'k')}), 0u);
+}
+
 }  // namespace
 }  // namespace herald

@@ -38,7 +38,10 @@ struct Published {
   std::uint32_t partition = 0;
   std::uint64_t position = 0;
   EventId id{};
-  bool duplicate = false;  // an idempotent producer's sequence that was already committed: not published
+  // An idempotent producer's sequence that was already committed: not
+  // published again, and partition and position are 0 (where the first
+  // one landed is not looked up).
+  bool duplicate = false;
 };
 
 struct ProducerStats {
@@ -106,7 +109,8 @@ class Producer {
   [[nodiscard]] std::uint32_t partitions() const noexcept;
   [[nodiscard]] const std::string& topic() const noexcept;
   [[nodiscard]] std::size_t max_event() const noexcept;
-  // The largest payload an event with this envelope can carry.
+  // The largest payload an event with this envelope can carry; 0 for an
+  // envelope publish would refuse.
   [[nodiscard]] std::size_t max_payload(const Message& meta = {}) const noexcept;
   [[nodiscard]] ProducerStats stats() const noexcept;
   // Idempotent producers: the highest sequence committed under this
