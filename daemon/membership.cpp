@@ -563,6 +563,14 @@ void Daemon::restore_groups(TopicState& t) {
       g.owner[p] = m->id;
     }
     g.empty_since_ns = g.members.empty() ? now : 0;
+    // Partitions nobody owns now (their owner died while no daemon ran, or
+    // none had one) go to the members at the next rebalance; without it a
+    // live member kept only what it had, and the rest was read by no one
+    // (on a lossless topic, producers stalled) until another member joined.
+    // Restored members keep what they own: the rebalance moves only free
+    // partitions until the grace decides about the rest.
+    for (std::uint32_t p = 0; p < map.partitions() && !g.members.empty(); ++p)
+      if (g.owner[p] == 0) g.dirty = true;
   }
 }
 

@@ -120,5 +120,32 @@ TEST_F(DaemonRestartTest, DeadOwnersAreNotRestored) {
   for (std::uint32_t p = 0; p < 4; ++p) EXPECT_EQ(owner_reader(*m, p), 0u) << "partition " << p;
 }
 
+// An owner that died while no daemon ran: its partitions go to the live
+// members once the daemon is back (they were read by no one until another
+// member joined; on a lossless topic the producers stalled).
+TEST_F(DaemonRestartTest, PartitionsOfAnOwnerThatDiedWhileNoDaemonRanGoToTheLiveMembers) {
+  auto m = create_topic("t");
+  const std::uint32_t ra = reader(*m), rb = reader(*m);
+  const std::uint64_t a = join(1, "t", "g", ra);
+  join(2, "t", "g", rb);
+  ack(1, a, minus(all_partitions(4), assigned(*m, ra)));
+  const Parts a_parts = assigned(*m, ra), b_parts = assigned(*m, rb);
+  ASSERT_EQ(a_parts.size(), 2u);
+  ASSERT_EQ(b_parts.size(), 2u);
+  const auto gens_before = gens(*m);
+  d_.reset();
+  m->reader(rb)->start_time.store(shm::self_start_time() + 777);  // B died meanwhile
+  daemon::Config c = config();
+  c.rejoin_grace_ns = 10'000 * kMs;
+  open_daemon(c);
+  ASSERT_EQ(d_->members().size(), 1u);
+  polled(*m, ra);
+  step(100 * kMs);
+  // Well within the grace: A keeps its partitions and generations and gets B's.
+  EXPECT_EQ(assigned(*m, ra), all_partitions(4)) << describe_groups(*m);
+  for (std::uint32_t p : a_parts) EXPECT_EQ(gen(*m, p), gens_before[p]) << "partition " << p;
+  for (std::uint32_t p : b_parts) EXPECT_GT(gen(*m, p), gens_before[p]) << "partition " << p;
+}
+
 }  // namespace
 }  // namespace herald::test
