@@ -182,7 +182,12 @@ int consume(const Context& ctx, const ConsumeArgs& a) {
                        static_cast<unsigned long long>(e.position()), e.delivery(), r.reason.c_str());
           return nack("--exec command failed: " + r.reason);
         },
-        b.room(1024), b.slice());
+        // --exec: one event per poll, so the cursor moves after each one
+        // (a command takes milliseconds; a poll, nanoseconds). With a
+        // batch, a lossless topic's producers waited for the whole batch
+        // of slow commands, and a killed consumer's successor ran them all
+        // again.
+        b.room(a.exec.empty() ? 1024 : 1), b.slice());
     if (std::fflush(stdout) != 0 || std::ferror(stdout))
       return runtime_error(std::string("write to stdout failed: ") + std::strerror(errno) +
                            "; the last batch was not committed and will be delivered again");
