@@ -16,6 +16,7 @@
 #include <map>
 #include <set>
 
+#include "runtime/src/daemon_client.hpp"
 #include "runtime/src/run_dir.hpp"
 #include "tools/cli.hpp"
 
@@ -115,12 +116,31 @@ void check_segments(const Context& ctx, bool fix, std::vector<Check>& out, std::
     out.push_back({Level::kOk, "segments", std::to_string(registered) + " segments, all registered"});
 }
 
-void check_stats(const BusStats& s, std::vector<Check>& out) {
-  out.push_back(s.daemon.alive
-                    ? Check{Level::kOk, "daemon", "heraldd pid " + std::to_string(s.daemon.pid) + " is running"}
-                    : Check{Level::kWarn, "daemon",
-                            "heraldd is not running: producers and consumers keep working, but joins, rebalances and "
-                            "repairs of dead producers wait ('herald daemon start')"});
+// Whether the running daemon answers on its socket: a process that lives
+// but does not answer (stopped with SIGSTOP, stuck) holds every new
+// producer and consumer of the bus, which wait for its hello. Empty when it
+// answers; else why not. Waits up to the client's hello timeout (5 s).
+std::string daemon_silence(const Context& ctx) {
+  auto dir = detail::run_dir();
+  if (!dir) return dir.error().message();
+  auto c = detail::DaemonClient::connect(detail::socket_path(*dir, ctx.bus()));
+  return c ? std::string() : c.error().message();
+}
+
+void check_stats(const Context& ctx, const BusStats& s, std::vector<Check>& out) {
+  if (!s.daemon.alive) {
+    out.push_back({Level::kWarn, "daemon",
+                   "heraldd is not running: producers and consumers keep working, but joins, rebalances and repairs "
+                   "of dead producers wait ('herald daemon start')"});
+  } else if (const std::string why = daemon_silence(ctx); !why.empty()) {
+    out.push_back({Level::kProblem, "daemon",
+                   "heraldd pid " + std::to_string(s.daemon.pid) + " is running but does not answer (" + why +
+                       "): new producers and consumers wait for it. Stopped (SIGSTOP) or stuck? 'kill -CONT " +
+                       std::to_string(s.daemon.pid) + "', or 'kill " + std::to_string(s.daemon.pid) +
+                       "' and 'herald daemon start'"});
+  } else {
+    out.push_back({Level::kOk, "daemon", "heraldd pid " + std::to_string(s.daemon.pid) + " is running and answers"});
+  }
   std::size_t claims = 0, groups = 0;
   for (const TopicStats& t : s.topics) {
     if (!t.error.empty()) {
@@ -223,7 +243,7 @@ int doctor(const Context& ctx, bool fix) {
   if (!s && s.error().code != Errc::kNotFound) checks.push_back({Level::kProblem, "registry", s.error().message()});
   if (!s && s.error().code == Errc::kNotFound)
     checks.push_back({Level::kOk, "registry", "bus '" + ctx.bus() + "' has no registry (never used, or destroyed)"});
-  if (s) check_stats(*s, checks);
+  if (s) check_stats(ctx, *s, checks);
   check_segments(ctx, fix, checks, &herald_bytes);
   check_run_dir(ctx, checks);
   check_space(s ? &*s : nullptr, herald_bytes, checks);

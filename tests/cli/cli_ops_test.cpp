@@ -3,6 +3,7 @@
 // bus commands, and the demo.
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -216,6 +217,28 @@ TEST_F(CliOpsTest, DaemonStartStatusStopAndBusDestroy) {
     if (c["check"] == "segments") {
       EXPECT_NE(c["detail"].get<std::string>().find("0 segments"), std::string::npos) << c;
     }
+}
+
+// A daemon that lives but does not answer (here: stopped) holds every new
+// producer and consumer; doctor says so instead of "running".
+TEST_F(CliOpsTest, DoctorNamesADaemonThatDoesNotAnswer) {
+  ASSERT_EQ(h({"daemon", "start"}).status, 0);
+  const long pid = daemon_pid();
+  ASSERT_GT(pid, 0);
+  CliRun r = h({"doctor"});
+  EXPECT_EQ(r.status, 0) << r.describe();
+  EXPECT_NE(r.out.find("is running and answers"), std::string::npos) << r.out;
+  ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{static_cast<pid_t>(pid)};
+  r = h({"doctor"}, "", 60);
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.out.find("is running but does not answer"), std::string::npos) << r.out;
+  ::kill(static_cast<pid_t>(pid), SIGCONT);
+  r = h({"doctor"});
+  EXPECT_EQ(r.status, 0) << r.describe();
 }
 
 TEST_F(CliOpsTest, DoctorFindsAndFixesLeftoverSegments) {
