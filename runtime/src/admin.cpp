@@ -45,7 +45,7 @@ Result<void> validate_topic_config(std::string_view name, const TopicConfig& c, 
   if (auto r = shm::validate_entity_name(name, "topic", internal); !r) return r;
   shm::LogParams p{c.partitions, c.ring_bytes, c.max_event, 0};
   if (auto r = shm::validate_log_params(p); !r) return r;
-  if (c.default_policy != Policy::kLossless && c.default_policy != Policy::kLossy && c.default_policy != Policy::kLagOut)
+  if (!concrete_policy(c.default_policy))
     return fail(Errc::kInvalidArgument, "a topic's default_policy must be lossless, lossy or lag-out");
   if (c.lagout_grace.count() < 0) return fail(Errc::kInvalidArgument, "lagout_grace is negative");
   return {};

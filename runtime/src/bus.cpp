@@ -67,7 +67,7 @@ Result<nlohmann::json> Bus::Impl::call_daemon(nlohmann::json request) {
         // A bus that was destroyed while we were attached (its registry
         // segment is gone) stays destroyed: a daemon started now would
         // create it again, empty, for a client on its way out.
-        if (!shm::Segment::exists(shm::registry_segment_name(name)))
+        if (destroyed())
           return fail(Errc::kDaemonUnavailable, "bus '" + name + "' was destroyed; heraldd is not started for it again");
         c = detail::start_daemon(name, run_dir);
       }
@@ -198,7 +198,7 @@ Result<TopicInfo> Bus::create_topic(std::string_view name, const TopicConfig& co
   if (!lock) return fail(std::move(lock).error());
   // A handle that outlived Bus::destroy still maps the unlinked registry:
   // a topic made through it would be segments nobody can find.
-  if (!shm::Segment::exists(shm::registry_segment_name(impl_->name)))
+  if (impl_->destroyed())
     return fail(Errc::kClosed, "bus '" + impl_->name + "' was destroyed; attach again to make it anew");
   return detail::create_topic_locked(impl_->registry, impl_->name, name, config);
 }

@@ -13,6 +13,8 @@
 #include "herald/bus.hpp"
 #include "runtime/src/daemon_client.hpp"
 #include "runtime/src/run_dir.hpp"
+#include "shm/mapping.hpp"
+#include "shm/names.hpp"
 #include "shm/registry.hpp"
 #include "shm/topic_map.hpp"
 
@@ -30,6 +32,10 @@ struct Bus::Impl {
                                                         shm::Access state);
   Result<shm::TopicRecord> find_topic(std::string_view topic) const;
   Result<detail::FileLock> admin_lock() const;
+  // Whether Bus::destroy removed this bus since we attached: its registry
+  // segment is gone (we still map the unlinked one). Autostart and
+  // create_topic refuse then, or they would make the bus again / orphans.
+  bool destroyed() const { return !shm::Segment::exists(shm::registry_segment_name(name)); }
 
   // Daemon mode: a heraldd answered (or was started) at attach, and admin,
   // joins and rebalances go through it. Daemonless mode (no daemon and

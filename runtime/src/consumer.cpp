@@ -330,6 +330,8 @@ struct Consumer::Impl {
     // be overwriting now (tail - ring + max_event) and may lie past the
     // floor by up to max_event. Resuming there would skip events published
     // after the group gated them. The floor is a claim boundary (a tail).
+    // Relaxed, as in lossy_member: a stale "not gating" only keeps the
+    // conservative beginning(); heraldd demotes only while no member lives.
     if (group >= 0 && policy != shm::GroupPolicy::kLossy && pt.floor > pt.read && to > pt.floor &&
         (topic->group(static_cast<std::uint32_t>(group))->flags.load(std::memory_order_relaxed) & shm::kGroupGating) != 0)
       to = pt.floor;
@@ -339,10 +341,13 @@ struct Consumer::Impl {
     // on_overrun = kError: the reader stays where it is and the caller
     // seeks, but the bytes up to the oldest readable position are gone
     // whatever it does next: counted once, here, as any other gap.
-    if (stop && pt.overrun_counted_at == pt.read)
+    auto overrun_error = [&] {
       return fail(Errc::kOverrun, "group '" + group_name + "' lost events on partition " + std::to_string(p) +
                                       " of topic '" + topic->topic() + "': position " + std::to_string(pt.read) +
-                                      " was overwritten (on_overrun=error; seek to continue)");
+                                      " was overwritten, " + std::to_string(to - pt.read) +
+                                      " bytes up to the oldest retained event (on_overrun=error; seek to continue)");
+    };
+    if (stop && pt.overrun_counted_at == pt.read) return overrun_error();
     stats.gap_bytes += to - pt.read;
     stats.gaps += 1;
     if (group >= 0) {
@@ -354,10 +359,7 @@ struct Consumer::Impl {
     if (opts.on_gap) opts.on_gap(GapReport{p, pt.read, to, to - pt.read});
     if (stop) {
       pt.overrun_counted_at = pt.read;
-      return fail(Errc::kOverrun, "group '" + group_name + "' lost events on partition " + std::to_string(p) +
-                                      " of topic '" + topic->topic() + "': position " + std::to_string(pt.read) +
-                                      " was overwritten, " + std::to_string(to - pt.read) +
-                                      " bytes up to the oldest retained event (on_overrun=error; seek to continue)");
+      return overrun_error();
     }
     pt.read = pt.handled = to;
     return {};
@@ -1001,10 +1003,7 @@ Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
 }
 
 Result<void> Consumer::seek(Offset where) {
-  if (impl_->in_poll)
-    return fail(Errc::kInvalidArgument, "seek() called from inside this consumer's handler would be undone when it "
-                                        "returns; seek after poll() returns");
-  const std::vector<std::uint32_t> ps = impl_->assigned;
+  const std::vector<std::uint32_t> ps = impl_->assigned;  // seek(p) refuses inside a handler
   for (std::uint32_t p : ps)
     if (auto r = seek(p, where); !r) return r;
   return {};
@@ -1058,8 +1057,7 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
   if (!options.partitions.empty())
     return fail(Errc::kInvalidArgument, "partitions are assigned to group members; `partitions` is for group-less readers");
   if (options.max_poll_interval.count() <= 0) return fail(Errc::kInvalidArgument, "max_poll_interval must be positive");
-  if (options.policy != Policy::kDefault && options.policy != Policy::kLossless && options.policy != Policy::kLossy &&
-      options.policy != Policy::kLagOut)
+  if (options.policy != Policy::kDefault && !detail::concrete_policy(options.policy))
     return fail(Errc::kInvalidArgument, "policy " + std::to_string(static_cast<int>(options.policy)) + " is not a Policy");
   // A NaN multiplier wedged a failing event (its retry time became NaN);
   // a negative wait, or one too long for the nanosecond clock, skipped the

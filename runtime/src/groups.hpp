@@ -62,6 +62,10 @@ Result<std::vector<ResetStep>> reset_group_cursors(const shm::TopicMap& topic, s
 // order — times across producers are not monotonic).
 Result<std::uint64_t> resolve_offset(const shm::TopicMap& topic, std::uint32_t p, const Offset& where);
 
+// One of lossless, lossy, lag-out (not kDefault, nor a value outside the enum).
+inline bool concrete_policy(Policy p) noexcept {
+  return p == Policy::kLossless || p == Policy::kLossy || p == Policy::kLagOut;
+}
 shm::GroupPolicy to_shm(Policy p, shm::GroupPolicy fallback) noexcept;
 Policy from_shm(shm::GroupPolicy p) noexcept;
 const char* policy_name(shm::GroupPolicy p) noexcept;
