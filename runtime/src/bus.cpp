@@ -63,6 +63,7 @@ Result<nlohmann::json> Bus::Impl::call_daemon(nlohmann::json request) {
     if (!daemon_ || daemon_->broken() || daemon_->epoch() != registry_daemon_epoch()) {
       daemon_.reset();
       auto c = detail::DaemonClient::connect(detail::socket_path(run_dir, name));
+      if (!c && c.error().code == Errc::kTimeout) return fail(detail::silent_daemon_error(run_dir, name, c.error()));
       if (!c && detail::autostart_enabled()) {
         // A bus that was destroyed while we were attached (its registry
         // segment is gone) stays destroyed: a daemon started now would
@@ -76,6 +77,7 @@ Result<nlohmann::json> Bus::Impl::call_daemon(nlohmann::json request) {
     }
     auto r = daemon_->call(request);
     if (!r && r.error().code == Errc::kDaemonUnavailable && attempt == 0) continue;  // it restarted: once more
+    if (!r && r.error().code == Errc::kTimeout) return fail(detail::silent_daemon_error(run_dir, name, r.error()));
     return r;
   }
   return fail(Errc::kDaemonUnavailable, "heraldd is not reachable");
@@ -113,6 +115,10 @@ Result<Bus> Bus::attach(std::string_view name_in) {
   impl->registry = std::move(reg).value();
   // Daemon mode if a daemon answers, or if we may start one.
   auto c = detail::DaemonClient::connect(detail::socket_path(impl->run_dir, name));
+  // A daemon that accepts but does not answer (stopped, stuck) still owns
+  // the bus: neither start another nor carry on without it, whose members
+  // would take partitions it assigns elsewhere once it resumes.
+  if (!c && c.error().code == Errc::kTimeout) return fail(detail::silent_daemon_error(impl->run_dir, name, c.error()));
   if (!c && detail::autostart_enabled()) {
     c = detail::start_daemon(name, impl->run_dir);
     if (!c) return fail(std::move(c).error());
@@ -133,7 +139,15 @@ Result<void> Bus::destroy(std::string_view name_in) {
   if (auto r = shm::validate_bus_name(name); !r) return fail(std::move(r).error());
   // A running daemon removes the bus itself and exits; wait for it (bounded).
   if (auto dir = detail::run_dir()) {
-    if (auto c = detail::DaemonClient::connect(detail::socket_path(*dir, name))) {
+    auto c = detail::DaemonClient::connect(detail::socket_path(*dir, name));
+    // A silent daemon would resume serving a bus whose segments are gone,
+    // while the next client makes a new registry under the same name.
+    if (!c && c.error().code == Errc::kTimeout) {
+      Error e = detail::silent_daemon_error(*dir, name, c.error());
+      e.detail += " (the bus is left as it was)";
+      return fail(std::move(e));
+    }
+    if (c) {
       const long pid = (*c)->daemon_pid();
       (void)(*c)->call({{"op", "destroy"}});
       for (int i = 0; i < 1000 && pid > 0 && shm::process_alive(static_cast<pid_t>(pid), 0); ++i)

@@ -46,8 +46,13 @@ Result<std::unique_ptr<DaemonClient>> DaemonClient::connect(const std::string& s
   }
   std::unique_ptr<DaemonClient> c(new DaemonClient());
   c->fd_ = fd;
-  auto hello = c->call({{"op", "hello"}, {"pid", ::getpid()}, {"client", "herald-runtime 0.1"}}, 5'000);
-  if (!hello) return fail(std::move(hello).error().with_context("hello to heraldd"));
+  auto hello = c->call({{"op", "hello"}, {"pid", ::getpid()}, {"client", "herald-runtime 0.1"}}, kHelloTimeoutMs);
+  if (!hello) {
+    if (hello.error().code == Errc::kTimeout)
+      return fail(Errc::kTimeout, "heraldd accepts connections on " + socket_path + " but did not answer within " +
+                                      std::to_string(kHelloTimeoutMs) + " ms");
+    return fail(std::move(hello).error().with_context("hello to heraldd"));
+  }
   c->epoch_ = control::get_u64_or(*hello, "epoch", 0);
   c->daemon_pid_ = static_cast<long>(control::get_u64_or(*hello, "daemon_pid", 0));
   return c;
@@ -108,6 +113,59 @@ Result<nlohmann::json> DaemonClient::call(nlohmann::json request, int timeout_ms
   }
 }
 
+long daemon_lock_holder(const std::string& run_dir, const std::string& bus) {
+  const int fd = ::open(daemon_lock_path(run_dir, bus).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[32] = {};
+  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  ::close(fd);
+  if (n <= 0) return 0;
+  char* end = nullptr;
+  const long pid = std::strtol(buf, &end, 10);
+  return pid > 0 && end != buf ? pid : 0;
+}
+
+namespace {
+
+// The state letter of /proc/<pid>/stat (field 3, after the parenthesised
+// command, which may itself hold spaces and parentheses), in words.
+std::string process_state(long pid) {
+  const int fd = ::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "gone";
+  char buf[512] = {};
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return "unknown";
+  const char* close_paren = std::strrchr(buf, ')');
+  if (close_paren == nullptr || close_paren[1] != ' ') return "unknown";
+  switch (close_paren[2]) {
+    case 'T': return "stopped";
+    case 't': return "stopped by a debugger";
+    case 'D': return "in uninterruptible sleep";
+    case 'Z': return "a zombie";
+    case 'R': return "running";
+    case 'S': return "sleeping";
+    default: return std::string("state ") + close_paren[2];
+  }
+}
+
+}  // namespace
+
+Error silent_daemon_error(const std::string& run_dir, const std::string& bus, const Error& why) {
+  const long pid = daemon_lock_holder(run_dir, bus);
+  if (pid <= 0)
+    return Error{Errc::kTimeout, why.detail + " (bus '" + bus + "'; no pid in " + daemon_lock_path(run_dir, bus) +
+                                     "): new producers and consumers need its answer"};
+  const std::string p = std::to_string(pid);
+  const std::string state = process_state(pid);
+  std::string what = state == "stopped" || state == "stopped by a debugger"
+                         ? "'kill -CONT " + p + "' to resume it, or 'kill -9 " + p + "' and 'herald daemon start'"
+                         : "'kill " + p + "' and 'herald daemon start' if it stays silent";
+  return Error{Errc::kTimeout, "heraldd for bus '" + bus + "' (pid " + p + ", " + state + ") " +
+                                   (why.detail.rfind("heraldd ", 0) == 0 ? why.detail.substr(8) : why.detail) +
+                                   ": new producers and consumers need its answer; " + what};
+}
+
 bool autostart_enabled() {
   const char* v = std::getenv("HERALD_NO_AUTOSTART");
   return v == nullptr || *v == '\0' || std::strcmp(v, "0") == 0;
@@ -165,6 +223,8 @@ Result<std::unique_ptr<DaemonClient>> start_daemon(const std::string& bus, const
   while (now_ms() < deadline) {
     auto c = DaemonClient::connect(sock);
     if (c) return c;
+    // Another heraldd holds the bus (ours exits on its lock) but is silent.
+    if (c.error().code == Errc::kTimeout) return fail(silent_daemon_error(run_dir, bus, c.error()));
     last = std::move(c).error();
     ::usleep(5'000);  // polling for the daemon's socket to appear, bounded by the deadline
   }

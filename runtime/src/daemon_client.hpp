@@ -17,8 +17,12 @@ namespace herald::detail {
 
 class DaemonClient {
  public:
-  // Connects and says hello; kDaemonUnavailable if nothing answers.
+  // Connects and says hello: kDaemonUnavailable if nothing listens on the
+  // socket (no daemon: start one), kTimeout if a daemon accepts the
+  // connection but does not answer the hello within kHelloTimeoutMs (it is
+  // stopped with SIGSTOP, or stuck: starting another would not help).
   static Result<std::unique_ptr<DaemonClient>> connect(const std::string& socket_path);
+  static constexpr int kHelloTimeoutMs = 5'000;
   ~DaemonClient();
   DaemonClient(const DaemonClient&) = delete;
   DaemonClient& operator=(const DaemonClient&) = delete;
@@ -49,6 +53,16 @@ std::string daemon_binary();
 // log file) and waits up to timeout_ms for it to answer.
 Result<std::unique_ptr<DaemonClient>> start_daemon(const std::string& bus, const std::string& run_dir,
                                                    int timeout_ms = 5'000);
+
+// The error for a daemon that accepts connections but does not answer
+// (`why`, a kTimeout from connect): names its pid (from the lock file it
+// holds) and its process state from /proc ("stopped" after SIGSTOP), and
+// says what to do. Keeps the code kTimeout.
+Error silent_daemon_error(const std::string& run_dir, const std::string& bus, const Error& why);
+
+// The pid written into the bus's daemon lock file by the heraldd that holds
+// it, or 0.
+long daemon_lock_holder(const std::string& run_dir, const std::string& bus);
 
 // True unless HERALD_NO_AUTOSTART is set to something other than "0".
 bool autostart_enabled();

@@ -241,6 +241,41 @@ TEST_F(CliOpsTest, DoctorNamesADaemonThatDoesNotAnswer) {
   EXPECT_EQ(r.status, 0) << r.describe();
 }
 
+// A daemon that lives but does not answer (SIGSTOP) still owns the bus:
+// every client that needs it fails within the hello timeout with an error
+// naming its pid and state, and none starts a second daemon, goes on
+// without it, or destroys the bus under it.
+TEST_F(CliOpsTest, ClientsOfADaemonThatDoesNotAnswerFailNamingItAndChangeNothing) {
+  ASSERT_EQ(h({"daemon", "start"}).status, 0);
+  ASSERT_EQ(h({"topic", "create", "t", "--ring", "64K", "--max-event", "4K"}).status, 0);
+  const long pid = daemon_pid();
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{static_cast<pid_t>(pid)};
+  const std::string named = "(pid " + std::to_string(pid) + ", stopped)";
+  const std::string resume_hint = "'kill -CONT " + std::to_string(pid) + "'";
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"publish", "t", "x"}, {"daemon", "status"}, {"daemon", "start"}, {"bus", "destroy"}}) {
+    const CliRun r = h(args, "", 60);
+    EXPECT_EQ(r.status, 1) << r.describe();
+    EXPECT_NE(r.err.find(named), std::string::npos) << r.describe();
+    EXPECT_NE(r.err.find(resume_hint), std::string::npos) << r.describe();
+  }
+  ::kill(static_cast<pid_t>(pid), SIGCONT);
+  // Still the one daemon, and the bus with its topic is intact.
+  EXPECT_EQ(daemon_pid(), pid);
+  const CliRun r = h({"stat", "t", "--json"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_EQ(h({"publish", "t", "after"}).status, 0);
+  const CliRun s = h({"daemon", "status", "--json"});
+  ASSERT_EQ(s.status, 0) << s.describe();
+  EXPECT_EQ(s.json()["pid"], pid);
+  EXPECT_EQ(s.json()["answers"], true);
+}
+
 TEST_F(CliOpsTest, DoctorFindsAndFixesLeftoverSegments) {
   ASSERT_EQ(h({"topic", "create", "t", "--ring", "64K", "--max-event", "4K"}).status, 0);
   CliRun r = h({"doctor"});
