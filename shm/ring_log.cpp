@@ -130,10 +130,14 @@ std::uint64_t RingLogWriter::compute_gate(std::uint32_t p) noexcept {
   return gate;
 }
 
-bool RingLogWriter::refresh_gate(std::uint32_t p, std::uint64_t t, std::uint64_t bytes) noexcept {
+Status RingLogWriter::refresh_gate(std::uint32_t p, std::uint64_t t, std::uint64_t bytes) noexcept {
+  const std::uint64_t ring_bytes = topic_->partition(p).ring_bytes;
+  if (t + bytes > kMaxCursorPosition) return Status::kExhausted;
   const std::uint64_t g = compute_gate(p);
-  cached_gate_[p] = g;
-  return t + bytes <= g + topic_->partition(p).ring_bytes;
+  // t + bytes <= cached + ring_bytes (the fast path's test) then implies
+  // t + bytes <= kMaxCursorPosition.
+  cached_gate_[p] = std::min(g, kMaxCursorPosition - ring_bytes);
+  return t + bytes <= g + ring_bytes ? Status::kOk : Status::kBackPressured;
 }
 
 Status RingLogWriter::claim(std::uint32_t p, std::uint64_t bytes, std::uint64_t deadline_ns, const WaitPolicy& wait,

@@ -27,6 +27,7 @@ enum class Status : std::uint8_t {
   kTooLarge,       // stop: the record is larger than max_event (or a batch larger than the ring allows)
   kCorrupt,        // stop: a record header failed validation
   kInvalid,        // stop: a position that is not a committed boundary in the window
+  kExhausted,      // stop: the claim would end past kMaxCursorPosition (2^56 bytes)
 };
 
 enum class WaitMode : std::uint8_t { kBusySpin, kSpinYield, kPark };
@@ -131,9 +132,14 @@ class RingLogWriter {
   template <bool kNoteTime>
   [[gnu::always_inline]] Status try_claim_noting(std::uint32_t p, std::uint64_t bytes, std::uint64_t* pos,
                                                  std::uint64_t realtime_ns) noexcept;
-  // try_claim's slow path: recomputes and caches the gate of p; true when
-  // a claim of `bytes` at t fits under it.
-  [[gnu::cold, gnu::noinline]] bool refresh_gate(std::uint32_t p, std::uint64_t t, std::uint64_t bytes) noexcept;
+  // try_claim's slow path: recomputes and caches the gate of p. kOk when a
+  // claim of `bytes` at t fits under it, kBackPressured when it does not
+  // yet, kExhausted when it would end past kMaxCursorPosition, the largest
+  // position a group cursor holds (a cursor past it would wrap to a
+  // position far behind, and the group would wedge or skip the log). The
+  // cached gate is capped so that the fast path's test sends every claim
+  // near the limit here: the limit costs the hot path nothing.
+  [[gnu::cold, gnu::noinline]] Status refresh_gate(std::uint32_t p, std::uint64_t t, std::uint64_t bytes) noexcept;
   // Asks for the lines this producer is likely to write after the claim
   // [t, t + bytes) that finish() ends:
   // [t + kPrefetchAhead + bytes, + bytes), at most kPrefetchMax of them, and
@@ -231,11 +237,13 @@ inline Status RingLogWriter::try_claim_noting(std::uint32_t p, std::uint64_t byt
     // reads both). A plain mov on x86.
     s.word.store(t | kClaimCandidate, std::memory_order_release);
     HERALD_CRASH_POINT("claim.candidate");
-    if (t + bytes > cached_gate + ring_bytes && !refresh_gate(p, t, bytes)) [[unlikely]] {
-      // Nothing claimed; clear the candidate so it does not hold W down
-      // for the others while we wait.
-      s.word.store(kClaimEmpty, std::memory_order_release);
-      return Status::kBackPressured;
+    if (t + bytes > cached_gate + ring_bytes) [[unlikely]] {
+      if (const Status g = refresh_gate(p, t, bytes); g != Status::kOk) {
+        // Nothing claimed; clear the candidate so it does not hold W down
+        // for the others while we wait.
+        s.word.store(kClaimEmpty, std::memory_order_release);
+        return g;
+      }
     }
     if (plain_claims_) {
       // Single-producer topic: nobody else moves tail, but topic delete

@@ -36,6 +36,7 @@ std::string hint(Errc code, const std::string& detail) {
       return "a gating group is not consuming: see 'herald groups' (raise --deadline to wait longer)";
     case Errc::kNoSpace:
       if (has("make the rings smaller")) return "see 'herald doctor'";
+      if (has("position space")) return "";
       return "free space in /dev/shm or use smaller rings; see 'herald doctor'";
     case Errc::kPermissionDenied: return "run as the bus owner or a member of the topic's Unix group";
     case Errc::kVersionMismatch: return "the bus was made by another herald version: destroy it or use that version";

@@ -462,6 +462,11 @@ struct Producer::Impl {
         return Error{Errc::kClosed, where + " was deleted (or re-created); attach a new producer"};
       case shm::Status::kTooLarge:
         return Error{Errc::kTooLarge, where + ": " + std::to_string(size) + " bytes in one claim exceed ring/2"};
+      case shm::Status::kExhausted:
+        return Error{Errc::kNoSpace, where + " has used its whole position space (" +
+                                         std::to_string(shm::kMaxCursorPosition) +
+                                         " bytes written over its life); nothing more can be appended to it: "
+                                         "drain it, then delete and re-create the topic"};
       default: return Error{Errc::kIo, where + ": claim failed"};
     }
   }

@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "herald/herald.hpp"
+#include "shm/registry.hpp"
+#include "shm/state_layout.hpp"
+#include "shm/topic_map.hpp"
 #include "tests/support/bus_fixture.hpp"
 #include "tests/support/payload.hpp"
 #include "tests/support/test_env.hpp"
@@ -75,6 +78,43 @@ TEST_F(ProducerTest, RecordCrossingTheRingEndIsReadIntact) {
   EXPECT_GE(crossings, 5);
   ASSERT_EQ(seen.size(), seq);
   for (std::uint64_t i = 0; i < seq; ++i) EXPECT_EQ(seen[i].seq, i);
+}
+
+// Past the largest position a group cursor holds, a partition takes no more
+// events: publish says so (kNoSpace, naming the limit and what to do)
+// instead of writing events that no group could read past.
+TEST_F(ProducerTest, APartitionThatHasUsedItsPositionSpaceRefusesMoreEvents) {
+  ASSERT_TRUE(bus_->create_topic("old", {.partitions = 1, .ring_bytes = 4096, .max_event = 1024}));
+  auto rec = shm::Registry::open(guard_.bus())->find("old");
+  ASSERT_TRUE(rec);
+  auto map = shm::TopicMap::attach(guard_.bus(), "old", rec->incarnation, shm::Access::kReadWrite,
+                                   shm::Access::kReadWrite);
+  ASSERT_TRUE(map) << map.error().message();
+  // As if 2^56 bytes had gone through it, one 128-byte record short.
+  const std::uint64_t last = shm::kMaxCursorPosition & ~std::uint64_t{63};
+  map->partition(0).part->tail.store(last - 128, std::memory_order_release);
+  auto group = bus_->consumer("old", {.group = "g", .start = Offset::latest()}).value();
+  auto producer = bus_->producer("old").value();
+  const std::string payload(64, 'x');  // a 128-byte record
+  auto first = producer.publish({.payload = payload});
+  ASSERT_TRUE(first) << first.error().message();
+  EXPECT_EQ(first->position, last - 128);
+  auto second = producer.publish({.payload = payload});
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, Errc::kNoSpace);
+  EXPECT_NE(second.error().detail.find("position space"), std::string::npos) << second.error().message();
+  Message batch[2] = {{.payload = payload}, {.payload = payload}};
+  auto b = producer.publish_batch(batch);
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().code, Errc::kNoSpace);
+  // The event that fit is read, and the group's cursor holds its end.
+  auto e = group.next(std::chrono::seconds(10));
+  ASSERT_TRUE(e) << e.error().message();
+  EXPECT_EQ(e->position(), last - 128);
+  ASSERT_TRUE(group.commit());
+  auto c = group.committed(0);
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(*c, last);
 }
 
 TEST_F(ProducerTest, MaximumEventSizeExactlyFitsAndOneByteMoreIsTooLarge) {

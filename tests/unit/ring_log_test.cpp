@@ -136,6 +136,23 @@ TEST_F(RingLogTest, AcceptsAMaxEventRecordAndRefusesLargerOnes) {
   EXPECT_EQ(read_copy(rv(), p, buf_.data(), &n), Status::kCorrupt);
 }
 
+// A group cursor holds positions up to kMaxCursorPosition (2^56 - 16): a
+// claim that would end past it fails with kExhausted and changes nothing,
+// rather than write records no cursor can point past.
+TEST_F(RingLogTest, AClaimEndingPastTheLargestCursorPositionIsRefused) {
+  const std::uint64_t last = kMaxCursorPosition & ~(kClaimAlign - 1);  // the last claim boundary
+  forge_tail(last - 256);
+  const std::uint64_t pos = publish_ok(256, 5);  // ends exactly at `last`
+  EXPECT_EQ(pos, last - 256);
+  EXPECT_EQ(tail(), last);
+  std::uint64_t p = 0;
+  EXPECT_EQ(writer_->try_claim(0, 64, &p), Status::kExhausted) << test::describe_partition(wv());
+  EXPECT_EQ(writer_->claim(0, 64, monotonic_ns() + 1'000'000'000, WaitPolicy{}, &p), Status::kExhausted);
+  EXPECT_EQ(tail(), last);
+  EXPECT_EQ(wv().claims[slot_].word.load() & kClaimStateMask, kClaimEmpty);  // holds nobody back
+  EXPECT_EQ(expect_readable(pos), 256u);
+}
+
 TEST(AbortedPieceTest, EveryPieceHoldsAHeaderAndNoneExceedsMaxEvent) {
   constexpr std::uint64_t kMaxEvent = 128;
   EXPECT_EQ(aborted_piece(0, kMaxEvent), 0u);
