@@ -92,7 +92,19 @@ Bus::Bus(Bus&&) noexcept = default;
 Bus& Bus::operator=(Bus&&) noexcept = default;
 Bus::~Bus() = default;
 
-const std::string& Bus::name() const noexcept { return impl_->name; }
+namespace detail {
+Error moved_from(const char* type) {
+  return Error{Errc::kInvalidArgument, std::string("this ") + type +
+                                           " was moved from: use the object it was moved to (a moved-from handle may "
+                                           "only be assigned to or destroyed)"};
+}
+const std::string& no_name() noexcept {
+  static const std::string empty;
+  return empty;
+}
+}  // namespace detail
+
+const std::string& Bus::name() const noexcept { return impl_ != nullptr ? impl_->name : detail::no_name(); }
 
 namespace {
 std::string resolve_bus_name(std::string_view name) {
@@ -184,6 +196,7 @@ const char* policy_text(Policy p) {
 }  // namespace
 
 Result<TopicInfo> Bus::create_topic(std::string_view name, const TopicConfig& config) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   if (impl_->daemon_mode) {
     if (auto r = detail::validate_topic_config(name, config, false); !r)
       return fail(std::move(r).error().with_context("create topic '" + shm::printable(name) + "'"));
@@ -218,6 +231,7 @@ Result<TopicInfo> Bus::create_topic(std::string_view name, const TopicConfig& co
 }
 
 Result<void> Bus::delete_topic(std::string_view name, const DeleteOptions& options) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   if (impl_->daemon_mode) {
     auto r = impl_->call_daemon({{"op", "delete_topic"}, {"name", std::string(name)}, {"force", options.force}});
     if (!r) return fail(std::move(r).error());
@@ -229,12 +243,14 @@ Result<void> Bus::delete_topic(std::string_view name, const DeleteOptions& optio
 }
 
 Result<std::vector<TopicInfo>> Bus::list_topics() const {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   std::vector<TopicInfo> out;
   for (const shm::TopicRecord& r : impl_->registry.list()) out.push_back(detail::info_of(r));
   return out;
 }
 
 Result<TopicInfo> Bus::describe_topic(std::string_view name) const {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   return detail::describe_topic(impl_->registry, impl_->name, name);
 }
 

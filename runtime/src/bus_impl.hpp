@@ -57,6 +57,13 @@ struct Bus::Impl {
 };
 
 namespace detail {
+// Calls on a moved-from Bus, Producer or Consumer fail with this
+// (kInvalidArgument) instead of dereferencing the null Impl; accessors
+// return zero, empty, or no_name(). One predictable test of a pointer the
+// call loads anyway.
+[[gnu::cold, gnu::noinline]] Error moved_from(const char* type);
+const std::string& no_name() noexcept;
+
 struct ProducerFactory {
   // A producer with record flags set on every record it writes.
   static Result<Producer> make(const std::shared_ptr<Bus::Impl>& bus, std::string_view topic,

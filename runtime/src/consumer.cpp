@@ -826,6 +826,7 @@ Consumer::~Consumer() = default;
 
 Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
                                         std::chrono::nanoseconds timeout) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   Impl& I = *impl_;
   // From inside a handler, a nested poll would deliver the event being
   // handled again (and the ones after it, then again to the outer poll).
@@ -928,6 +929,7 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
 }
 
 Result<Event> Consumer::next(std::chrono::nanoseconds timeout) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   Event out;
   bool got = false;
   auto r = poll_impl(
@@ -943,13 +945,17 @@ Result<Event> Consumer::next(std::chrono::nanoseconds timeout) {
 }
 
 Result<void> Consumer::commit() {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   if (impl_->group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
   return impl_->commit_all(/*lose_fenced=*/false);
 }
 
-void Consumer::commit_async() noexcept { impl_->commit_requested = true; }
+void Consumer::commit_async() noexcept {
+  if (impl_ != nullptr) impl_->commit_requested = true;
+}
 
 Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   Impl& I = *impl_;
   if (I.group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
   if (partition >= I.parts.size() || !I.parts[partition].assigned)
@@ -967,6 +973,7 @@ Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
 }
 
 Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   Impl& I = *impl_;
   // The poll running the handler moves the position past the event when
   // the handler returns, over whatever a seek here set.
@@ -1003,18 +1010,23 @@ Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
 }
 
 Result<void> Consumer::seek(Offset where) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   const std::vector<std::uint32_t> ps = impl_->assigned;  // seek(p) refuses inside a handler
   for (std::uint32_t p : ps)
     if (auto r = seek(p, where); !r) return r;
   return {};
 }
 
-std::vector<std::uint32_t> Consumer::assignment() const { return impl_->assigned; }
+std::vector<std::uint32_t> Consumer::assignment() const {
+  return impl_ != nullptr ? impl_->assigned : std::vector<std::uint32_t>{};
+}
 std::uint64_t Consumer::position(std::uint32_t partition) const noexcept {
+  if (impl_ == nullptr) [[unlikely]] return {};
   return partition < impl_->parts.size() ? impl_->parts[partition].read : 0;
 }
 
 Result<std::uint64_t> Consumer::committed(std::uint32_t partition) const {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   const Impl& I = *impl_;
   if (I.group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no committed cursor");
   if (partition >= I.parts.size())
@@ -1022,11 +1034,16 @@ Result<std::uint64_t> Consumer::committed(std::uint32_t partition) const {
   return shm::cursor_pos(I.gp(partition)->cursor.load(std::memory_order_acquire));
 }
 
-ConsumerStats Consumer::stats() const noexcept { return impl_->stats; }
-const std::string& Consumer::topic() const noexcept { return impl_->topic->topic(); }
-const std::string& Consumer::group() const noexcept { return impl_->group_name; }
+ConsumerStats Consumer::stats() const noexcept { return impl_ != nullptr ? impl_->stats : ConsumerStats{}; }
+const std::string& Consumer::topic() const noexcept {
+  return impl_ != nullptr ? impl_->topic->topic() : detail::no_name();
+}
+const std::string& Consumer::group() const noexcept {
+  return impl_ != nullptr ? impl_->group_name : detail::no_name();
+}
 
 Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& options) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   auto map = impl_->map_topic(topic, shm::Access::kReadOnly, shm::Access::kReadWrite);
   if (!map) return fail(std::move(map).error());
   const shm::TopicMap& m = **map;

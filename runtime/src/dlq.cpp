@@ -220,12 +220,14 @@ void advance_cursor(const DlqView& v) {
 }  // namespace
 
 Result<std::vector<DeadLetter>> Bus::dead_letters(std::string_view topic, std::string_view group) const {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   auto v = open_dlq(*impl_, topic, group);
   if (!v) return fail(std::move(v).error());
   return scan(*v).pending;
 }
 
 Result<RedriveResult> Bus::redrive(std::string_view topic, std::string_view group, const RedriveOptions& o) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   auto v = open_dlq(*impl_, topic, group);
   if (!v) return fail(std::move(v).error());
   if (o.rate < 0) return fail(Errc::kInvalidArgument, "redrive rate must not be negative");
@@ -286,6 +288,7 @@ Result<RedriveResult> Bus::redrive(std::string_view topic, std::string_view grou
 }
 
 Result<std::uint64_t> Bus::purge_dead_letters(std::string_view topic, std::string_view group) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   auto v = open_dlq(*impl_, topic, group);
   if (!v) return fail(std::move(v).error());
   const DlqScan s = scan(*v);
@@ -301,6 +304,7 @@ Result<std::uint64_t> Bus::purge_dead_letters(std::string_view topic, std::strin
 }
 
 Result<void> Bus::delete_group(std::string_view topic, std::string_view group, bool force) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   if (impl_->daemon_mode) {
     auto r = impl_->call_daemon({{"op", "delete_group"}, {"topic", std::string(topic)}, {"group", std::string(group)}, {"force", force}});
     if (!r) return fail(std::move(r).error());
@@ -330,11 +334,13 @@ Result<std::vector<ResetStep>> reset_group_impl(Bus::Impl& bus, std::string_view
 
 Result<std::vector<ResetStep>> Bus::reset_group(std::string_view topic, std::string_view group, Offset to,
                                                 bool execute) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   return reset_group_impl(*impl_, topic, group, to, execute, -1);
 }
 
 Result<std::vector<ResetStep>> Bus::reset_group(std::string_view topic, std::string_view group,
                                                 std::uint32_t partition, Offset to, bool execute) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   return reset_group_impl(*impl_, topic, group, to, execute, partition);
 }
 

@@ -574,6 +574,7 @@ namespace {
 }  // namespace
 
 Result<Published> Producer::publish(Bytes payload, std::int32_t partition) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Producer"));
   Impl& I = *impl_;
   I.check_thread();
   const std::size_t len = payload.size();
@@ -583,6 +584,7 @@ Result<Published> Producer::publish(Bytes payload, std::int32_t partition) {
 }
 
 Result<Published> Producer::publish(const Message& m) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Producer"));
   Impl& I = *impl_;
   I.check_thread();
   const std::size_t len = m.payload.size();
@@ -611,6 +613,7 @@ Result<Published> Producer::publish(const Message& m) {
 }
 
 Result<Producer::BatchResult> Producer::publish_batch(std::span<const Message> batch) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Producer"));
   Impl& I = *impl_;
   I.check_thread();
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is pending on this producer");
@@ -755,6 +758,7 @@ namespace {
 }  // namespace
 
 Result<Claim> Producer::claim(std::size_t payload_bytes) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Producer"));
   Impl& I = *impl_;
   I.check_thread();
   if (I.plain_ok && I.plain_fits(-1, payload_bytes) && I.pending == nullptr) [[likely]]
@@ -763,6 +767,7 @@ Result<Claim> Producer::claim(std::size_t payload_bytes) {
 }
 
 Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Producer"));
   Impl& I = *impl_;
   I.check_thread();
   if (I.pending != nullptr) return fail(Errc::kInvalidArgument, "a zero-copy claim is already pending on this producer");
@@ -850,13 +855,17 @@ void Claim::abort() noexcept {
 }
 
 std::uint32_t Producer::partition_for(std::string_view key) const noexcept {
+  if (impl_ == nullptr) [[unlikely]] return {};
   return detail::partition_for_key(key, impl_->partitions);
 }
-std::uint32_t Producer::partitions() const noexcept { return impl_->partitions; }
-const std::string& Producer::topic() const noexcept { return impl_->topic->topic(); }
-std::size_t Producer::max_event() const noexcept { return impl_->max_event; }
+std::uint32_t Producer::partitions() const noexcept { return impl_ != nullptr ? impl_->partitions : 0; }
+const std::string& Producer::topic() const noexcept {
+  return impl_ != nullptr ? impl_->topic->topic() : detail::no_name();
+}
+std::size_t Producer::max_event() const noexcept { return impl_ != nullptr ? impl_->max_event : 0; }
 
 std::size_t Producer::max_payload(const Message& meta) const noexcept {
+  if (impl_ == nullptr) [[unlikely]] return {};
   const char* bad = nullptr;
   const std::size_t m = detail::meta_size(meta, impl_->opts.source, &bad, impl_->idempotent());
   // An envelope that publish would refuse carries nothing (it reported the
@@ -866,9 +875,10 @@ std::size_t Producer::max_payload(const Message& meta) const noexcept {
   return impl_->max_event > fixed ? impl_->max_event - fixed : 0;
 }
 
-std::uint64_t Producer::last_sequence() const noexcept { return impl_->last_seq; }
+std::uint64_t Producer::last_sequence() const noexcept { return impl_ != nullptr ? impl_->last_seq : 0; }
 
 ProducerStats Producer::stats() const noexcept {
+  if (impl_ == nullptr) [[unlikely]] return {};
   ProducerStats s;
   const Impl& I = *impl_;
   for (std::uint32_t p = 0; p < I.partitions; ++p) {
@@ -906,6 +916,7 @@ Result<Producer> ProducerFactory::make(const std::shared_ptr<Bus::Impl>& bus, st
 }  // namespace detail
 
 Result<Producer> Bus::producer(std::string_view topic, const ProducerOptions& options) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   // A dead-letter topic is written by its group's consumers only (their
   // records carry the failure's reason and source); an event published
   // there by hand would be no dead letter, and `dlq list` would skip it.

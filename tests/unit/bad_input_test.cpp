@@ -102,6 +102,66 @@ TEST_F(BadInputTest, OptionsOutsideTheirRange) {
   EXPECT_TRUE(bus_->describe_topic("t").value().groups.empty());
 }
 
+// Use after move: every call on a moved-from handle is a clear error (or
+// an empty value), never a null dereference; the moved-to handle works.
+TEST_F(BadInputTest, MovedFromHandlesFailCleanly) {
+  ASSERT_TRUE(bus_->create_topic("m", {.partitions = 2, .ring_bytes = 64 * 1024, .max_event = 4096}));
+  auto p1 = bus_->producer("m").value();
+  auto c1 = bus_->consumer("m", {.group = "g"}).value();
+  Producer p2 = std::move(p1);
+  Consumer c2 = std::move(c1);
+  // NOLINTBEGIN(bugprone-use-after-move): the point of the test
+  const std::string payload = "x";
+  Message batch[1] = {{.payload = payload}};
+  EXPECT_ERROR(p1.publish({.payload = payload}), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(p1.publish(Bytes(payload)), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(p1.publish_batch(batch), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(p1.claim(8), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(p1.claim(8, Message{}), Errc::kInvalidArgument, "moved from");
+  EXPECT_EQ(p1.partitions(), 0u);
+  EXPECT_EQ(p1.partition_for("k"), 0u);
+  EXPECT_EQ(p1.topic(), "");
+  EXPECT_EQ(p1.max_event(), 0u);
+  EXPECT_EQ(p1.max_payload(), 0u);
+  EXPECT_EQ(p1.last_sequence(), 0u);
+  EXPECT_EQ(p1.stats().events, 0u);
+  EXPECT_ERROR(c1.poll([](const EventView&) {}), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(c1.next(), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(c1.commit(), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(c1.commit(0, 0), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(c1.seek(Offset::earliest()), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(c1.seek(0, Offset::earliest()), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(c1.committed(0), Errc::kInvalidArgument, "moved from");
+  c1.commit_async();
+  EXPECT_TRUE(c1.assignment().empty());
+  EXPECT_EQ(c1.position(0), 0u);
+  EXPECT_EQ(c1.stats().events, 0u);
+  EXPECT_EQ(c1.topic(), "");
+  EXPECT_EQ(c1.group(), "");
+  Bus b2 = std::move(*bus_);
+  EXPECT_ERROR(bus_->create_topic("n"), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(bus_->delete_topic("m"), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(bus_->list_topics(), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(bus_->describe_topic("m"), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(bus_->producer("m"), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(bus_->consumer("m"), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(bus_->delete_group("m", "g"), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(bus_->reset_group("m", "g", Offset::earliest()), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(bus_->reset_group("m", "g", 0, Offset::earliest()), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(bus_->dead_letters("m", "g"), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(bus_->redrive("m", "g"), Errc::kInvalidArgument, "moved from");
+  EXPECT_ERROR(bus_->purge_dead_letters("m", "g"), Errc::kInvalidArgument, "moved from");
+  EXPECT_EQ(bus_->name(), "");
+  // NOLINTEND(bugprone-use-after-move)
+  // The moved-to handles carry on.
+  ASSERT_TRUE(p2.publish({.payload = payload}));
+  auto e = c2.next(std::chrono::seconds(10));
+  ASSERT_TRUE(e) << e.error().message();
+  EXPECT_EQ(e->payload_text(), payload);
+  EXPECT_EQ(b2.name(), guard_.bus());
+  *bus_ = std::move(b2);  // the fixture's teardown uses it
+}
+
 TEST_F(BadInputTest, DestroyNeedsANameAndAStaleHandleMakesNoTopics) {
   EXPECT_ERROR(Bus::destroy(""), Errc::kInvalidArgument, "needs the bus's name");
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));

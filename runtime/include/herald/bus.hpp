@@ -119,6 +119,8 @@ class Bus {
   // topics, and create_topic on them fails (kClosed).
   static Result<void> destroy(std::string_view name);
 
+  // A moved-from Bus may be assigned to or destroyed; any other call fails
+  // with kInvalidArgument (accessors return zero or empty).
   Bus(Bus&&) noexcept;
   Bus& operator=(Bus&&) noexcept;
   Bus(const Bus&) = delete;

@@ -154,6 +154,8 @@ class FunctionRef<R(A...)> {
 
 class Consumer {
  public:
+  // A moved-from Consumer may be assigned to or destroyed; any other call fails
+  // with kInvalidArgument (accessors return zero or empty).
   Consumer(Consumer&&) noexcept;
   Consumer& operator=(Consumer&&) noexcept;
   Consumer(const Consumer&) = delete;

@@ -57,6 +57,8 @@ struct ProducerFactory;  // the runtime's internal producers (dead letters, redr
 
 class Producer {
  public:
+  // A moved-from Producer may be assigned to or destroyed; any other call fails
+  // with kInvalidArgument (accessors return zero or empty).
   Producer(Producer&&) noexcept;
   Producer& operator=(Producer&&) noexcept;
   Producer(const Producer&) = delete;
