@@ -544,8 +544,13 @@ Result<bool> Consumer::Impl::recover(std::uint32_t p) {
       // The previous owner handled everything before `at` (it commits after
       // handling): resume there instead of redelivering its batch.
       if (shm::inflight_marks(w) && marks()) pt.read = pt.handled = at;
+      // The deliveries the event at `at` has had, kept until the reader
+      // gets there. Without marks (manual commits) the reader resumes at
+      // the committed cursor, before `at`: an event that crashed every
+      // owner would otherwise start at delivery 1 each time, and never
+      // reach max_deliveries and the DLQ.
       const std::uint32_t d = shm::inflight_deliveries(w);
-      if (d > 0 && at == pt.read) {
+      if (d > 0) {
         pt.failed_pos = at;
         pt.deliveries = d;
         pt.reason = shm::inflight_in_handler(w) ? "consumer crashed"
@@ -774,7 +779,9 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
         failure_reason.clear();
       }
       if (tracked) gpl->inflight.store(shm::pack_inflight(pos + size, 0, false, mark), std::memory_order_relaxed);
-      pt.failed_pos = UINT64_MAX;
+      // Done with a failed event once past it; one further on (a count
+      // recover() kept for an event ahead) waits for the reader.
+      if (pos >= pt.failed_pos) pt.failed_pos = UINT64_MAX;
       pt.read = pt.handled = pos + size;
       ++n;
       continue;

@@ -131,6 +131,75 @@ TEST_P(DeliveryPoisonCrashTest, MemberAbortingOnAPoisonEventIsRestartedUntilOnly
   if (HasFailure()) std::fprintf(stderr, "[herald] handled:\n%s", describe_handled(hs, 40).c_str());
 }
 
+// The same with manual commits (DELIVERY.md: a crash inside the handler
+// counts one delivery in every mode that tracks them). A restarted member
+// resumes at the committed cursor, before the poison event, and handles
+// the events in between again; the poison event's count must survive that
+// (it restarted at 1 every time: an event that crashed every consumer was
+// never dead-lettered).
+TEST_P(DeliveryPoisonCrashTest, ManualCommitMemberAbortingOnAPoisonEventStillReachesTheDlq) {
+  const bool with_daemon = GetParam();
+  ASSERT_NO_FATAL_FAILURE(start(with_daemon));
+  ASSERT_NO_FATAL_FAILURE(make_topic("t", 1));
+  constexpr std::uint32_t kMaxDeliveries = 3;
+  const std::uint64_t n = std::max<std::uint64_t>(scaled(40), 8);
+  const std::uint64_t poison_index = n / 2;
+  {
+    auto prod = bus_->producer("t");
+    ASSERT_TRUE(prod) << prod.error().message();
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const bool poison = i == poison_index;
+      auto r = prod->publish({.payload = (poison ? "poison" : "E") + std::to_string(i) + ";", .partition = 0});
+      ASSERT_TRUE(r) << r.error().message();
+    }
+  }
+  const std::string record = path("handled.rec");
+  const std::vector<std::string> args = {"--topic=t", "--group=g", "--record=" + record, "--on-poison=abort",
+                                         "--max-deliveries=" + std::to_string(kMaxDeliveries), "--batch=100000",
+                                         "--commit=manual"};
+  std::uint32_t aborts = 0;
+  for (std::uint32_t run = 0;; ++run) {
+    ASSERT_LE(run, kMaxDeliveries + 1) << "the poison event was not dead-lettered after " << aborts << " aborts\n"
+                                       << state();
+    std::vector<std::string> a = args;
+    a.push_back("--tag=c" + std::to_string(run));
+    Child& c = peer("consume", a, "", "member" + std::to_string(run));
+    bool done = false;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          if (!c.running()) return true;
+          if (!all_committed("t", "g")) return false;
+          auto dl = bus_->dead_letters("t", "g");
+          done = dl && dl->size() == 1;
+          return done;
+        },
+        60, [&] { return "member " + std::to_string(run) + " neither died nor finished\n" + state(); }));
+    if (done) {
+      stop(c, "member" + std::to_string(run) + ".stderr");
+      break;
+    }
+    ASSERT_TRUE(killed_by(c.status(), SIGABRT))
+        << "member " << run << ": " << describe_status(*c.status()) << "\n"
+        << read_file(path("member" + std::to_string(run) + ".stderr"));
+    ++aborts;
+  }
+  EXPECT_EQ(aborts, kMaxDeliveries) << "each abort counted one delivery of the poison event";
+  auto dls = bus_->dead_letters("t", "g");
+  ASSERT_TRUE(dls) << dls.error().message();
+  ASSERT_EQ(dls->size(), 1u);
+  EXPECT_EQ(dls->front().event.payload_text(), "poison" + std::to_string(poison_index) + ";");
+  EXPECT_EQ(dls->front().reason, "consumer crashed");
+  EXPECT_EQ(dls->front().deliveries, kMaxDeliveries);
+  // Every other event handled at least once (the ones before the poison
+  // once per member that reached it: nothing was committed before it).
+  std::set<std::string> seen;
+  for (const Handled& h : read_handled(record)) seen.insert(h.id);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    if (i == poison_index) continue;
+    EXPECT_EQ(seen.count("E" + std::to_string(i)), 1u) << "E" << i << " never handled";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, DeliveryPoisonCrashTest, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "heraldd" : "daemonless"; });
 

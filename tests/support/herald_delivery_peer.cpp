@@ -8,6 +8,7 @@
 //   herald_delivery_peer consume --bus=B --topic=T --group=G --record=FILE [--tag=S]
 //       [--poison=PREFIX --on-poison=abort|nack|none] [--max-deliveries=N] [--retry-ms=MS]
 //       [--idempotent=1 --skips=FILE] [--batch=M] [--publish=N --partitions=P --poison-at=K]
+//       [--commit=manual]
 //     A lossless group member (at-least-once) polling until SIGTERM. Each
 //     event it handles appends "<tag> <call> <partition> <position>
 //     <payload-id> <delivery> <event-id>\n" to the record file (call: 1 for
@@ -19,6 +20,8 @@
 //     from it (IdempotentConsumer::remember), and a redelivered id appends
 //     "<tag> <call> <partition> <position> <payload-id> <delivery>\n" to the
 //     skips file instead of taking effect again.
+//     --commit=manual: CommitMode::kManual, with commit() after each poll
+//     that handled something.
 //     --publish=N: first publishes N events itself (event i to partition
 //     i % P, payload "E<i>;", or "<PREFIX><i>;" for i == K), one publish()
 //     each, so a crash point in the producer path is hit once per event
@@ -150,6 +153,8 @@ int consume() {
   o.max_deliveries = static_cast<std::uint32_t>(arg_i("max-deliveries", 5));
   const auto retry = std::chrono::milliseconds(arg_i("retry-ms", 0));
   o.retry = {retry, 2.0, retry * 16};
+  const bool manual = arg("commit", "after-handle") == "manual";
+  if (manual) o.commit_mode = herald::CommitMode::kManual;
   auto consumer = bus.consumer(topic, o);
   if (!consumer) die(4, "consumer: " + consumer.error().message());
   const auto batch = static_cast<std::size_t>(arg_i("batch", 64));
@@ -178,6 +183,9 @@ int consume() {
         },
         batch, std::chrono::milliseconds(100));
     if (!n) die(4, "poll: " + n.error().message());
+    if (manual && *n > 0) {
+      if (auto c = consumer->commit(); !c) die(4, "commit: " + c.error().message());
+    }
   }
   return 0;
 }
