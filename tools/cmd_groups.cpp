@@ -139,7 +139,7 @@ void add_groups_commands(CLI::App& app, Context& ctx) {
   auto* del = groups->add_subcommand("delete", "delete a group (and its dead-letter topic)");
   del->add_option("TOPIC", dt, "topic")->required();
   del->add_option("GROUP", dg, "group")->required();
-  del->add_flag("--force", force, "delete even with live members (they are fenced)");
+  del->add_flag("--force", force, "delete even with live members (their polls fail: the group is gone)");
   ctx.on(del, [&ctx] { return groups_delete(ctx, dt, dg, force); });
 
   static std::string rt, rg, to;

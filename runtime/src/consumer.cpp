@@ -151,6 +151,7 @@ struct Consumer::Impl {
   std::optional<Producer> dlq;
   std::shared_ptr<const shm::TopicMap> dlq_map;
   bool commit_requested = false;  // commit_async()
+  std::uint64_t group_created_ns = 0;  // of the group joined (group_gone())
   std::size_t last_drain = 0;      // events of the last drain that found any (burst_settle)
   std::size_t finished_dead = 0;   // events the current poll moved to the DLQ: they count against its max
   bool in_poll = false;            // inside poll_impl (its handlers included): poll, next and seek refuse
@@ -234,7 +235,26 @@ struct Consumer::Impl {
     return pt.read < pt.floor;
   }
 
+  // Whether the group this member joined was deleted (its slot freed, or
+  // reused by a group made since: created_ns tells them apart). The
+  // generation bump of a delete fences every commit, which a member takes
+  // for a rebalance; this tells it there is nothing left to join.
+  [[nodiscard]] bool group_gone() const noexcept {
+    if (group < 0) return false;
+    const shm::GroupLayout* g = topic->group(static_cast<std::uint32_t>(group));
+    // Acquire: pairs with the release store of the state in create_group /
+    // delete_group; created_ns is written before it.
+    return g->state.load(std::memory_order_acquire) != shm::kGroupActive ||
+           g->created_ns.load(std::memory_order_relaxed) != group_created_ns;
+  }
+  Error group_deleted_error() const {
+    return Error{Errc::kNotFound, "group '" + group_name + "' of topic '" + topic->topic() +
+                                      "' was deleted while this member was attached; make a new consumer to "
+                                      "join it again"};
+  }
+
   Error fenced_error(std::uint32_t p, std::uint64_t seen) const {
+    if (group_gone()) return group_deleted_error();
     return Error{Errc::kFenced, "partition " + std::to_string(p) + " of group '" + group_name + "' on topic '" +
                                     topic->topic() + "' was reassigned (generation " +
                                     std::to_string(shm::cursor_gen(parts[p].cursor)) + " -> " +
@@ -311,7 +331,7 @@ struct Consumer::Impl {
         continue;
       }
       Error e = fence(p);  // drops p: assigned[i] is the next partition now
-      if (!lose_fenced) return fail(std::move(e));
+      if (!lose_fenced || e.code != Errc::kFenced) return fail(std::move(e));
       lost.push_back(p);
     }
     report_lost();
@@ -757,8 +777,9 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       // late answer only means one more duplicate, never a loss.
       const std::uint64_t now_word = gpl->cursor.load(std::memory_order_relaxed);
       if (shm::cursor_gen(now_word) != shm::cursor_gen(pt.cursor)) {
-        lost.push_back(p);
         drop(p);
+        if (group_gone()) return fail(group_deleted_error());
+        lost.push_back(p);
         report_lost();
         return n;
       }
@@ -857,6 +878,9 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
   I.bump_progress();
   I.check_assignment();
   I.maybe_rejoin();
+  // A member left with nothing to read asks whether its group still exists
+  // (a busy one learns it from its first fenced commit, or after a park).
+  if (I.assigned.empty() && I.group_gone()) [[unlikely]] return fail(I.group_deleted_error());
   if (I.commit_requested) {
     I.commit_requested = false;
     if (auto c = I.commit_all(/*lose_fenced=*/I.daemon_mode); !c) return fail(std::move(c).error());
@@ -917,6 +941,10 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
     me->last_poll_ns.store(shm::coarse_monotonic_ns(), std::memory_order_relaxed);
     I.check_assignment();
     I.maybe_rejoin();
+    if (I.group_gone()) [[unlikely]] {
+      outcome = fail(I.group_deleted_error());
+      break;
+    }
   }
   me->flags.store(0, std::memory_order_relaxed);
   if (outcome && I.group >= 0 && I.opts.commit_mode == CommitMode::kAfterHandle && !I.commit_owned()) [[unlikely]] {
@@ -1124,7 +1152,10 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
     impl->daemon_epoch_seen = control::get_u64_or(*r, "epoch", impl_->registry_daemon_epoch());
     impl->group = static_cast<int>(control::get_u64_or(*r, "group_slot", 0));
     impl->group_name = options.group;
-    if (auto g = detail::find_group(m, options.group)) impl->policy = g->policy;
+    if (auto g = detail::find_group(m, options.group)) {
+      impl->policy = g->policy;
+      impl->group_created_ns = g->created_ns;
+    }
     impl->check_assignment();
     return Consumer(std::move(impl));
   }
@@ -1162,6 +1193,7 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
   impl->group = static_cast<int>(g->slot);
   impl->group_name = g->name;
   impl->policy = g->policy;
+  impl->group_created_ns = g->created_ns;
   m.group(g->slot)->members.fetch_add(1, std::memory_order_relaxed);
   impl->last_rejoin_ns = shm::monotonic_ns();
   impl->take_partitions(detail::take_free_partitions(m, g->slot, *slot));

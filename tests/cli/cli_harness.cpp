@@ -190,6 +190,21 @@ int Background::stop(double timeout_s) {
   return status < 0 ? -1 : decode(status);
 }
 
+int Background::wait_exit(double timeout_s) {
+  if (pid <= 0) return -1;
+  const double deadline = now_s() + timeout_s;
+  int status = 0;
+  for (;;) {
+    drain();
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    if (now_s() > deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling a child's exit, bounded
+  }
+  drain();
+  pid = -1;
+  return decode(status);
+}
+
 Background::~Background() {
   if (pid > 0) stop(2);
   if (out_fd >= 0) ::close(out_fd);

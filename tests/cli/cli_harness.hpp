@@ -39,6 +39,9 @@ struct Background {
   void drain();
   // SIGTERM, then waits (SIGKILL after timeout_s); returns the exit status.
   int stop(double timeout_s = 10);
+  // Waits up to timeout_s for it to exit by itself: its exit status, or -1
+  // if it still runs (then left running for stop()).
+  int wait_exit(double timeout_s);
   ~Background();
 };
 Background herald_background(const std::vector<std::string>& args);

@@ -276,6 +276,29 @@ TEST_F(CliOpsTest, ClientsOfADaemonThatDoesNotAnswerFailNamingItAndChangeNothing
   EXPECT_EQ(s.json()["answers"], true);
 }
 
+// `groups delete --force` with a member attached: the member learns that
+// its group is gone and exits 1 saying so (it used to sit on, fenced, with
+// nothing assigned, and exit 0 at its --timeout, or never).
+TEST_F(CliOpsTest, ConsumeExitsWhenItsGroupIsDeleted) {
+  ASSERT_EQ(h({"daemon", "start"}).status, 0);
+  ASSERT_EQ(h({"topic", "create", "t", "--partitions", "2", "--ring", "64K", "--max-event", "4K"}).status, 0);
+  Background consumer = hb({"consume", "t", "--group", "g"});
+  ASSERT_EQ(h({"publish", "t", "--partition", "0", "first"}).status, 0);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        consumer.drain();
+        return consumer.out.find("first") != std::string::npos;
+      },
+      30, [&] { return "the consumer did not print the first event; stderr: " + consumer.err; }));
+  CliRun r = h({"groups", "delete", "t", "g", "--force"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  ASSERT_EQ(h({"publish", "t", "--partition", "0", "after"}).status, 0);
+  const int status = consumer.wait_exit(30);
+  EXPECT_EQ(status, 1) << "stdout: " << consumer.out << "\nstderr: " << consumer.err;
+  EXPECT_NE(consumer.err.find("group 'g' of topic 't' was deleted"), std::string::npos) << consumer.err;
+  EXPECT_EQ(consumer.out.find("after"), std::string::npos) << consumer.out;
+}
+
 TEST_F(CliOpsTest, DoctorFindsAndFixesLeftoverSegments) {
   ASSERT_EQ(h({"topic", "create", "t", "--ring", "64K", "--max-event", "4K"}).status, 0);
   CliRun r = h({"doctor"});

@@ -78,6 +78,41 @@ std::vector<std::uint64_t> iota(std::uint64_t from, std::uint64_t to) {
 // Lossless and lossy
 // ---------------------------------------------------------------------------
 
+// A group deleted (with force) under a live member: the member's next poll
+// says so, busy (its commit is fenced) or idle (nothing assigned), and so
+// do commit() and a later poll; a group made again under the same name
+// (the same slot) is a new group, not the old one back.
+TEST_F(ConsumerTest, AMemberOfADeletedGroupIsToldItsGroupIsGone) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 64 * 1024, .max_event = 4096}));
+  auto producer = bus_->producer("t").value();
+  auto member = bus_->consumer("t", {.group = "g"}).value();
+  std::uint64_t seq = 0;
+  publish_n(producer, 2, &seq);
+  ASSERT_EQ(drain(member).size(), 2u);
+  ASSERT_TRUE(bus_->delete_group("t", "g", /*force=*/true));
+  ASSERT_TRUE(bus_->create_topic("u", {.partitions = 1, .ring_bytes = 64 * 1024, .max_event = 4096}));
+  // Busy: an event to handle, whose commit is fenced.
+  publish_n(producer, 1, &seq);
+  auto n = member.poll([](const EventView&) {}, 16);
+  ASSERT_FALSE(n) << "polled " << *n;
+  EXPECT_EQ(n.error().code, Errc::kNotFound) << n.error().message();
+  EXPECT_NE(n.error().detail.find("group 'g' of topic 't' was deleted"), std::string::npos) << n.error().message();
+  // Idle (nothing assigned now), waiting or not, and commit().
+  n = member.poll([](const EventView&) {}, 16, milliseconds(50));
+  ASSERT_FALSE(n);
+  EXPECT_EQ(n.error().code, Errc::kNotFound) << n.error().message();
+  auto e = member.next();
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code, Errc::kNotFound) << e.error().message();
+  // The same name again: the old member is still told its group is gone,
+  // and a new member reads from the new group's start.
+  auto again = bus_->consumer("t", {.group = "g", .start = Offset::earliest()}).value();
+  n = member.poll([](const EventView&) {}, 16);
+  ASSERT_FALSE(n);
+  EXPECT_EQ(n.error().code, Errc::kNotFound) << n.error().message();
+  EXPECT_EQ(drain(again).size(), 3u);
+}
+
 TEST_F(ConsumerTest, LosslessGroupBackPressuresThenReadsEveryAcceptedEvent) {
   constexpr std::uint64_t kRing = 1 << 16;
   constexpr std::uint64_t kMaxEvent = 4096;

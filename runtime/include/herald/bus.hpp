@@ -132,7 +132,9 @@ class Bus {
   Result<std::vector<TopicInfo>> list_topics() const;
   Result<TopicInfo> describe_topic(std::string_view name) const;
 
-  // Groups. Deleting a group also deletes its dead-letter topic. A reset
+  // Groups. Deleting a group also deletes its dead-letter topic; with force
+  // while members are attached, their polls then fail with kNotFound (the
+  // group is gone; a group made again under the name is a new one). A reset
   // moves every partition's cursor (refused while the group has live
   // members); with execute = false it only returns the plan.
   Result<void> delete_group(std::string_view topic, std::string_view group, bool force = false);
