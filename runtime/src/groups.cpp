@@ -107,7 +107,8 @@ Result<GroupRecord> create_group(const shm::TopicMap& topic, const NewGroup& ng,
     }
     g->max_deliveries.store(ng.max_deliveries, std::memory_order_relaxed);
     g->lagout_grace_ms.store(ng.lagout_grace_ms, std::memory_order_relaxed);
-    g->created_ns.store(shm::realtime_ns(), std::memory_order_relaxed);
+    const std::uint64_t created_ns = shm::realtime_ns();
+    g->created_ns.store(created_ns, std::memory_order_relaxed);
     g->dlq_incarnation.store(0, std::memory_order_relaxed);
     g->members.store(0, std::memory_order_relaxed);
     g->last_member_seen_ns.store(shm::monotonic_ns(), std::memory_order_relaxed);
@@ -149,6 +150,7 @@ Result<GroupRecord> create_group(const shm::TopicMap& topic, const NewGroup& ng,
     r.flags = ng.extra_flags | (gating ? shm::kGroupGating : 0u);
     r.max_deliveries = ng.max_deliveries;
     r.lagout_grace_ms = ng.lagout_grace_ms;
+    r.created_ns = created_ns;
     return r;
   }
   return fail(Errc::kLimit, "topic '" + topic.topic() + "' already has " + std::to_string(n) + " groups");

@@ -89,6 +89,10 @@ TEST_F(ConsumerTest, AMemberOfADeletedGroupIsToldItsGroupIsGone) {
   std::uint64_t seq = 0;
   publish_n(producer, 2, &seq);
   ASSERT_EQ(drain(member).size(), 2u);
+  // Waiting on a live group is no error (the check after a park).
+  auto idle = member.poll([](const EventView&) {}, 16, milliseconds(20));
+  ASSERT_TRUE(idle) << idle.error().message();
+  EXPECT_EQ(*idle, 0u);
   ASSERT_TRUE(bus_->delete_group("t", "g", /*force=*/true));
   ASSERT_TRUE(bus_->create_topic("u", {.partitions = 1, .ring_bytes = 64 * 1024, .max_event = 4096}));
   // Busy: an event to handle, whose commit is fenced.
@@ -111,6 +115,8 @@ TEST_F(ConsumerTest, AMemberOfADeletedGroupIsToldItsGroupIsGone) {
   ASSERT_FALSE(n);
   EXPECT_EQ(n.error().code, Errc::kNotFound) << n.error().message();
   EXPECT_EQ(drain(again).size(), 3u);
+  idle = again.poll([](const EventView&) {}, 16, milliseconds(20));
+  ASSERT_TRUE(idle) << idle.error().message();
 }
 
 TEST_F(ConsumerTest, LosslessGroupBackPressuresThenReadsEveryAcceptedEvent) {
