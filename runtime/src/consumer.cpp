@@ -1084,6 +1084,10 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
   const shm::TopicMap& m = **map;
   auto impl = std::make_unique<Consumer::Impl>();
   impl->opts = options;
+  // A DLQ has no DLQ: a group reading one retries a failing event (with
+  // backoff) until its handler takes it, rather than give up on it with
+  // nowhere to put it (which failed the poll, for good: the count stays).
+  if ((m.geometry().params.flags & shm::kLogDeadLetterTopic) != 0) impl->opts.max_deliveries = 0;
   impl->wait = wait_policy(options.wait);
   impl->parts.assign(m.partitions(), Consumer::Impl::Part{});
   impl->buf.resize(m.geometry().params.max_event);

@@ -122,6 +122,37 @@ TEST_F(DeliveryTest, DeadLetteredEventsCountAgainstAPollsMax) {
   EXPECT_EQ(dls->size(), 5u);
 }
 
+// A DLQ has no DLQ: a group reading a dead-letter topic retries a failing
+// dead letter past max_deliveries (it failed the poll, for good, looking
+// for a DLQ of the DLQ), and takes it once its handler does.
+TEST_F(DeliveryTest, AGroupReadingADlqRetriesAFailingDeadLetterUntilItIsTaken) {
+  auto producer = bus_->producer("orders").value();
+  ASSERT_TRUE(producer.publish({.payload = "poison"}));
+  ASSERT_TRUE(producer.publish({.payload = "fine"}));
+  auto consumer = bus_->consumer("orders", opts("g")).value();
+  std::vector<std::string> seen;
+  EXPECT_EQ(drain(consumer, &seen), (std::vector<std::string>{"fine"}));
+  ASSERT_EQ(bus_->dead_letters("orders", "g")->size(), 1u);
+
+  auto reader = bus_->consumer("orders.dlq.g", opts("r")).value();  // max_deliveries = 3
+  std::uint32_t last_delivery = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto n = reader.poll([&](const EventView& e) -> bool {
+      last_delivery = e.delivery();
+      return false;
+    }, 16);
+    ASSERT_TRUE(n) << "poll " << i << ": " << n.error().message();
+    EXPECT_EQ(*n, 0u);
+  }
+  EXPECT_EQ(last_delivery, 10u);
+  EXPECT_EQ(reader.stats().failures, 10u);
+  std::string taken;
+  auto n = reader.poll([&](const EventView& e) { taken = std::string(e.payload_text()); }, 16);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(*n, 1u);
+  EXPECT_EQ(taken, "poison");
+}
+
 TEST_F(DeliveryTest, FailingThenSucceedingHandlerHasNoDeadLetter) {
   auto producer = bus_->producer("orders").value();
   for (const char* p : {"a", "flaky", "b"}) ASSERT_TRUE(producer.publish({.payload = p}));
