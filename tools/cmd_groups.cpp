@@ -34,7 +34,8 @@ int groups_list(const Context& ctx, const std::string& topic) {
   std::vector<std::string> member_lines;
   const Style st{ctx.tty};
   for (const TopicStats& t : s->topics) {
-    if (t.dead_letter_topic) continue;
+    // DLQ topics too: groups reading dead letters are groups like any other
+    // (the DLQ's own redrive cursor is internal, skipped below).
     if (!topic.empty() && t.name != topic) continue;
     found = true;
     nlohmann::json jg = nlohmann::json::array();
