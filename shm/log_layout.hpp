@@ -145,6 +145,14 @@ struct alignas(128) ProducerSlotLayout {
   std::atomic<std::uint64_t> attached_ns; // P
   std::atomic<std::uint32_t> tid;         // P: owning thread (stat, doctor)
   std::uint32_t reserved0;
+  // P: the slot's counters (ProducerCountersLayout, summed over the
+  // partitions) when this owner took it. The counters run on across owners
+  // (partition totals sum them); stat subtracts these to show the owner's
+  // own. In the slot's padding: the slot's size and the layout are as before.
+  std::atomic<std::uint64_t> base_events;
+  std::atomic<std::uint64_t> base_bytes;
+  std::atomic<std::uint64_t> base_claims;
+  std::atomic<std::uint64_t> base_waits;
 };
 static_assert(sizeof(ProducerSlotLayout) == 128);
 

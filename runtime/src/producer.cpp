@@ -140,6 +140,19 @@ struct Producer::Impl {
       // Any partition may receive this producer's events (keys, round-robin).
       topic->prefault(p);
     }
+    // For stat: what the slot had counted before us. Relaxed: statistics.
+    shm::ProducerSlotLayout* sl = topic->producer(slot);
+    std::uint64_t e = 0, b = 0, c = 0, w = 0;
+    for (const Totals& k : base) {
+      e += k.events;
+      b += k.bytes;
+      c += k.claims;
+      w += k.waits;
+    }
+    sl->base_events.store(e, std::memory_order_relaxed);
+    sl->base_bytes.store(b, std::memory_order_relaxed);
+    sl->base_claims.store(c, std::memory_order_relaxed);
+    sl->base_waits.store(w, std::memory_order_relaxed);
   }
 
   ~Impl();

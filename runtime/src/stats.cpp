@@ -281,6 +281,17 @@ void read_producers(const shm::TopicMap& m, TopicStats& t) {
       ps.claims += c->claims.load(std::memory_order_relaxed);
       ps.backpressure_waits += c->backpressure_waits.load(std::memory_order_relaxed);
     }
+    // The counters run on across the slot's owners: this owner's own are
+    // what it added since it took the slot (its base, stored just after;
+    // read unordered, so clamp at zero for the moment in between).
+    auto own = [](std::uint64_t total, const std::atomic<std::uint64_t>& base) {
+      const std::uint64_t b = base.load(std::memory_order_relaxed);
+      return total > b ? total - b : 0;
+    };
+    ps.events = own(ps.events, sl->base_events);
+    ps.bytes = own(ps.bytes, sl->base_bytes);
+    ps.claims = own(ps.claims, sl->base_claims);
+    ps.backpressure_waits = own(ps.backpressure_waits, sl->base_waits);
     t.producers.push_back(ps);
   }
 }

@@ -65,6 +65,30 @@ TEST_F(StatsReaderTest, ReportsTopicsPartitionsGroupsMembersAndProducers) {
   EXPECT_TRUE(t->producers[0].alive);
 }
 
+// A producer slot reused by a later producer: the partition totals keep
+// every event, and the producer row counts only its current owner's (it
+// showed the sum of every owner's, as if the live producer had sent them).
+TEST_F(StatsReaderTest, AReusedProducerSlotShowsItsOwnersOwnCounts) {
+  {
+    auto first = bus_->producer("t").value();
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(first.publish({.payload = "0123456789"}));
+  }
+  auto second = bus_->producer("t").value();
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(second.publish({.payload = "0123456789"}));
+  EXPECT_EQ(second.stats().events, 2u);
+  auto s = read_stats(guard_.bus());
+  ASSERT_TRUE(s) << s.error().message();
+  const TopicStats* t = nullptr;
+  for (const TopicStats& x : s->topics)
+    if (x.name == "t") t = &x;
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->events, 7u);
+  ASSERT_EQ(t->producers.size(), 1u);  // the one live slot (the first producer's, reused)
+  EXPECT_EQ(t->producers[0].events, 2u);
+  EXPECT_EQ(t->producers[0].claims, 2u);
+  EXPECT_EQ(t->producers[0].bytes, second.stats().bytes);
+}
+
 // since_last_poll_ns comes from the reader slot's last_poll_ns: stamped when
 // a poll begins, and again on its way out only when it waited (a poll that
 // finds its events at once keeps the entry's stamp).

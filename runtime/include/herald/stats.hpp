@@ -121,8 +121,8 @@ struct ProducerSlotStats {
   bool alive = false;
   std::uint64_t producer_id = 0;
   std::uint64_t attached_ns = 0;
-  // The slot's running totals over every partition (a reused slot keeps
-  // counting from where its previous owner left off).
+  // This owner's counts over every partition, since it took the slot (the
+  // partition totals keep what earlier owners of the slot counted).
   std::uint64_t events = 0, bytes = 0, claims = 0, backpressure_waits = 0;
 };
 
