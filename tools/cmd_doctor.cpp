@@ -217,13 +217,16 @@ void check_space(const BusStats* s, std::uint64_t herald_bytes, std::vector<Chec
   }
   const std::uint64_t free = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
   const std::uint64_t total = static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize;
-  std::uint64_t largest = 4ull * (16ull << 20);  // a default topic: 4 partitions x 16 MiB
+  // The largest topic of the bus; with none, a default topic (4
+  // partitions x 16 MiB).
+  std::uint64_t largest = 0;
   bool any = false;
   if (s != nullptr)
     for (const TopicStats& t : s->topics) {
       largest = std::max(largest, t.segment_bytes);
       any = true;
     }
+  if (!any) largest = 4ull * (16ull << 20);
   const std::string d = format_bytes(static_cast<double>(free)) + " free of " + format_bytes(static_cast<double>(total)) +
                         "; this bus uses " + format_bytes(static_cast<double>(herald_bytes)) +
                         (any ? "; its largest topic needs " : "; a topic of the default size needs ") +
