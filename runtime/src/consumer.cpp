@@ -154,6 +154,7 @@ struct Consumer::Impl {
   std::uint64_t group_created_ns = 0;  // of the group joined (group_gone())
   std::size_t last_drain = 0;      // events of the last drain that found any (burst_settle)
   std::size_t finished_dead = 0;   // events the current poll moved to the DLQ: they count against its max
+  std::size_t failed_done = 0;     // at-most-once events of the current poll whose handler failed (not retried)
   bool in_poll = false;            // inside poll_impl (its handlers included): poll, next and seek refuse
 
   ~Impl();
@@ -797,6 +798,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     if (ok || amo) {
       if (!ok) {
         stats.failures += 1;  // at-most-once: not retried
+        ++failed_done;        // done with, but not handled successfully: not in stats.events
         failure_reason.clear();
       }
       if (tracked) gpl->inflight.store(shm::pack_inflight(pos + size, 0, false, mark), std::memory_order_relaxed);
@@ -894,6 +896,7 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
   std::uint32_t empty_drains = 0;
   shm::Backoff backoff(I.wait);
   I.finished_dead = 0;
+  I.failed_done = 0;
   for (;;) {
     auto r = I.drain(handler, max - n - I.finished_dead, empty_drains >= Impl::kIdleLooksBeforePrefetch);
     if (!r) {
@@ -950,7 +953,7 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
   if (outcome && I.group >= 0 && I.opts.commit_mode == CommitMode::kAfterHandle && !I.commit_owned()) [[unlikely]] {
     if (auto c = I.commit_fenced(/*lose_fenced=*/I.daemon_mode); !c) outcome = fail(std::move(c).error());
   }
-  I.stats.events += n;
+  I.stats.events += n - I.failed_done;
   me->events.store(I.stats.events, std::memory_order_relaxed);
   // A poll that found its events at once keeps the entry's stamp (older
   // by its handlers' time only, and handlers count as outside poll()):

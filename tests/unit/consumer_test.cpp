@@ -393,6 +393,9 @@ TEST_F(ConsumerTest, BeforeHandleCommitsFirstAndNeverRedelivers) {
   }
   EXPECT_EQ(seen, iota(0, 5)) << "the failed event is not delivered again";
   EXPECT_EQ(c.committed(0).value(), bus_->describe_topic("t").value().partition_info[0].tail);
+  // stats: events counts the handled ones only, failures the other.
+  EXPECT_EQ(c.stats().events, 4u);
+  EXPECT_EQ(c.stats().failures, 1u);
 }
 
 // ---------------------------------------------------------------------------
