@@ -155,7 +155,7 @@ nlohmann::json Daemon::op_join(ConnId conn, const Peer& peer, const nlohmann::js
   mem->max_poll_interval_ns =
       control::get_u64_or(req, "max_poll_interval_ms", cfg_.default_max_poll_interval_ns / 1'000'000) * 1'000'000ull;
   mem->last_poll_count = m.reader(r)->poll_count.load(std::memory_order_relaxed);
-  mem->last_progress_ns = clock_();
+  mem->last_progress_ns = mem->last_moved_ns = clock_();
   Member& ref = *mem;
   members_[mem->id] = std::move(mem);
   g.members.push_back(ref.id);
@@ -189,7 +189,7 @@ nlohmann::json Daemon::op_rejoin(ConnId conn, const Peer& peer, const nlohmann::
     if (auto a = req.find("assignor"); a != req.end() && a->is_string())
       m->assignor = a->get<std::string>() == "range" ? Assignor::kRange : Assignor::kSticky;
     m->max_poll_interval_ns = control::get_u64_or(req, "max_poll_interval_ms", m->max_poll_interval_ns / 1'000'000) * 1'000'000ull;
-    m->last_progress_ns = clock_();
+    m->last_progress_ns = m->last_moved_ns = clock_();
     auto t = topics_.find(m->topic);
     if (t != topics_.end()) m->last_poll_count = t->second->map->reader(m->reader)->poll_count.load(std::memory_order_relaxed);
     mirror(*m);
@@ -432,7 +432,17 @@ void Daemon::check_members() {
     const std::uint64_t pc = r->poll_count.load(std::memory_order_relaxed);
     const bool in_poll = (r->flags.load(std::memory_order_relaxed) & shm::kReaderInPoll) != 0;
     auto g = groups_.find({m.topic, m.group});
-    if (pc != m.last_poll_count || in_poll) {
+    if (pc != m.last_poll_count) m.last_moved_ns = now;
+    // In poll() (parked, or spinning) a member is idle, not stuck: unless
+    // its process is stopped (SIGSTOP, a debugger). Then it cannot wake for
+    // what arrives, and its partitions would wait for it for good (a
+    // lossless topic's producers with them). /proc is read only for a member
+    // whose poll count has not moved for max_poll_interval: a parked member
+    // counts every timed wake (50 ms), so that is a spinning one or a
+    // stopped one.
+    const bool idle_in_poll =
+        in_poll && (now - m.last_moved_ns <= m.max_poll_interval_ns || !shm::process_stopped(static_cast<pid_t>(m.pid)));
+    if (pc != m.last_poll_count || idle_in_poll) {
       m.last_poll_count = pc;
       m.last_progress_ns = now;
       if (m.stuck) {
@@ -442,7 +452,9 @@ void Daemon::check_members() {
       }
     } else if (!m.stuck && now - m.last_progress_ns > m.max_poll_interval_ns) {
       m.stuck = true;
-      log("member " + std::to_string(id) + " (pid " + std::to_string(m.pid) + ") has been outside poll() for over " +
+      log("member " + std::to_string(id) + " (pid " + std::to_string(m.pid) + ") " +
+          (in_poll ? "is stopped inside poll() and has not polled for over "
+                   : "has been outside poll() for over ") +
           std::to_string(m.max_poll_interval_ns / 1'000'000) + " ms: its partitions move");
       if (g != groups_.end()) {
         for (std::uint32_t p = 0; p < g->second->owner.size(); ++p)

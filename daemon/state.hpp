@@ -46,6 +46,7 @@ struct Daemon::Member {
   std::bitset<shm::kMaxPartitions> owned;  // assigned to it, mirrored into its reader slot
   std::uint64_t last_poll_count = 0;
   std::uint64_t last_progress_ns = 0;
+  std::uint64_t last_moved_ns = 0;  // when poll_count last moved
   bool stuck = false;
   bool restored = false;  // rebuilt after a daemon restart; waiting for its rejoin
   std::uint64_t rejoin_deadline_ns = 0;

@@ -173,6 +173,13 @@ std::optional<std::uint64_t> process_start_time(pid_t pid) noexcept {
   return start;
 }
 
+char process_state(pid_t pid) noexcept {
+  std::uint64_t start = 0;
+  char state = 0;
+  if (pid <= 0 || !read_stat(pid, &start, &state)) return 0;
+  return state;
+}
+
 std::uint64_t self_start_time() noexcept {
   static std::atomic<std::uint64_t> cached_pid{0};
   static std::atomic<std::uint64_t> cached_start{0};

@@ -88,6 +88,15 @@ class EventClock {
 // Start time of a process in clock ticks since boot (/proc/<pid>/stat field
 // 22), or nullopt when there is no such process.
 std::optional<std::uint64_t> process_start_time(pid_t pid) noexcept;
+// Its scheduler state (/proc/<pid>/stat field 3: 'R', 'S', 'D', 'T' stopped
+// by a signal, 't' stopped by a debugger, 'Z', ...), or 0 when unreadable.
+char process_state(pid_t pid) noexcept;
+// Stopped by SIGSTOP/SIGTSTP or a debugger: alive, but running nothing
+// until continued.
+inline bool process_stopped(pid_t pid) noexcept {
+  const char s = process_state(pid);
+  return s == 'T' || s == 't';
+}
 
 // This process's start time (cached after the first call; fork-safe: the
 // cache is keyed on the pid).

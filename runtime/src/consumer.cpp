@@ -155,6 +155,10 @@ struct Consumer::Impl {
   std::size_t last_drain = 0;      // events of the last drain that found any (burst_settle)
   std::size_t finished_dead = 0;   // events the current poll moved to the DLQ: they count against its max
   std::size_t failed_done = 0;     // at-most-once events of the current poll whose handler failed (not retried)
+  // kReaderInPoll is set (this poll waited). Cleared before a handler runs:
+  // heraldd takes a member whose flag is set for idle, so a handler that
+  // hangs on an event that arrived while we waited was never found stuck.
+  bool reader_flagged = false;
   bool in_poll = false;            // inside poll_impl (its handlers included): poll, next and seek refuse
 
   ~Impl();
@@ -787,6 +791,10 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       // Relaxed: read by whoever owns the partition after our death only.
       gpl->inflight.store(shm::pack_inflight(pos, prior + 1, true, mark), std::memory_order_relaxed);
     }
+    if (reader_flagged) [[unlikely]] {
+      me->flags.store(0, std::memory_order_relaxed);
+      reader_flagged = false;
+    }
     HERALD_CRASH_POINT("consume.before_handler");
     // failure_reason is written on failure only, and emptied again below
     // once taken, so a success costs no string work.
@@ -928,6 +936,7 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
       if (now >= deadline) break;
     }
     me->flags.store(shm::kReaderInPoll, std::memory_order_relaxed);
+    I.reader_flagged = true;
     if (backoff.step()) continue;
     now = shm::monotonic_ns();  // parking: the slice needs the time now
     if (now >= deadline) break;
@@ -950,6 +959,7 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
     }
   }
   me->flags.store(0, std::memory_order_relaxed);
+  I.reader_flagged = false;
   if (outcome && I.group >= 0 && I.opts.commit_mode == CommitMode::kAfterHandle && !I.commit_owned()) [[unlikely]] {
     if (auto c = I.commit_fenced(/*lose_fenced=*/I.daemon_mode); !c) outcome = fail(std::move(c).error());
   }

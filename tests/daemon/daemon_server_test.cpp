@@ -288,6 +288,49 @@ TEST_F(DaemonServerTest, StuckMemberIsFencedGetsOnLostAndTheNewOwnerResumesWhere
   EXPECT_EQ(c1->assignment().size(), 1u);
 }
 
+// The same with the event arriving while c1 is parked inside poll(): the
+// in-poll flag set for the wait must be cleared before the handler runs, or
+// heraldd takes the hung handler for an idle member and never moves the
+// partition (it stayed with c1 for as long as its handler ran).
+TEST_F(DaemonServerTest, AHandlerHangingOnAnEventThatWokeAParkedPollIsFoundStuck) {
+  auto m = topic("t", 2);
+  ASSERT_NE(m, nullptr);
+  Calls k1, k2;
+  auto c1 = bus_->consumer("t", member(k1, {.max_poll_interval = 1000ms}));
+  ASSERT_TRUE(c1) << c1.error().message();
+  auto c2 = bus_->consumer("t", member(k2));
+  ASSERT_TRUE(c2) << c2.error().message();
+  ASSERT_TRUE(settled({&*c1, &*c2}, *m));
+  ASSERT_EQ(c1->assignment().size(), 1u);
+  const std::uint32_t p = c1->assignment()[0];
+  const std::uint32_t g = detail::find_group(*m, "g")->slot;
+  const std::uint32_t gen_before = shm::cursor_gen(m->group_partition(g, p)->cursor.load());
+  // Publishes once c1 is parked (some reader slot of the topic shows the
+  // in-poll flag: c2 is not polling).
+  std::thread publisher([&] {
+    auto in_poll = [&] {
+      for (std::uint32_t r = 0; r < m->state_geometry().reader_slots; ++r)
+        if ((m->reader(r)->flags.load() & shm::kReaderInPoll) != 0) return true;
+      return false;
+    };
+    EXPECT_TRUE(wait_until(in_poll, 20, [] { return std::string("c1 never parked in poll()"); }));
+    auto prod = bus_->producer("t");
+    ASSERT_TRUE(prod) << prod.error().message();
+    ASSERT_TRUE(prod->publish({.payload = "hang", .partition = static_cast<std::int32_t>(p)}));
+  });
+  bool moved = false;
+  auto r = c1->poll(
+      [&](const EventView&) {
+        moved = wait_until([&] { return shm::cursor_gen(m->group_partition(g, p)->cursor.load()) != gen_before; },
+                           20, [&] { return "the hung handler's partition never moved\n" + describe_groups(*m); });
+      },
+      256, 30s);
+  publisher.join();
+  EXPECT_TRUE(moved);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(k1.all(k1.lost), (std::set<std::uint32_t>{p}));
+}
+
 // A member can be assigned a partition and have it revoked again before it
 // polls: it never held it, yet heraldd waits for it to let go. It must
 // still answer (the daemon would otherwise wait max_poll_interval, 30 s
