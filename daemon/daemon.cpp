@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "daemon/state.hpp"
 #include "runtime/src/control.hpp"
@@ -36,6 +37,20 @@ Result<std::unique_ptr<Daemon>> Daemon::open(Config cfg, Clock clock, Logger log
   if (auto r = d->start(); !r) return fail(std::move(r).error());
   return d;
 }
+
+namespace {
+// A live process named heraldd (a pid the registry names may have been
+// reused by something else since that daemon died).
+bool is_live_heraldd(pid_t pid) {
+  if (pid <= 0 || !shm::process_alive(pid, 0)) return false;
+  const int fd = ::open(("/proc/" + std::to_string(pid) + "/comm").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;  // cannot tell: the safe answer
+  char buf[32] = {};
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  return n > 0 && std::string_view(buf, static_cast<std::size_t>(n)).substr(0, 7) == "heraldd";
+}
+}  // namespace
 
 Result<void> Daemon::start() {
   if (cfg_.take_lock) {
@@ -69,8 +84,23 @@ Result<void> Daemon::start() {
   started_ns_ = clock_();
   {
     shm::RegistryHeaderLayout* h = reg_.header();
+    // One daemon per bus. The lock above is one per run directory, and the
+    // run directory depends on the user (/run/herald for root, /tmp/herald
+    // for others who cannot write it): root and a user sharing a bus would
+    // each start one, and the two would rebalance against each other. The
+    // registry names the daemon serving the bus: take it over only from a
+    // dead one (a CAS, so two starting at once cannot both win).
+    const auto me = static_cast<std::uint64_t>(::getpid());
+    std::uint64_t cur = h->daemon_pid.load(std::memory_order_acquire);
+    for (;;) {
+      const auto other = static_cast<pid_t>(cur);
+      if (cur != 0 && cur != me && is_live_heraldd(other))
+        return fail(Errc::kBusy, "bus '" + cfg_.bus + "' already has a running heraldd (pid " + std::to_string(other) +
+                                     ") with another run directory than " + cfg_.run_dir +
+                                     " (another user's? set HERALD_RUN_DIR alike for every user of the bus)");
+      if (h->daemon_pid.compare_exchange_weak(cur, me, std::memory_order_acq_rel)) break;
+    }
     h->daemon_start_time.store(shm::self_start_time(), std::memory_order_relaxed);
-    h->daemon_pid.store(static_cast<std::uint64_t>(::getpid()), std::memory_order_relaxed);
     // Release: a client that sees the new epoch sees our pid too. Clients
     // compare the epoch in poll() to notice a restarted daemon.
     epoch_ = h->daemon_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
@@ -118,6 +148,10 @@ nlohmann::json Daemon::handle(ConnId conn, const Peer& peer, const nlohmann::jso
     } else if (o == "reset_group") {
       resp = op_reset_group(peer, req);
     } else if (o == "shutdown") {
+      // The socket is 0666 (any user may use the topics its modes allow);
+      // stopping the daemon is its user's or root's, as destroy is.
+      if (peer.uid != 0 && peer.uid != ::geteuid())
+        return control::error_response(id, Error{Errc::kPermissionDenied, "only the daemon's user or root may stop heraldd"});
       stop_ = true;
       resp = control::ok_response(id);
     } else if (o == "destroy") {

@@ -46,6 +46,7 @@ nlohmann::json Daemon::op_producer(const Peer& peer, const nlohmann::json& req) 
   if (!tname) return control::error_response(id, tname.error());
   auto t = topic(*tname);
   if (!t) return control::error_response(id, t.error());
+  if (auto ok = may_use(peer, **t, true); !ok) return control::error_response(id, ok.error());
   watch(peer.pid, peer.start_time);
   return control::ok_response(id);
 }

@@ -1,5 +1,6 @@
 #include "daemon/server.hpp"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -34,6 +35,14 @@ struct Outbound {
   bool close_after = false;
 };
 
+// Limits against a local user who would starve the daemon (it serves
+// every user of the bus from one io thread): connections per uid (root's
+// and the daemon's own are not capped), and reply bytes waiting for a
+// client that sends requests without reading the answers (clients wait
+// for each answer, so a legitimate one never has more than one pending).
+inline constexpr std::uint32_t kMaxConnsPerUid = 1024;
+inline constexpr std::size_t kMaxPendingBytes = 1 << 20;
+
 struct Conn {
   int fd = -1;
   Peer peer;
@@ -67,6 +76,13 @@ struct Server::Impl {
   moodycamel::ConcurrentQueue<Outbound> out;
   std::map<ConnId, Conn> conns;  // io thread only
   ConnId next_conn = 1;
+  // A descriptor held in reserve: when accept fails for want of
+  // descriptors (EMFILE), it is closed to accept and drop the waiting
+  // connection, else the level-triggered listening socket stays ready and
+  // the io thread spins at 100 % CPU without answering anyone.
+  int spare_fd = -1;
+  std::map<uid_t, std::uint32_t> conns_of_uid;  // io thread only
+  std::uint64_t refused = 0;                    // connections dropped (descriptors, per-user cap)
 
   Impl(Daemon& d, std::string p, Logger l) : daemon(d), path(std::move(p)), log(std::move(l)) {}
 
@@ -82,7 +98,7 @@ Server::Server(Daemon& d, std::string socket_path, Logger log) : impl_(new Impl(
 
 Server::~Server() {
   for (auto& [id, c] : impl_->conns) ::close(c.fd);
-  for (int fd : {impl_->listen_fd, impl_->io_ep, impl_->in_event, impl_->out_event})
+  for (int fd : {impl_->listen_fd, impl_->io_ep, impl_->in_event, impl_->out_event, impl_->spare_fd})
     if (fd >= 0) ::close(fd);
   delete impl_;
 }
@@ -104,6 +120,7 @@ Result<void> Server::listen() {
   // SO_PEERCRED and the segments' modes.
   ::chmod(I.path.c_str(), 0666);
   if (::listen(I.listen_fd, 128) != 0) return fail(Errc::kIo, "listen " + I.path + ": " + std::strerror(errno));
+  I.spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   I.io_ep = ::epoll_create1(EPOLL_CLOEXEC);
   I.in_event = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   I.out_event = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -122,6 +139,7 @@ void Server::Impl::close_conn(ConnId id, bool tell) {
   if (it == conns.end()) return;
   ::epoll_ctl(io_ep, EPOLL_CTL_DEL, it->second.fd, nullptr);
   ::close(it->second.fd);
+  if (auto u = conns_of_uid.find(it->second.peer.uid); u != conns_of_uid.end() && --u->second == 0) conns_of_uid.erase(u);
   conns.erase(it);
   if (tell) {
     Inbound m;
@@ -134,12 +152,29 @@ void Server::Impl::close_conn(ConnId id, bool tell) {
 
 void Server::Impl::accept_all() {
   for (;;) {
-    const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
+      ::close(spare_fd);
+      fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd >= 0) ::close(fd);
+      spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (refused++ % 1000 == 0)
+        log("out of file descriptors: refusing new connections (" + std::to_string(conns.size()) +
+            " open; raise the daemon's RLIMIT_NOFILE)");
+      continue;
+    }
     if (fd < 0) return;
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
       ::close(fd);
+      continue;
+    }
+    if (cred.uid != 0 && cred.uid != ::geteuid() && conns_of_uid[cred.uid] >= kMaxConnsPerUid) {
+      ::close(fd);
+      if (refused++ % 1000 == 0)
+        log("uid " + std::to_string(cred.uid) + " has " + std::to_string(kMaxConnsPerUid) +
+            " connections open: refusing more");
       continue;
     }
     Peer peer{cred.pid, cred.uid, cred.gid, 0};
@@ -162,6 +197,7 @@ void Server::Impl::accept_all() {
     c.fd = fd;
     c.peer = peer;
     conns.emplace(id, std::move(c));
+    ++conns_of_uid[peer.uid];
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = id;
@@ -172,6 +208,14 @@ void Server::Impl::accept_all() {
 void Server::Impl::send_now(ConnId id, std::string frame, bool close_after) {
   auto it = conns.find(id);
   if (it == conns.end()) return;
+  if (it->second.pending.size() + frame.size() > kMaxPendingBytes) {
+    // It sends and does not read: drop it rather than buffer without bound.
+    log("closing a connection of pid " + std::to_string(it->second.peer.pid) + " (uid " +
+        std::to_string(it->second.peer.uid) + "): " + std::to_string(it->second.pending.size()) +
+        " bytes of answers it does not read");
+    close_conn(id, true);
+    return;
+  }
   it->second.pending += frame;
   it->second.close_after_write = it->second.close_after_write || close_after;
   flush(id);

@@ -1,6 +1,7 @@
 // Topics and groups as the daemon administers them: create, delete, reset,
 // the registry mirror, and who may use what (SO_PEERCRED vs segment modes).
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -130,6 +131,13 @@ nlohmann::json Daemon::op_create_topic(const Peer& peer, const nlohmann::json& r
   if (!policy) return control::error_response(id, policy.error());
   c.default_policy = *policy;
   if (auto g = req.find("unix_group"); g != req.end() && g->is_string()) c.unix_group = g->get<std::string>();
+  // Creating topics is the bus owner's (the daemon's user) or root's: the
+  // registry is theirs (0644), as it is without a daemon.
+  if (peer.uid != 0 && peer.uid != ::geteuid())
+    return control::error_response(
+        id, Error{Errc::kPermissionDenied, "uid " + std::to_string(peer.uid) + " may not create topics on bus '" +
+                                               cfg_.bus + "' (only its owner, uid " + std::to_string(::geteuid()) +
+                                               ", or root)"});
   auto lock = detail::FileLock::acquire(detail::admin_lock_path(cfg_.run_dir, cfg_.bus));
   if (!lock) return control::error_response(id, lock.error());
   auto info = detail::create_topic_locked(reg_, cfg_.bus, *name, c);

@@ -50,6 +50,7 @@ Result<Registry> Registry::open_mapped(const std::string& bus, Access access) {
     auto ok = validate_registry_segment(seg->data(), seg->size());
     if (ok) {
       reg.seg_ = std::move(seg).value();
+      reg.read_only_ = access == Access::kReadOnly;
       return reg;
     }
     if (ok.error().code != Errc::kNotReady || attempt > 2000)
@@ -170,6 +171,9 @@ void write_end(TopicEntryLayout* e) {
 }  // namespace
 
 Result<TopicRecord> Registry::insert(TopicRecord rec) {
+  if (read_only_)
+    return fail(Errc::kPermissionDenied, "the registry of bus '" + bus_ +
+                                             "' is its owner's: only the owner or root may create topics on it");
   if (find(rec.name)) return fail(Errc::kAlreadyExists, "topic '" + rec.name + "' already exists");
   if (rec.name.size() > kTopicNameCapacity) return fail(Errc::kInvalidArgument, "topic name too long");
   for (std::uint32_t i = 0; i < kTopicSlots; ++i) {
@@ -208,6 +212,9 @@ Result<TopicRecord> Registry::insert(TopicRecord rec) {
 }
 
 Result<void> Registry::erase(std::string_view topic, std::uint64_t incarnation) {
+  if (read_only_)
+    return fail(Errc::kPermissionDenied, "the registry of bus '" + bus_ +
+                                             "' is its owner's: only the owner or root may delete topics from it");
   auto r = find(topic);
   if (!r || r->incarnation != incarnation)
     return fail(Errc::kNotFound, "topic '" + std::string(topic) + "' does not exist");

@@ -54,6 +54,7 @@ class Registry {
 
   RegistryHeaderLayout* header() const noexcept { return reinterpret_cast<RegistryHeaderLayout*>(seg_.data()); }
   const std::string& bus() const noexcept { return bus_; }
+  [[nodiscard]] bool read_only() const noexcept { return read_only_; }
 
  private:
   TopicEntryLayout* entry(std::uint32_t i) const noexcept {
@@ -63,6 +64,7 @@ class Registry {
   static Result<Registry> open_mapped(const std::string& bus, Access access);
   std::string bus_;
   Segment seg_;
+  bool read_only_ = false;  // open_read_only: insert and erase refuse
 };
 
 Result<void> validate_registry_segment(const std::byte* base, std::uint64_t bytes);

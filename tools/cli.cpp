@@ -38,7 +38,11 @@ std::string hint(Errc code, const std::string& detail) {
       if (has("make the rings smaller")) return "see 'herald doctor'";
       if (has("position space")) return "";
       return "free space in /dev/shm or use smaller rings; see 'herald doctor'";
-    case Errc::kPermissionDenied: return "run as the bus owner or a member of the topic's Unix group";
+    case Errc::kPermissionDenied:
+      // Only for a topic's segments: other refusals (the run directory, a
+      // daemon's rule, an impostor) carry their own advice.
+      if (has("/dev/shm/") && !has("belong to another user")) return "run as the bus owner or a member of the topic's Unix group";
+      return "";
     case Errc::kVersionMismatch: return "the bus was made by another herald version: destroy it or use that version";
     case Errc::kCorrupt: return "run 'herald doctor'";
     default: return "";

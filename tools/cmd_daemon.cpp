@@ -81,13 +81,16 @@ int daemon_start(const Context& ctx, const StartArgs& a) {
   auto dir = detail::run_dir();
   if (!dir) return runtime_error(dir.error());
   const std::string sock = detail::socket_path(*dir, bus), log = detail::daemon_log_path(*dir, bus);
-  if (auto c = detail::DaemonClient::connect(sock)) {
+  std::string found = *dir;  // a daemon in the other default run directory counts too
+  if (auto c = detail::connect_bus(&found, bus)) {
     if (ctx.json) print_json_line({{"bus", bus}, {"running", true}, {"started", false}, {"pid", (*c)->daemon_pid()}});
     else std::printf("heraldd is already running for bus '%s' (pid %ld)\n", bus.c_str(), (*c)->daemon_pid());
     return 0;
   } else if (c.error().code == Errc::kTimeout) {
     // One is running but silent: a second would only fail on its lock.
-    return runtime_error(detail::silent_daemon_error(*dir, bus, c.error()), "");
+    return runtime_error(detail::silent_daemon_error(found, bus, c.error()), "");
+  } else if (c.error().code != Errc::kDaemonUnavailable) {
+    return runtime_error(c.error());
   }
   const std::string bin = detail::daemon_binary();
   // Where this start's lines begin in the log: a start that fails (a
@@ -156,9 +159,11 @@ int daemon_stop(const Context& ctx) {
   const std::string bus = ctx.bus();
   auto dir = detail::run_dir();
   if (!dir) return runtime_error(dir.error());
-  auto c = detail::DaemonClient::connect(detail::socket_path(*dir, bus));
+  std::string found = *dir;
+  auto c = detail::connect_bus(&found, bus);
   if (!c && c.error().code == Errc::kTimeout)
-    return runtime_error(detail::silent_daemon_error(*dir, bus, c.error()), "");
+    return runtime_error(detail::silent_daemon_error(found, bus, c.error()), "");
+  if (!c && c.error().code != Errc::kDaemonUnavailable) return runtime_error(c.error());
   if (!c) {
     if (ctx.json) print_json_line({{"bus", bus}, {"running", false}, {"stopped", false}});
     else std::printf("heraldd is not running for bus '%s'\n", bus.c_str());
@@ -183,8 +188,11 @@ int daemon_status(const Context& ctx) {
   const std::string bus = ctx.bus();
   auto dir = detail::run_dir();
   if (!dir) return runtime_error(dir.error());
-  const std::string sock = detail::socket_path(*dir, bus), log = detail::daemon_log_path(*dir, bus);
-  auto c = detail::DaemonClient::connect(sock);
+  std::string found = *dir;
+  auto c = detail::connect_bus(&found, bus);
+  const std::string sock = detail::socket_path(found, bus), log = detail::daemon_log_path(found, bus);
+  if (!c && c.error().code != Errc::kDaemonUnavailable && c.error().code != Errc::kTimeout)
+    return runtime_error(c.error());
   // Running but silent (stopped with SIGSTOP, stuck): not "not running".
   const bool silent = !c && c.error().code == Errc::kTimeout;
   if (ctx.json) {
@@ -194,16 +202,16 @@ int daemon_status(const Context& ctx) {
       j["epoch"] = (*c)->epoch();
       j["answers"] = true;
     } else if (silent) {
-      j["pid"] = detail::daemon_lock_holder(*dir, bus);
+      j["pid"] = detail::daemon_lock_holder(found, bus);
       j["answers"] = false;
-      j["error"] = detail::silent_daemon_error(*dir, bus, c.error()).detail;
+      j["error"] = detail::silent_daemon_error(found, bus, c.error()).detail;
     }
     print_json_line(j);
   } else if (c) {
     std::printf("heraldd is running for bus '%s': pid %ld, epoch %llu\n  socket %s\n  log    %s\n", bus.c_str(),
                 (*c)->daemon_pid(), static_cast<unsigned long long>((*c)->epoch()), sock.c_str(), log.c_str());
   }
-  if (silent) return runtime_error(detail::silent_daemon_error(*dir, bus, c.error()), "");
+  if (silent) return runtime_error(detail::silent_daemon_error(found, bus, c.error()), "");
   if (!c)
     return runtime_error("heraldd is not running for bus '" + bus + "'; start it with 'herald daemon start' (producers "
                          "and consumers work without it; joins, rebalances and repairs wait)");

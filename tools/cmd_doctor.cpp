@@ -123,7 +123,8 @@ void check_segments(const Context& ctx, bool fix, std::vector<Check>& out, std::
 std::string daemon_silence(const Context& ctx) {
   auto dir = detail::run_dir();
   if (!dir) return dir.error().message();
-  auto c = detail::DaemonClient::connect(detail::socket_path(*dir, ctx.bus()));
+  std::string found = *dir;
+  auto c = detail::connect_bus(&found, ctx.bus());
   return c ? std::string() : c.error().message();
 }
 

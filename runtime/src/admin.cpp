@@ -18,7 +18,7 @@ namespace herald::detail {
 
 namespace {
 
-Result<shm::TopicMap::Perms> perms_for(const TopicConfig& c) {
+Result<shm::TopicMap::Perms> perms_for(const TopicConfig& c, bool dead_letter) {
   shm::TopicMap::Perms p;
   if (c.unix_group.empty()) return p;
   std::vector<char> buf(16384);
@@ -27,8 +27,10 @@ Result<shm::TopicMap::Perms> perms_for(const TopicConfig& c) {
   if (::getgrnam_r(c.unix_group.c_str(), &grp, buf.data(), buf.size(), &out) != 0 || out == nullptr)
     return fail(Errc::kInvalidArgument, "unix group '" + c.unix_group + "' does not exist");
   // Consumers only read the log; consumers and producers of the group write
-  // the state (cursors, waiter bits).
-  p.log = shm::SegmentPerms{0640, static_cast<long>(out->gr_gid)};
+  // the state (cursors, waiter bits). A dead-letter topic's log is written
+  // by the source's consumers (they move poison events there), so the
+  // group writes it too.
+  p.log = shm::SegmentPerms{dead_letter ? 0660u : 0640u, static_cast<long>(out->gr_gid)};
   p.state = shm::SegmentPerms{0660, static_cast<long>(out->gr_gid)};
   return p;
 }
@@ -55,7 +57,8 @@ Result<TopicInfo> create_topic_locked(shm::Registry& reg, const std::string& bus
                                       const TopicConfig& config, const CreateTopicOptions& opts) {
   if (auto r = validate_topic_config(name, config, opts.internal); !r)
     return fail(std::move(r).error().with_context("create topic '" + shm::printable(name) + "'"));
-  auto perms = perms_for(config);
+  const bool dead_letter = (opts.extra_flags & shm::kLogDeadLetterTopic) != 0;
+  auto perms = perms_for(config, dead_letter);
   if (!perms) return fail(std::move(perms).error());
   if (reg.find(name))
     return fail(Errc::kAlreadyExists, "topic '" + std::string(name) + "' already exists on bus '" + bus + "'");
@@ -65,7 +68,7 @@ Result<TopicInfo> create_topic_locked(shm::Registry& reg, const std::string& bus
   rec.params = shm::LogParams{config.partitions, config.ring_bytes, config.max_event,
                               (config.single_producer ? static_cast<std::uint32_t>(shm::kLogSingleProducer) : 0u) |
                                   opts.extra_flags};
-  rec.mode = config.unix_group.empty() ? 0600 : 0640;
+  rec.mode = config.unix_group.empty() ? 0600 : dead_letter ? 0660 : 0640;
   rec.gid = perms->log.gid;
   rec.default_policy = to_shm(config.default_policy, shm::GroupPolicy::kLagOut);
   rec.lagout_grace_ms = static_cast<std::uint64_t>(config.lagout_grace.count());
@@ -128,6 +131,10 @@ Result<void> delete_topic_locked(shm::Registry& reg, const std::string& bus, std
   }
   auto map = shm::TopicMap::attach(bus, rec->name, rec->incarnation, shm::Access::kReadWrite,
                                    shm::Access::kReadWrite);
+  // A topic we may not open (another user's) is not ours to delete either:
+  // erasing its record would leave its segments behind, unlisted.
+  if (!map && map.error().code == Errc::kPermissionDenied)
+    return fail(std::move(map).error().with_context("delete topic '" + rec->name + "'"));
   if (map) {
     if (!force) {
       const std::string users = users_of(*map);

@@ -62,8 +62,9 @@ Result<nlohmann::json> Bus::Impl::call_daemon(nlohmann::json request) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!daemon_ || daemon_->broken() || daemon_->epoch() != registry_daemon_epoch()) {
       daemon_.reset();
-      auto c = detail::DaemonClient::connect(detail::socket_path(run_dir, name));
+      auto c = detail::connect_bus(&run_dir, name);
       if (!c && c.error().code == Errc::kTimeout) return fail(detail::silent_daemon_error(run_dir, name, c.error()));
+      if (!c && c.error().code != Errc::kDaemonUnavailable) return fail(std::move(c).error());  // an impostor
       if (!c && detail::autostart_enabled()) {
         // A bus that was destroyed while we were attached (its registry
         // segment is gone) stays destroyed: a daemon started now would
@@ -120,17 +121,22 @@ Result<Bus> Bus::attach(std::string_view name_in) {
   auto dir = detail::run_dir();
   if (!dir) return fail(std::move(dir).error());
   auto reg = shm::Registry::open_or_create(name, 0644);
+  // Another user's bus (its registry is 0644): attach read-only. The
+  // topics whose modes let us in (a --unix-group we are in) work as usual;
+  // creating and deleting topics is the owner's (Registry refuses it).
+  if (!reg && reg.error().code == Errc::kPermissionDenied) reg = shm::Registry::open_read_only(name);
   if (!reg) return fail(std::move(reg).error());
   auto impl = std::make_shared<Impl>();
   impl->name = name;
   impl->run_dir = std::move(dir).value();
   impl->registry = std::move(reg).value();
   // Daemon mode if a daemon answers, or if we may start one.
-  auto c = detail::DaemonClient::connect(detail::socket_path(impl->run_dir, name));
+  auto c = detail::connect_bus(&impl->run_dir, name);
   // A daemon that accepts but does not answer (stopped, stuck) still owns
   // the bus: neither start another nor carry on without it, whose members
   // would take partitions it assigns elsewhere once it resumes.
   if (!c && c.error().code == Errc::kTimeout) return fail(detail::silent_daemon_error(impl->run_dir, name, c.error()));
+  if (!c && c.error().code != Errc::kDaemonUnavailable) return fail(std::move(c).error());  // an impostor
   if (!c && detail::autostart_enabled()) {
     c = detail::start_daemon(name, impl->run_dir);
     if (!c) return fail(std::move(c).error());
@@ -150,8 +156,12 @@ Result<void> Bus::destroy(std::string_view name_in) {
   const std::string name = resolve_bus_name(name_in);
   if (auto r = shm::validate_bus_name(name); !r) return fail(std::move(r).error());
   // A running daemon removes the bus itself and exits; wait for it (bounded).
-  if (auto dir = detail::run_dir()) {
-    auto c = detail::DaemonClient::connect(detail::socket_path(*dir, name));
+  // Without the run directory we could not ask it: removing the segments
+  // under a running daemon would split the bus, so that is an error.
+  auto run = detail::run_dir();
+  if (!run) return fail(std::move(run).error().with_context("destroy bus '" + name + "'"));
+  if (auto dir = run) {
+    auto c = detail::connect_bus(&*dir, name);
     // A silent daemon would resume serving a bus whose segments are gone,
     // while the next client makes a new registry under the same name.
     if (!c && c.error().code == Errc::kTimeout) {
@@ -159,27 +169,49 @@ Result<void> Bus::destroy(std::string_view name_in) {
       e.detail += " (the bus is left as it was)";
       return fail(std::move(e));
     }
+    if (!c && c.error().code != Errc::kDaemonUnavailable) return fail(std::move(c).error());
     if (c) {
       const long pid = (*c)->daemon_pid();
-      (void)(*c)->call({{"op", "destroy"}});
+      // Refused (another user's daemon) or not answered: say so, changing
+      // nothing, rather than remove what we can and report the bus gone.
+      if (auto r = (*c)->call({{"op", "destroy"}}); !r && r.error().code != Errc::kDaemonUnavailable)
+        return fail(std::move(r).error().with_context("heraldd (pid " + std::to_string(pid) + ") refused to destroy bus '" +
+                                                      name + "'"));
       for (int i = 0; i < 1000 && pid > 0 && shm::process_alive(static_cast<pid_t>(pid), 0); ++i)
         ::usleep(5'000);  // polling for the daemon's exit, bounded at 5 s
+      if (pid > 0 && shm::process_alive(static_cast<pid_t>(pid), 0))
+        return fail(Errc::kTimeout, "heraldd (pid " + std::to_string(pid) + ") of bus '" + name +
+                                        "' did not exit within 5 s of being told to destroy it");
     }
   }
   // Close every topic first so attached clients get kClosed, not a vanished log.
+  // The registry's name goes first (our mapping stays readable): a client
+  // that learns of the close and leaves its group would otherwise find no
+  // daemon, see the registry still there, and autostart one, which made
+  // the bus again (Impl::destroyed() checks for the registry).
   if (auto reg = shm::Registry::open(name)) {
+    (void)shm::Segment::remove(shm::registry_segment_name(name));
     for (const shm::TopicRecord& t : reg->list()) {
       if (auto m = shm::TopicMap::attach(name, t.name, t.incarnation, shm::Access::kReadWrite,
                                          shm::Access::kReadWrite))
         m->close();
     }
   }
-  for (const std::string& seg : shm::Segment::list(shm::bus_segment_prefix(name))) (void)shm::Segment::remove(seg);
+  std::size_t left = 0;
+  std::string first_error;
+  for (const std::string& seg : shm::Segment::list(shm::bus_segment_prefix(name)))
+    if (auto r = shm::Segment::remove(seg); !r && r.error().code != Errc::kNotFound) {
+      if (left++ == 0) first_error = r.error().message();
+    }
   if (auto dir = detail::run_dir()) {
     for (const std::string& f : {detail::socket_path(*dir, name), detail::daemon_lock_path(*dir, name),
                                  detail::admin_lock_path(*dir, name), detail::daemon_log_path(*dir, name)})
       ::unlink(f.c_str());
   }
+  if (left > 0)
+    return fail(Errc::kPermissionDenied, std::to_string(left) + " shared-memory segment(s) of bus '" + name +
+                                             "' could not be removed (" + first_error +
+                                             "); they belong to another user: run as that user or root");
   return {};
 }
 
@@ -221,6 +253,9 @@ Result<TopicInfo> Bus::create_topic(std::string_view name, const TopicConfig& co
     info.single_producer = config.single_producer;
     return info;
   }
+  if (impl_->registry.read_only())
+    return fail(Errc::kPermissionDenied, "uid " + std::to_string(::geteuid()) + " may not create topics on bus '" +
+                                             impl_->name + "' (only its owner or root)");
   auto lock = impl_->admin_lock();
   if (!lock) return fail(std::move(lock).error());
   // A handle that outlived Bus::destroy still maps the unlinked registry:
@@ -237,6 +272,9 @@ Result<void> Bus::delete_topic(std::string_view name, const DeleteOptions& optio
     if (!r) return fail(std::move(r).error());
     return {};
   }
+  if (impl_->registry.read_only())
+    return fail(Errc::kPermissionDenied, "uid " + std::to_string(::geteuid()) + " may not delete topics of bus '" +
+                                             impl_->name + "' (only its owner or root)");
   auto lock = impl_->admin_lock();
   if (!lock) return fail(std::move(lock).error());
   return detail::delete_topic_locked(impl_->registry, impl_->name, name, options.force);

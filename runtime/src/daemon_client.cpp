@@ -18,6 +18,7 @@
 
 #include "runtime/src/run_dir.hpp"
 #include "shm/clock.hpp"
+#include "shm/names.hpp"
 
 extern char** environ;
 
@@ -43,6 +44,32 @@ Result<std::unique_ptr<DaemonClient>> DaemonClient::connect(const std::string& s
     const int e = errno;
     ::close(fd);
     return fail(Errc::kDaemonUnavailable, "no heraldd answers on " + socket_path + " (" + std::strerror(e) + ")");
+  }
+  // Who listens: the run directory may be a shared /tmp/herald, where
+  // another user can bind a socket under the bus's name before its daemon
+  // does (or after removing its socket) and answer in its place. A real
+  // heraldd runs as root, as us, or as the bus's owner (the user who made
+  // its registry).
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return fail(Errc::kIo, "SO_PEERCRED on " + socket_path + ": " + std::strerror(e));
+  }
+  if (cred.uid != 0 && cred.uid != ::geteuid()) {
+    const std::string base = socket_path.substr(socket_path.rfind('/') + 1);
+    const std::string bus = base.size() > 5 ? base.substr(0, base.size() - 5) : base;  // <bus>.sock
+    struct stat st{};
+    const bool owner = ::stat(("/dev/shm/" + shm::registry_segment_name(bus)).c_str(), &st) == 0 && st.st_uid == cred.uid;
+    if (!owner) {
+      ::close(fd);
+      return fail(Errc::kPermissionDenied,
+                  "the process listening on " + socket_path + " (pid " + std::to_string(cred.pid) + ", uid " +
+                      std::to_string(cred.uid) + ") is not a heraldd of bus '" + bus +
+                      "': it runs as neither root, this user, nor the bus's owner; remove the socket, or set "
+                      "HERALD_RUN_DIR to a directory of your own");
+    }
   }
   std::unique_ptr<DaemonClient> c(new DaemonClient());
   c->fd_ = fd;
@@ -113,6 +140,23 @@ Result<nlohmann::json> DaemonClient::call(nlohmann::json request, int timeout_ms
   }
 }
 
+Result<std::unique_ptr<DaemonClient>> connect_bus(std::string* run_dir, const std::string& bus) {
+  auto c = DaemonClient::connect(socket_path(*run_dir, bus));
+  if (c || c.error().code != Errc::kDaemonUnavailable) return c;
+  if (const char* env = std::getenv("HERALD_RUN_DIR"); env != nullptr && *env != '\0') return c;
+  for (const char* other : {"/run/herald", "/tmp/herald"}) {
+    if (*run_dir == other) continue;
+    const std::string sock = socket_path(other, bus);
+    if (::access(sock.c_str(), F_OK) != 0) continue;
+    auto o = DaemonClient::connect(sock);
+    if (o || o.error().code != Errc::kDaemonUnavailable) {
+      *run_dir = other;
+      return o;
+    }
+  }
+  return c;
+}
+
 long daemon_lock_holder(const std::string& run_dir, const std::string& bus) {
   const int fd = ::open(daemon_lock_path(run_dir, bus).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
@@ -127,25 +171,17 @@ long daemon_lock_holder(const std::string& run_dir, const std::string& bus) {
 
 namespace {
 
-// The state letter of /proc/<pid>/stat (field 3, after the parenthesised
-// command, which may itself hold spaces and parentheses), in words.
+// A process's state (shm::process_state), in words.
 std::string process_state(long pid) {
-  const int fd = ::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return "gone";
-  char buf[512] = {};
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return "unknown";
-  const char* close_paren = std::strrchr(buf, ')');
-  if (close_paren == nullptr || close_paren[1] != ' ') return "unknown";
-  switch (close_paren[2]) {
+  switch (shm::process_state(static_cast<pid_t>(pid))) {
+    case 0: return "gone";
     case 'T': return "stopped";
     case 't': return "stopped by a debugger";
     case 'D': return "in uninterruptible sleep";
     case 'Z': return "a zombie";
     case 'R': return "running";
     case 'S': return "sleeping";
-    default: return std::string("state ") + close_paren[2];
+    default: return std::string("state ") + shm::process_state(static_cast<pid_t>(pid));
   }
 }
 
@@ -225,6 +261,7 @@ Result<std::unique_ptr<DaemonClient>> start_daemon(const std::string& bus, const
     if (c) return c;
     // Another heraldd holds the bus (ours exits on its lock) but is silent.
     if (c.error().code == Errc::kTimeout) return fail(silent_daemon_error(run_dir, bus, c.error()));
+    if (c.error().code == Errc::kPermissionDenied) return fail(std::move(c).error());  // an impostor listens
     last = std::move(c).error();
     ::usleep(5'000);  // polling for the daemon's socket to appear, bounded by the deadline
   }

@@ -45,6 +45,16 @@ class DaemonClient {
   std::mutex mu_;
 };
 
+// Connects to the bus's daemon: in *run_dir first, then (unless
+// HERALD_RUN_DIR chooses one directory for everyone) in the other default
+// run directory, /run/herald or /tmp/herald. Which one a user gets depends
+// on whether it may write /run/herald, so root and other users of one bus
+// would otherwise each look only in their own and start a daemon each.
+// *run_dir becomes the directory of the daemon that answered (or the
+// error's, for a silent daemon or an impostor); kDaemonUnavailable when
+// none listens in either.
+Result<std::unique_ptr<DaemonClient>> connect_bus(std::string* run_dir, const std::string& bus);
+
 // The heraldd to start: $HERALD_DAEMON, else next to this executable, else
 // the build tree's, else the installed one, else "heraldd" on PATH.
 std::string daemon_binary();

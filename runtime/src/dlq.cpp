@@ -1,10 +1,12 @@
 #include "runtime/src/dlq.hpp"
 
+#include <grp.h>
 #include <unistd.h>
 
 #include <charconv>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "runtime/src/admin.hpp"
 #include "runtime/src/bus_impl.hpp"
@@ -27,6 +29,15 @@ TopicConfig dlq_config(const shm::TopicRecord& source) {
   c.ring_bytes = ring;
   c.max_event = max_event;
   c.default_policy = Policy::kLossless;
+  // Shared with the source's Unix group, if it has one: the group's members
+  // may read the source, so they may read (and redrive) its dead letters.
+  if (source.gid >= 0) {
+    group buf_grp{};
+    group* out = nullptr;
+    std::vector<char> buf(16384);
+    if (::getgrgid_r(static_cast<gid_t>(source.gid), &buf_grp, buf.data(), buf.size(), &out) == 0 && out != nullptr)
+      c.unix_group = out->gr_name;
+  }
   return c;
 }
 

@@ -36,6 +36,9 @@ int decode(int status) {
   return -1;
 }
 
+// A command put before herald's path (setpriv, to run it as another user).
+thread_local std::vector<std::string> t_prefix;
+
 pid_t spawn_herald(const std::vector<std::string>& args, int* in_fd, int* out_fd, int* err_fd) {
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return -1;
@@ -44,13 +47,14 @@ pid_t spawn_herald(const std::vector<std::string>& args, int* in_fd, int* out_fd
   posix_spawn_file_actions_adddup2(&fa, in[0], 0);
   posix_spawn_file_actions_adddup2(&fa, out[1], 1);
   posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-  std::vector<std::string> argv_s = {herald_path()};
+  std::vector<std::string> argv_s = t_prefix;
+  argv_s.push_back(herald_path());
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, argv_s[0].c_str(), &fa, nullptr, argv.data(), environ);
+  const int rc = ::posix_spawnp(&pid, argv_s[0].c_str(), &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   ::close(in[0]);
   ::close(out[1]);
@@ -231,6 +235,14 @@ void CliTest::TearDown() {
   stop_daemon();
   (void)Bus::destroy(bus());
   guard_.reset();
+}
+
+CliRun herald_as(unsigned uid, const std::vector<std::string>& args, double timeout_s) {
+  const std::string id = std::to_string(uid);
+  t_prefix = {"setpriv", "--reuid=" + id, "--regid=" + id, "--clear-groups", "--"};
+  CliRun r = herald(args, "", timeout_s);
+  t_prefix.clear();
+  return r;
 }
 
 CliRun CliTest::h(std::vector<std::string> args, const std::string& input, double timeout_s) {

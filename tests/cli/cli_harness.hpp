@@ -28,6 +28,9 @@ struct CliRun {
 // Runs `herald ARGS` with `input` on stdin, waiting at most timeout_s.
 CliRun herald(const std::vector<std::string>& args, const std::string& input = "", double timeout_s = 60);
 std::string herald_path();
+// The same as another user (uid and gid `uid`, no supplementary groups),
+// through setpriv(1); the caller must be root.
+CliRun herald_as(unsigned uid, const std::vector<std::string>& args, double timeout_s = 60);
 std::string heraldd_path();
 
 // A child `herald ...` left running (consume, tail --follow): stopped by pid.

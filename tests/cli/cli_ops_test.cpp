@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -297,6 +298,35 @@ TEST_F(CliOpsTest, ConsumeExitsWhenItsGroupIsDeleted) {
   EXPECT_EQ(status, 1) << "stdout: " << consumer.out << "\nstderr: " << consumer.err;
   EXPECT_NE(consumer.err.find("group 'g' of topic 't' was deleted"), std::string::npos) << consumer.err;
   EXPECT_EQ(consumer.out.find("after"), std::string::npos) << consumer.out;
+}
+
+// Another user on a bus (its socket is 0666; what a user may do is decided
+// per request): stopping the daemon, creating topics and destroying the bus
+// are the owner's or root's, and each refusal says so (exit 1) rather than
+// report a success that did nothing. Needs root, to run as nobody.
+TEST_F(CliOpsTest, AnotherUserMayNotStopTheDaemonCreateTopicsOrDestroyTheBus) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a client as another user";
+  ASSERT_EQ(h({"daemon", "start"}).status, 0);
+  ASSERT_EQ(h({"topic", "create", "t", "--ring", "64K", "--max-event", "4K"}).status, 0);
+  const long pid = daemon_pid();
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::chmod(guard_->run_dir().c_str(), 01777), 0);  // a shared run directory, as /tmp/herald
+  constexpr unsigned kNobody = 65534;
+  CliRun r = herald_as(kNobody, {"--bus", bus(), "daemon", "stop"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("only the daemon's user or root"), std::string::npos) << r.describe();
+  r = herald_as(kNobody, {"--bus", bus(), "topic", "create", "evil", "--ring", "64K", "--max-event", "4K"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("may not create topics"), std::string::npos) << r.describe();
+  r = herald_as(kNobody, {"--bus", bus(), "bus", "destroy"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("refused to destroy"), std::string::npos) << r.describe();
+  // Nothing changed: the same daemon, the topic, no 'evil'.
+  EXPECT_EQ(daemon_pid(), pid);
+  r = h({"topic", "list", "--json"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_NE(r.out.find("\"t\""), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("evil"), std::string::npos) << r.out;
 }
 
 TEST_F(CliOpsTest, DoctorFindsAndFixesLeftoverSegments) {
