@@ -4,13 +4,18 @@
 // inside poll(), a stuck member is fenced (on_lost) and comes back, and a
 // malformed frame closes only its own connection.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
@@ -158,6 +163,54 @@ class DaemonServerTest : public ::testing::Test {
   std::mutex mu_;
   std::vector<std::string> log_;
 };
+
+// An impostor: another user listening on the bus's socket path (a shared
+// run directory lets any user bind there first). The client checks the
+// listener's credentials and refuses it, naming its pid and uid, rather
+// than take its answers for the daemon's. Needs root, to listen as nobody.
+TEST(DaemonClientTest, AListenerOfAnotherUserIsRefusedAsAnImpostor) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to listen as another user";
+  BusGuard guard;
+  ASSERT_EQ(::chmod(guard.run_dir().c_str(), 01777), 0);
+  const std::string sock = detail::socket_path(guard.run_dir(), guard.bus());
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Only system calls from here: a forked copy of a threaded process.
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, sock.c_str(), std::min(sock.size() + 1, sizeof addr.sun_path - 1));
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 8) != 0) ::_exit(3);
+    const char one = 1;
+    if (::write(ready[1], &one, 1) != 1) ::_exit(4);
+    for (;;) {
+      const int c = ::accept(fd, nullptr, nullptr);
+      if (c >= 0) ::close(c);
+    }
+  }
+  ::close(ready[1]);
+  char got = 0;
+  const bool listening = ::read(ready[0], &got, 1) == 1;
+  ::close(ready[0]);
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{child};
+  ASSERT_TRUE(listening) << "the impostor did not start";
+  auto c = detail::DaemonClient::connect(sock);
+  ASSERT_FALSE(c) << "connected to an impostor";
+  EXPECT_EQ(c.error().code, Errc::kPermissionDenied) << c.error().message();
+  EXPECT_NE(c.error().detail.find("uid 65534"), std::string::npos) << c.error().message();
+  EXPECT_NE(c.error().detail.find("not a heraldd"), std::string::npos) << c.error().message();
+  ::unlink(sock.c_str());
+}
 
 TEST_F(DaemonServerTest, MembersOfOneGroupGetDisjointPartitionsCoveringAllAndCallbacksFire) {
   auto m = topic("t", 4);
