@@ -58,19 +58,6 @@ bool running(long pid) {
   return rp == std::string::npos || rp + 2 >= line.size() || (line[rp + 2] != 'Z' && line[rp + 2] != 'X');
 }
 
-// The first "heraldd: error: ..." line written to the log at or after byte
-// `from` (what a daemon that could not start says before it exits), without
-// the prefix; empty if there is none.
-std::string start_error_in_log(const std::string& log, std::uint64_t from) {
-  std::ifstream in(log);
-  if (!in) return {};
-  in.seekg(static_cast<std::streamoff>(from));
-  const std::string tag = "heraldd: error: ";
-  for (std::string line; std::getline(in, line);)
-    if (const auto at = line.find(tag); at != std::string::npos) return line.substr(at + tag.size());
-  return {};
-}
-
 struct StartArgs {
   std::string metrics;
   bool foreground = false;
@@ -147,7 +134,7 @@ int daemon_start(const Context& ctx, const StartArgs& a) {
       }
       return 0;
     }
-    if (const std::string why = start_error_in_log(log, log_from); !why.empty())
+    if (const std::string why = detail::start_error_in_log(log, log_from); !why.empty())
       return runtime_error("heraldd failed to start: " + why + " (see " + log + ")");
     if (mono_ms() > deadline)
       return runtime_error("heraldd did not answer on " + sock + " within 5s: " + c.error().detail + "; see " + log);

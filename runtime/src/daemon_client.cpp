@@ -14,6 +14,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <vector>
 
 #include "runtime/src/run_dir.hpp"
@@ -202,6 +203,16 @@ Error silent_daemon_error(const std::string& run_dir, const std::string& bus, co
                                    ": new producers and consumers need its answer; " + what};
 }
 
+std::string start_error_in_log(const std::string& log, std::uint64_t from) {
+  std::ifstream in(log);
+  if (!in) return {};
+  in.seekg(static_cast<std::streamoff>(from));
+  const std::string tag = "heraldd: error: ";
+  for (std::string line; std::getline(in, line);)
+    if (const auto at = line.find(tag); at != std::string::npos) return line.substr(at + tag.size());
+  return {};
+}
+
 bool autostart_enabled() {
   const char* v = std::getenv("HERALD_NO_AUTOSTART");
   return v == nullptr || *v == '\0' || std::strcmp(v, "0") == 0;
@@ -228,6 +239,10 @@ std::string daemon_binary() {
 Result<std::unique_ptr<DaemonClient>> start_daemon(const std::string& bus, const std::string& run_dir, int timeout_ms) {
   const std::string bin = daemon_binary();
   const std::string log = daemon_log_path(run_dir, bus);
+  // Where this start's lines begin: a daemon that cannot start says why
+  // there and exits, which is reported at once, not after the wait below.
+  struct stat log_st{};
+  const std::uint64_t log_from = ::stat(log.c_str(), &log_st) == 0 ? static_cast<std::uint64_t>(log_st.st_size) : 0;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -263,6 +278,8 @@ Result<std::unique_ptr<DaemonClient>> start_daemon(const std::string& bus, const
     if (c.error().code == Errc::kTimeout) return fail(silent_daemon_error(run_dir, bus, c.error()));
     if (c.error().code == Errc::kPermissionDenied) return fail(std::move(c).error());  // an impostor listens
     last = std::move(c).error();
+    if (const std::string why = start_error_in_log(log, log_from); !why.empty())
+      return fail(Errc::kDaemonUnavailable, "heraldd could not start: " + why + " (see " + log + ")");
     ::usleep(5'000);  // polling for the daemon's socket to appear, bounded by the deadline
   }
   return fail(Errc::kDaemonUnavailable, "started heraldd (" + bin + ") but it did not answer on " + sock + " within " +

@@ -74,6 +74,12 @@ Error silent_daemon_error(const std::string& run_dir, const std::string& bus, co
 // it, or 0.
 long daemon_lock_holder(const std::string& run_dir, const std::string& bus);
 
+// The first "heraldd: error: ..." line written to the daemon log at or
+// after byte `from` (what a daemon that could not start says before it
+// exits: its lock, its socket, another live daemon), without the prefix;
+// empty if there is none.
+std::string start_error_in_log(const std::string& log, std::uint64_t from);
+
 // True unless HERALD_NO_AUTOSTART is set to something other than "0".
 bool autostart_enabled();
 
