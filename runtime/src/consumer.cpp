@@ -159,6 +159,7 @@ struct Consumer::Impl {
   // heraldd takes a member whose flag is set for idle, so a handler that
   // hangs on an event that arrived while we waited was never found stuck.
   bool reader_flagged = false;
+  bool group_dead = false;  // group_deleted_error() was reported: see there
   bool in_poll = false;            // inside poll_impl (its handlers included): poll, next and seek refuse
 
   ~Impl();
@@ -207,10 +208,13 @@ struct Consumer::Impl {
   // Daemonless: an idle member (or one missing partitions) retries taking
   // partitions whose owner died.
   void maybe_rejoin() {
-    if (group < 0 || daemon_mode || assigned.size() == parts.size()) return;
+    if (group < 0 || daemon_mode || assigned.size() == parts.size() || group_dead) return;
     const std::uint64_t now = shm::monotonic_ns();
     if (now - last_rejoin_ns < kRejoinEveryNs) return;
     last_rejoin_ns = now;
+    // The slot may hold another group by now (ours deleted, one made in
+    // its place): taking its free partitions would make us its member.
+    if (group_gone()) return;
     take_partitions(detail::take_free_partitions(*topic, static_cast<std::uint32_t>(group), reader));
   }
 
@@ -252,13 +256,25 @@ struct Consumer::Impl {
     return g->state.load(std::memory_order_acquire) != shm::kGroupActive ||
            g->created_ns.load(std::memory_order_relaxed) != group_created_ns;
   }
-  Error group_deleted_error() const {
+  // The error for a member whose group is gone; from then on it is dead
+  // for good: nothing assigned, and every call that needs the group fails
+  // (a group made again under the name, maybe in the same slot, is not
+  // ours: taking its partitions or committing into it would make us a
+  // member nobody joined).
+  Error group_deleted_error() {
+    if (!group_dead) {
+      group_dead = true;
+      for (std::uint32_t p : assigned) parts[p].assigned = false;
+      assigned.clear();
+      wait_views.clear();
+      wait_pos.clear();
+    }
     return Error{Errc::kNotFound, "group '" + group_name + "' of topic '" + topic->topic() +
                                       "' was deleted while this member was attached; make a new consumer to "
                                       "join it again"};
   }
 
-  Error fenced_error(std::uint32_t p, std::uint64_t seen) const {
+  Error fenced_error(std::uint32_t p, std::uint64_t seen) {
     if (group_gone()) return group_deleted_error();
     return Error{Errc::kFenced, "partition " + std::to_string(p) + " of group '" + group_name + "' on topic '" +
                                     topic->topic() + "' was reassigned (generation " +
@@ -420,7 +436,8 @@ Consumer::Impl::~Impl() {
   if (!topic) return;
   if (group >= 0 && daemon_mode) {
     if (member_id != 0) (void)bus->call_daemon({{"op", "leave"}, {"member_id", member_id}});
-  } else if (group >= 0) {
+  } else if (group >= 0 && !group_dead && !group_gone()) {
+    // (A deleted group's slot may hold a new group: not ours to touch.)
     for (std::uint32_t p : assigned) detail::release_partition(*topic, static_cast<std::uint32_t>(group), p, reader);
     topic->group(static_cast<std::uint32_t>(group))->members.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -483,6 +500,9 @@ void Consumer::Impl::apply_assignment(std::uint64_t epoch) {
 }
 
 void Consumer::Impl::rejoin() {
+  // A restarted daemon knows groups by name: rejoining a group deleted
+  // under us would make us a member of the one made since in its place.
+  if (group_dead || group_gone()) return;
   const std::uint64_t now = shm::monotonic_ns();
   if (now - last_rejoin_ns < kRejoinEveryNs) return;
   last_rejoin_ns = now;
@@ -889,8 +909,9 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
   I.check_assignment();
   I.maybe_rejoin();
   // A member left with nothing to read asks whether its group still exists
-  // (a busy one learns it from its first fenced commit, or after a park).
-  if (I.assigned.empty() && I.group_gone()) [[unlikely]] return fail(I.group_deleted_error());
+  // (a busy one learns it from its first fenced commit or read, or while
+  // it waits); one that learnt it stays told.
+  if (I.group_dead || (I.assigned.empty() && I.group_gone())) [[unlikely]] return fail(I.group_deleted_error());
   if (I.commit_requested) {
     I.commit_requested = false;
     if (auto c = I.commit_all(/*lose_fenced=*/I.daemon_mode); !c) return fail(std::move(c).error());
@@ -934,6 +955,17 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
       now = shm::monotonic_ns();
       if (deadline == 0) deadline = now + static_cast<std::uint64_t>(timeout.count());
       if (now >= deadline) break;
+      // What a park's wake-up does, for a poll that spins or yields and
+      // never parks (kBusySpin, kSpinYield): a rebalance, a free partition,
+      // a deleted group would otherwise wait for the poll to return.
+      if (empty_drains > 1) {
+        I.check_assignment();
+        I.maybe_rejoin();
+        if (I.group_gone()) [[unlikely]] {
+          outcome = fail(I.group_deleted_error());
+          break;
+        }
+      }
     }
     me->flags.store(shm::kReaderInPoll, std::memory_order_relaxed);
     I.reader_flagged = true;
@@ -995,6 +1027,8 @@ Result<Event> Consumer::next(std::chrono::nanoseconds timeout) {
 Result<void> Consumer::commit() {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   if (impl_->group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
+  // Nothing pending commits nothing, even into a deleted group: ask.
+  if (impl_->group_dead || impl_->group_gone()) return fail(impl_->group_deleted_error());
   return impl_->commit_all(/*lose_fenced=*/false);
 }
 
@@ -1006,6 +1040,7 @@ Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   Impl& I = *impl_;
   if (I.group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
+  if (I.group_dead || I.group_gone()) return fail(I.group_deleted_error());
   if (partition >= I.parts.size() || !I.parts[partition].assigned)
     return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " is not assigned to this member");
   Impl::Part& pt = I.parts[partition];
@@ -1075,8 +1110,9 @@ std::uint64_t Consumer::position(std::uint32_t partition) const noexcept {
 
 Result<std::uint64_t> Consumer::committed(std::uint32_t partition) const {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
-  const Impl& I = *impl_;
+  Impl& I = *impl_;
   if (I.group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no committed cursor");
+  if (I.group_dead || I.group_gone()) return fail(I.group_deleted_error());
   if (partition >= I.parts.size())
     return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " does not exist");
   return shm::cursor_pos(I.gp(partition)->cursor.load(std::memory_order_acquire));

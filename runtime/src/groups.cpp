@@ -169,6 +169,16 @@ Result<void> delete_group(const shm::TopicMap& topic, std::uint32_t slot) {
     gp->owner_reader.store(0, std::memory_order_relaxed);
     shm::wake_producers(topic.partition(p));
   }
+  // Members still attached no longer belong to any group (they learn it at
+  // their next poll): a group made in this slot later must not count them
+  // as its live members (reset and delete would be refused), and a
+  // restarted heraldd must not restore them into it. Relaxed: the field is
+  // read for those counts only, each a snapshot.
+  for (std::uint32_t r = 0; r < topic.state_geometry().reader_slots; ++r) {
+    shm::ReaderLayout* rd = topic.reader(r);
+    std::uint32_t mine = slot + 1;
+    rd->group.compare_exchange_strong(mine, 0, std::memory_order_relaxed);
+  }
   g->state.store(shm::kGroupFree, std::memory_order_release);
   write_end(g);
   topic.state_header()->groups_epoch.fetch_add(1, std::memory_order_release);

@@ -913,14 +913,20 @@ Result<Producer> ProducerFactory::make(const std::shared_ptr<Bus::Impl>& bus, st
   if (options.deadline.count() < 0) return fail(Errc::kInvalidArgument, "deadline is negative");
   auto map = bus->map_topic(topic, shm::Access::kReadWrite, shm::Access::kReadOnly);
   if (!map) return fail(std::move(map).error());
+  // Let heraldd watch this process now (it would find the slot on its next
+  // scan anyway): a producer that dies gets its claims repaired at once.
+  // A daemon that does not answer (stopped) fails a user's producer, as it
+  // fails a consumer, rather than hold it 10 s and then say nothing; a DLQ
+  // producer made inside a poll goes on without it.
+  if (bus->daemon_mode) {
+    auto r = bus->call_daemon({{"op", "producer"}, {"topic", std::string(topic)}});
+    if (!r && r.error().code == Errc::kTimeout && record_flags == 0) return fail(std::move(r).error());
+  }
   auto slot = shm::acquire_producer_slot(**map, options.producer_id);
   if (!slot) return fail(std::move(slot).error());
   // Once per process: with membarrier registered, publishes skip the
   // seq_cst fence before the parked-reader check (ring_log.cpp F1).
   static const bool fast_wake = shm::membarrier_register();
-  // Let heraldd watch this process now (it would find the slot on its next
-  // scan anyway): a producer that dies gets its claims repaired at once.
-  if (bus->daemon_mode) (void)bus->call_daemon({{"op", "producer"}, {"topic", std::string(topic)}});
   auto impl = std::make_unique<Producer::Impl>(std::move(map).value(), *slot, fast_wake, options);
   impl->record_flags = record_flags;
   if (options.producer_id != 0) impl->learn_last_sequence();

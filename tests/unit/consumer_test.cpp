@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "herald/herald.hpp"
@@ -117,6 +119,46 @@ TEST_F(ConsumerTest, AMemberOfADeletedGroupIsToldItsGroupIsGone) {
   EXPECT_EQ(drain(again).size(), 3u);
   idle = again.poll([](const EventView&) {}, 16, milliseconds(20));
   ASSERT_TRUE(idle) << idle.error().message();
+  // The old member stays out of the new group: no partition taken back
+  // (the new group's members leave its partitions free when they go), no
+  // commit into it, no count in it.
+  { auto gone = std::move(again); }
+  n = member.poll([](const EventView&) {}, 16);
+  ASSERT_FALSE(n);
+  EXPECT_EQ(n.error().code, Errc::kNotFound) << n.error().message();
+  EXPECT_TRUE(member.assignment().empty());
+  auto c = member.commit();
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, Errc::kNotFound) << c.error().message();
+  EXPECT_FALSE(member.committed(0));
+  auto reset = bus_->reset_group("t", "g", Offset::earliest());  // no live member: allowed
+  ASSERT_TRUE(reset) << reset.error().message();
+  member = std::move(bus_->consumer("t", {.group = "h"}).value());  // the old member goes
+  auto info = bus_->describe_topic("t");
+  ASSERT_TRUE(info) << info.error().message();
+  for (const auto& g : info->groups) {
+    if (g.name != "g") continue;
+    EXPECT_EQ(g.members, 0u) << "the old member's exit counted against the new group";
+  }
+}
+
+// A member that spins (kBusySpin) through a long poll on a quiet topic
+// learns its group was deleted during that poll, as a parked one does
+// after its next wake (a spinning poll never parks).
+TEST_F(ConsumerTest, ASpinningMemberLearnsItsGroupWasDeletedDuringItsPoll) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 64 * 1024, .max_event = 4096}));
+  auto member = bus_->consumer("t", {.group = "g", .wait = Wait::kBusySpin}).value();
+  std::atomic<bool> polling{false};
+  Result<std::size_t> n = std::size_t{0};
+  std::thread poller([&] {
+    polling.store(true);
+    n = member.poll([](const EventView&) {}, 16, std::chrono::seconds(60));
+  });
+  ASSERT_TRUE(test::wait_until([&] { return polling.load(); }, 20));
+  ASSERT_TRUE(bus_->delete_group("t", "g", /*force=*/true));
+  poller.join();
+  ASSERT_FALSE(n) << "the poll returned " << *n << " instead of learning its group was deleted";
+  EXPECT_EQ(n.error().code, Errc::kNotFound) << n.error().message();
 }
 
 TEST_F(ConsumerTest, LosslessGroupBackPressuresThenReadsEveryAcceptedEvent) {
