@@ -200,6 +200,60 @@ TEST_P(DeliveryPoisonCrashTest, ManualCommitMemberAbortingOnAPoisonEventStillRea
   }
 }
 
+// A member stopped (SIGSTOP) while parked in poll() keeps the in-poll flag
+// set for as long as it is stopped; heraldd must still take it for stuck
+// once its poll count has not moved for max_poll_interval, and give its
+// partitions to the live member (it kept them for good: a lossless topic's
+// producers stalled with a healthy member idle beside it).
+class DeliveryStoppedMemberTest : public DeliveryCrashFixture {};
+
+TEST_F(DeliveryStoppedMemberTest, AMemberStoppedInsidePollLosesItsPartitionsToTheLiveOne) {
+  ASSERT_NO_FATAL_FAILURE(start(/*with_daemon=*/true));
+  ASSERT_NO_FATAL_FAILURE(make_topic("t", 2));
+  const std::string rec_a = path("a.rec"), rec_b = path("b.rec");
+  auto args = [](const std::string& rec, const std::string& tag) {
+    return std::vector<std::string>{"--topic=t", "--group=g", "--record=" + rec, "--tag=" + tag, "--max-poll-ms=500"};
+  };
+  Child& a = peer("consume", args(rec_a, "a"), "", "a");
+  Child& b = peer("consume", args(rec_b, "b"), "", "b");
+  // No waiting under backpressure: the group is lossless, and a partition
+  // the stopped member keeps fills up.
+  auto prod = bus_->producer("t", {.deadline = std::chrono::nanoseconds(0)});
+  ASSERT_TRUE(prod) << prod.error().message();
+  std::uint64_t sent = 0;
+  auto publish_round = [&] {
+    for (std::int32_t p = 0; p < 2; ++p) {
+      auto r = prod->publish({.payload = "E" + std::to_string(sent++) + ";", .partition = p});
+      if (r) continue;
+      EXPECT_EQ(r.error().code, Errc::kBackPressured) << r.error().message();
+    }
+  };
+  // Both members own a partition once each has handled events and the
+  // group has committed everything.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        publish_round();
+        return !read_handled(rec_a).empty() && !read_handled(rec_b).empty() && all_committed("t", "g");
+      },
+      30, [&] { return "the two members did not share the topic\n" + state(); }));
+  ASSERT_TRUE(a.freeze()) << "member a did not stop";
+  // b ends up handling new events of both partitions: a's moved to it.
+  std::set<std::uint32_t> b_parts_after;
+  const std::size_t b_before = read_handled(rec_b).size();
+  const bool moved = wait_until(
+      [&] {
+        publish_round();
+        const std::vector<Handled> hs = read_handled(rec_b);
+        for (std::size_t i = b_before; i < hs.size(); ++i) b_parts_after.insert(hs[i].partition);
+        return b_parts_after.size() == 2;
+      },
+      30, [&] { return "the stopped member kept its partition\n" + state(); });
+  a.signal(SIGCONT);
+  EXPECT_TRUE(moved);
+  stop(a, "a.stderr");
+  stop(b, "b.stderr");
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, DeliveryPoisonCrashTest, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "heraldd" : "daemonless"; });
 

@@ -8,7 +8,7 @@
 //   herald_delivery_peer consume --bus=B --topic=T --group=G --record=FILE [--tag=S]
 //       [--poison=PREFIX --on-poison=abort|nack|none] [--max-deliveries=N] [--retry-ms=MS]
 //       [--idempotent=1 --skips=FILE] [--batch=M] [--publish=N --partitions=P --poison-at=K]
-//       [--commit=manual]
+//       [--commit=manual] [--max-poll-ms=MS]
 //     A lossless group member (at-least-once) polling until SIGTERM. Each
 //     event it handles appends "<tag> <call> <partition> <position>
 //     <payload-id> <delivery> <event-id>\n" to the record file (call: 1 for
@@ -153,6 +153,7 @@ int consume() {
   o.max_deliveries = static_cast<std::uint32_t>(arg_i("max-deliveries", 5));
   const auto retry = std::chrono::milliseconds(arg_i("retry-ms", 0));
   o.retry = {retry, 2.0, retry * 16};
+  if (const long long mp = arg_i("max-poll-ms", 0); mp > 0) o.max_poll_interval = std::chrono::milliseconds(mp);
   const bool manual = arg("commit", "after-handle") == "manual";
   if (manual) o.commit_mode = herald::CommitMode::kManual;
   auto consumer = bus.consumer(topic, o);
