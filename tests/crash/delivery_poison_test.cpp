@@ -9,6 +9,7 @@
 // member never moved past the events it handled in the batch.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <set>
 
 #include "tests/crash/delivery_fixture.hpp"
@@ -16,7 +17,45 @@
 namespace herald::test {
 namespace {
 
-class DeliveryPoisonCrashTest : public DeliveryCrashFixture, public ::testing::WithParamInterface<bool> {};
+class DeliveryPoisonCrashTest : public DeliveryCrashFixture, public ::testing::WithParamInterface<bool> {
+ protected:
+  // Runs members (args + --tag=c<run>) one after the other until the group
+  // has committed everything with one dead letter in its DLQ; each member
+  // before that must die by SIGABRT (on the poison event), and after_death
+  // runs after each death. *aborts counts the deaths.
+  void run_until_dead_lettered(const std::vector<std::string>& args, std::uint32_t max_deliveries,
+                               std::uint32_t* aborts, const std::function<void()>& after_death = {}) {
+    *aborts = 0;
+    for (std::uint32_t run = 0;; ++run) {
+      ASSERT_LE(run, max_deliveries + 1) << "the poison event was not dead-lettered after " << *aborts
+                                         << " aborts\n" << state();
+      std::vector<std::string> a = args;
+      a.push_back("--tag=c" + std::to_string(run));
+      Child& c = peer("consume", a, "", "member" + std::to_string(run));
+      // Done when the group committed everything with the poison in the
+      // DLQ; else the member aborted on it.
+      bool done = false;
+      ASSERT_TRUE(wait_until(
+          [&] {
+            if (!c.running()) return true;
+            if (!all_committed("t", "g")) return false;
+            auto dl = bus_->dead_letters("t", "g");
+            done = dl && dl->size() == 1;
+            return done;
+          },
+          60, [&] { return "member " + std::to_string(run) + " neither died nor finished\n" + state(); }));
+      if (done) {
+        stop(c, "member" + std::to_string(run) + ".stderr");
+        return;
+      }
+      ASSERT_TRUE(killed_by(c.status(), SIGABRT))
+          << "member " << run << ": " << describe_status(*c.status()) << "\n"
+          << read_file(path("member" + std::to_string(run) + ".stderr"));
+      ++*aborts;
+      if (after_death) after_death();
+    }
+  }
+};
 
 TEST_P(DeliveryPoisonCrashTest, MemberAbortingOnAPoisonEventIsRestartedUntilOnlyThatEventIsDeadLettered) {
   const bool with_daemon = GetParam();
@@ -50,37 +89,12 @@ TEST_P(DeliveryPoisonCrashTest, MemberAbortingOnAPoisonEventIsRestartedUntilOnly
   std::uint32_t aborts = 0;
   std::optional<std::uint64_t> committed_at_first_death;
   std::size_t handled_at_first_death = 0;
-  for (std::uint32_t run = 0;; ++run) {
-    ASSERT_LE(run, kMaxDeliveries + 1) << "the poison event was not dead-lettered after " << aborts << " aborts";
-    std::vector<std::string> a = args;
-    a.push_back("--tag=c" + std::to_string(run));
-    Child& c = peer("consume", a, "", "member" + std::to_string(run));
-    // Done when the group committed everything with the poison in the DLQ;
-    // else the member aborted on it.
-    bool done = false;
-    ASSERT_TRUE(wait_until(
-        [&] {
-          if (!c.running()) return true;
-          if (!all_committed("t", "g")) return false;
-          auto dl = bus_->dead_letters("t", "g");
-          done = dl && dl->size() == 1;
-          return done;
-        },
-        60, [&] { return "member " + std::to_string(run) + " neither died nor finished\n" + state(); }));
-    if (done) {
-      stop(c, "member" + std::to_string(run) + ".stderr");
-      EXPECT_EQ(aborts, kMaxDeliveries) << "each abort counted one delivery of the poison event";
-      break;
-    }
-    ASSERT_TRUE(killed_by(c.status(), SIGABRT))
-        << "member " << run << ": " << describe_status(*c.status()) << "\n"
-        << read_file(path("member" + std::to_string(run) + ".stderr"));
-    ++aborts;
-    if (!committed_at_first_death) {
-      committed_at_first_death = committed("t", "g", 0);
-      handled_at_first_death = read_handled(record).size();
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(run_until_dead_lettered(args, kMaxDeliveries, &aborts, [&] {
+    if (committed_at_first_death) return;
+    committed_at_first_death = committed("t", "g", 0);
+    handled_at_first_death = read_handled(record).size();
+  }));
+  EXPECT_EQ(aborts, kMaxDeliveries) << "each abort counted one delivery of the poison event";
 
   // Only the poison event is in the DLQ, as "consumer crashed" after
   // max_deliveries deliveries, its envelope intact.
@@ -158,31 +172,7 @@ TEST_P(DeliveryPoisonCrashTest, ManualCommitMemberAbortingOnAPoisonEventStillRea
                                          "--max-deliveries=" + std::to_string(kMaxDeliveries), "--batch=100000",
                                          "--commit=manual"};
   std::uint32_t aborts = 0;
-  for (std::uint32_t run = 0;; ++run) {
-    ASSERT_LE(run, kMaxDeliveries + 1) << "the poison event was not dead-lettered after " << aborts << " aborts\n"
-                                       << state();
-    std::vector<std::string> a = args;
-    a.push_back("--tag=c" + std::to_string(run));
-    Child& c = peer("consume", a, "", "member" + std::to_string(run));
-    bool done = false;
-    ASSERT_TRUE(wait_until(
-        [&] {
-          if (!c.running()) return true;
-          if (!all_committed("t", "g")) return false;
-          auto dl = bus_->dead_letters("t", "g");
-          done = dl && dl->size() == 1;
-          return done;
-        },
-        60, [&] { return "member " + std::to_string(run) + " neither died nor finished\n" + state(); }));
-    if (done) {
-      stop(c, "member" + std::to_string(run) + ".stderr");
-      break;
-    }
-    ASSERT_TRUE(killed_by(c.status(), SIGABRT))
-        << "member " << run << ": " << describe_status(*c.status()) << "\n"
-        << read_file(path("member" + std::to_string(run) + ".stderr"));
-    ++aborts;
-  }
+  ASSERT_NO_FATAL_FAILURE(run_until_dead_lettered(args, kMaxDeliveries, &aborts));
   EXPECT_EQ(aborts, kMaxDeliveries) << "each abort counted one delivery of the poison event";
   auto dls = bus_->dead_letters("t", "g");
   ASSERT_TRUE(dls) << dls.error().message();
