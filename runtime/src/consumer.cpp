@@ -470,6 +470,14 @@ void Consumer::Impl::apply_assignment(std::uint64_t epoch) {
   changed.clear();
   for (std::uint32_t p = 0; p < parts.size(); ++p) {
     if (!parts[p].assigned || owned(p)) continue;
+    // Taken away by force (heraldd bumped the generation: we were stuck,
+    // or stopped): lost, even with nothing left to commit, whose commit
+    // would need no CAS and so would not see the fence.
+    if (shm::cursor_gen(gp(p)->cursor.load(std::memory_order_acquire)) != shm::cursor_gen(parts[p].cursor)) {
+      drop(p);
+      lost.push_back(p);
+      continue;
+    }
     if (opts.commit_mode != CommitMode::kManual) {
       if (auto r = commit_to(p, parts[p].handled); !r) {
         if (r.error().code == Errc::kFenced) lost.push_back(p);

@@ -341,6 +341,31 @@ TEST_F(DaemonServerTest, StuckMemberIsFencedGetsOnLostAndTheNewOwnerResumesWhere
   EXPECT_EQ(c1->assignment().size(), 1u);
 }
 
+// A stuck member with nothing to commit: its partition moved by force (a
+// new generation), which it must report as lost, not revoked, although
+// its commit of nothing would need no CAS and so would not see the fence.
+TEST_F(DaemonServerTest, AStuckMemberWithNothingToCommitReportsItsPartitionLost) {
+  auto m = topic("t", 2);
+  ASSERT_NE(m, nullptr);
+  Calls k1, k2;
+  auto c1 = bus_->consumer("t", member(k1, {.max_poll_interval = 1000ms}));
+  ASSERT_TRUE(c1) << c1.error().message();
+  auto c2 = bus_->consumer("t", member(k2));
+  ASSERT_TRUE(c2) << c2.error().message();
+  ASSERT_TRUE(settled({&*c1, &*c2}, *m));
+  ASSERT_EQ(c1->assignment().size(), 1u);
+  const std::uint32_t p = c1->assignment()[0];
+  const std::uint32_t g = detail::find_group(*m, "g")->slot;
+  const std::uint32_t gen_before = shm::cursor_gen(m->group_partition(g, p)->cursor.load());
+  // c1 does not poll for over max_poll_interval: stuck, its partition moves.
+  ASSERT_TRUE(wait_until([&] { return shm::cursor_gen(m->group_partition(g, p)->cursor.load()) != gen_before; }, 20,
+                         [&] { return "c1's partition never moved\n" + describe_groups(*m); }));
+  auto r = c1->poll([](const EventView&) {}, 16, 1ms);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(k1.all(k1.lost), (std::set<std::uint32_t>{p}));
+  EXPECT_EQ(k1.all(k1.revoked).count(p), 0u);
+}
+
 // The same with the event arriving while c1 is parked inside poll(): the
 // in-poll flag set for the wait must be cleared before the handler runs, or
 // heraldd takes the hung handler for an idle member and never moves the
