@@ -9,6 +9,7 @@
 
 #include "daemon/state.hpp"
 #include "runtime/src/control.hpp"
+#include "runtime/src/daemon_client.hpp"
 #include "shm/clock.hpp"
 #include "shm/names.hpp"
 #include "shm/slots.hpp"
@@ -58,15 +59,8 @@ Result<void> Daemon::start() {
     auto lock = detail::FileLock::try_acquire(path);
     if (!lock) {
       // The holder wrote its pid into the file when it took the lock.
-      std::string holder = "another process";
-      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd >= 0) {
-        char buf[32] = {};
-        const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-        ::close(fd);
-        if (n > 0) holder = "pid " + std::string(buf, static_cast<std::size_t>(n));
-        while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-      }
+      const long pid = detail::daemon_lock_holder(cfg_.run_dir, cfg_.bus);
+      const std::string holder = pid > 0 ? "pid " + std::to_string(pid) : "another process";
       if (lock.error().code == Errc::kBusy)
         return fail(Errc::kBusy, "bus '" + cfg_.bus + "' already has a running heraldd (" + holder + ", lock " +
                                      path + ")");
@@ -98,7 +92,11 @@ Result<void> Daemon::start() {
         return fail(Errc::kBusy, "bus '" + cfg_.bus + "' already has a running heraldd (pid " + std::to_string(other) +
                                      ") with another run directory than " + cfg_.run_dir +
                                      " (another user's? set HERALD_RUN_DIR alike for every user of the bus)");
-      if (h->daemon_pid.compare_exchange_weak(cur, me, std::memory_order_acq_rel)) break;
+      // The pid alone decides (is_live_heraldd asks /proc, not the start
+      // time stored after this): a failed CAS re-reads the pid another
+      // starting daemon just stored and checks it again. acq_rel/acquire
+      // keeps the start time and epoch stores below after our win.
+      if (h->daemon_pid.compare_exchange_weak(cur, me, std::memory_order_acq_rel, std::memory_order_acquire)) break;
     }
     h->daemon_start_time.store(shm::self_start_time(), std::memory_order_relaxed);
     // Release: a client that sees the new epoch sees our pid too. Clients

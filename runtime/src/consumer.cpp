@@ -207,6 +207,16 @@ struct Consumer::Impl {
 
   // Daemonless: an idle member (or one missing partitions) retries taking
   // partitions whose owner died.
+  // What a waiting poll does after each wake (and a spinning one every 32
+  // empty looks): take in heraldd's assignment changes, free partitions
+  // (daemonless), and learn whether the group was deleted.
+  Result<void> refresh_membership() {
+    check_assignment();
+    maybe_rejoin();
+    if (group_gone()) [[unlikely]] return fail(group_deleted_error());
+    return {};
+  }
+
   void maybe_rejoin() {
     if (group < 0 || daemon_mode || assigned.size() == parts.size() || group_dead) return;
     const std::uint64_t now = shm::monotonic_ns();
@@ -809,9 +819,9 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       // in-flight slot and the events are the new owner's now. Relaxed: a
       // late answer only means one more duplicate, never a loss.
       const std::uint64_t now_word = gpl->cursor.load(std::memory_order_relaxed);
-      if (shm::cursor_gen(now_word) != shm::cursor_gen(pt.cursor)) {
-        drop(p);
-        if (group_gone()) return fail(group_deleted_error());
+      if (shm::cursor_gen(now_word) != shm::cursor_gen(pt.cursor)) [[unlikely]] {
+        Error e = fence(p);  // kNotFound when the group itself is gone
+        if (e.code != Errc::kFenced) return fail(std::move(e));
         lost.push_back(p);
         report_lost();
         return n;
@@ -820,6 +830,8 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       gpl->inflight.store(shm::pack_inflight(pos, prior + 1, true, mark), std::memory_order_relaxed);
     }
     if (reader_flagged) [[unlikely]] {
+      // Relaxed, as the store that set it: heraldd samples the flag beside
+      // poll_count (also relaxed) and orders nothing else by it.
       me->flags.store(0, std::memory_order_relaxed);
       reader_flagged = false;
     }
@@ -967,10 +979,8 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
       // never parks (kBusySpin, kSpinYield): a rebalance, a free partition,
       // a deleted group would otherwise wait for the poll to return.
       if (empty_drains > 1) {
-        I.check_assignment();
-        I.maybe_rejoin();
-        if (I.group_gone()) [[unlikely]] {
-          outcome = fail(I.group_deleted_error());
+        if (auto m = I.refresh_membership(); !m) [[unlikely]] {
+          outcome = fail(std::move(m).error());
           break;
         }
       }
@@ -991,10 +1001,8 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
     I.closing = I.closing || I.topic->closed();  // see closure_news()
     I.bump_progress();
     me->last_poll_ns.store(shm::coarse_monotonic_ns(), std::memory_order_relaxed);
-    I.check_assignment();
-    I.maybe_rejoin();
-    if (I.group_gone()) [[unlikely]] {
-      outcome = fail(I.group_deleted_error());
+    if (auto m = I.refresh_membership(); !m) [[unlikely]] {
+      outcome = fail(std::move(m).error());
       break;
     }
   }

@@ -174,7 +174,8 @@ namespace {
 
 // A process's state (shm::process_state), in words.
 std::string process_state(long pid) {
-  switch (shm::process_state(static_cast<pid_t>(pid))) {
+  const char state = shm::process_state(static_cast<pid_t>(pid));
+  switch (state) {
     case 0: return "gone";
     case 'T': return "stopped";
     case 't': return "stopped by a debugger";
@@ -182,7 +183,7 @@ std::string process_state(long pid) {
     case 'Z': return "a zombie";
     case 'R': return "running";
     case 'S': return "sleeping";
-    default: return std::string("state ") + shm::process_state(static_cast<pid_t>(pid));
+    default: return std::string("state ") + state;
   }
 }
 
@@ -195,7 +196,7 @@ Error silent_daemon_error(const std::string& run_dir, const std::string& bus, co
                                      "): new producers and consumers need its answer"};
   const std::string p = std::to_string(pid);
   const std::string state = process_state(pid);
-  std::string what = state == "stopped" || state == "stopped by a debugger"
+  std::string what = shm::process_stopped(static_cast<pid_t>(pid))
                          ? "'kill -CONT " + p + "' to resume it, or 'kill -9 " + p + "' and 'herald daemon start'"
                          : "'kill " + p + "' and 'herald daemon start' if it stays silent";
   return Error{Errc::kTimeout, "heraldd for bus '" + bus + "' (pid " + p + ", " + state + ") " +

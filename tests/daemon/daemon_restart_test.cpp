@@ -12,7 +12,27 @@ namespace {
 
 using Parts = std::vector<std::uint32_t>;
 
-class DaemonRestartTest : public DaemonFixture {};
+class DaemonRestartTest : public DaemonFixture {
+ protected:
+  // Two members A and B of group g on m, settled with two partitions each.
+  struct TwoMembers {
+    std::uint32_t ra = 0, rb = 0;
+    Parts a_parts, b_parts;
+    std::vector<std::uint32_t> gens_before;
+  };
+  void two_members(shm::TopicMap& m, TwoMembers* t) {
+    t->ra = reader(m);
+    t->rb = reader(m);
+    const std::uint64_t a = join(1, "t", "g", t->ra);
+    join(2, "t", "g", t->rb);
+    ack(1, a, minus(all_partitions(4), assigned(m, t->ra)));
+    t->a_parts = assigned(m, t->ra);
+    t->b_parts = assigned(m, t->rb);
+    ASSERT_EQ(t->a_parts.size(), 2u);
+    ASSERT_EQ(t->b_parts.size(), 2u);
+    t->gens_before = gens(m);
+  }
+};
 
 TEST_F(DaemonRestartTest, SecondDaemonForTheBusIsRefusedNamingTheRunningPid) {
   auto second = daemon::Daemon::open(config(), [this] { return now_; }, {});
@@ -26,14 +46,12 @@ TEST_F(DaemonRestartTest, SecondDaemonForTheBusIsRefusedNamingTheRunningPid) {
 
 TEST_F(DaemonRestartTest, RestartKeepsLiveOwnersForTheRejoinGraceWithoutNewGenerations) {
   auto m = create_topic("t");
-  const std::uint32_t ra = reader(*m), rb = reader(*m);
-  const std::uint64_t a = join(1, "t", "g", ra);
-  join(2, "t", "g", rb);
-  ack(1, a, minus(all_partitions(4), assigned(*m, ra)));
-  const Parts a_parts = assigned(*m, ra), b_parts = assigned(*m, rb);
-  ASSERT_EQ(a_parts.size(), 2u);
-  ASSERT_EQ(b_parts.size(), 2u);
-  const auto gens_before = gens(*m);
+  TwoMembers two;
+  ASSERT_NO_FATAL_FAILURE(two_members(*m, &two));
+  const std::uint32_t ra = two.ra, rb = two.rb;
+  const Parts& a_parts = two.a_parts;
+  const Parts& b_parts = two.b_parts;
+  const auto& gens_before = two.gens_before;
   const std::uint64_t epoch1 = d_->epoch();
 
   // The daemon goes away (its connections with it); a new one starts over
@@ -125,14 +143,12 @@ TEST_F(DaemonRestartTest, DeadOwnersAreNotRestored) {
 // member joined; on a lossless topic the producers stalled).
 TEST_F(DaemonRestartTest, PartitionsOfAnOwnerThatDiedWhileNoDaemonRanGoToTheLiveMembers) {
   auto m = create_topic("t");
-  const std::uint32_t ra = reader(*m), rb = reader(*m);
-  const std::uint64_t a = join(1, "t", "g", ra);
-  join(2, "t", "g", rb);
-  ack(1, a, minus(all_partitions(4), assigned(*m, ra)));
-  const Parts a_parts = assigned(*m, ra), b_parts = assigned(*m, rb);
-  ASSERT_EQ(a_parts.size(), 2u);
-  ASSERT_EQ(b_parts.size(), 2u);
-  const auto gens_before = gens(*m);
+  TwoMembers two;
+  ASSERT_NO_FATAL_FAILURE(two_members(*m, &two));
+  const std::uint32_t ra = two.ra, rb = two.rb;
+  const Parts& a_parts = two.a_parts;
+  const Parts& b_parts = two.b_parts;
+  const auto& gens_before = two.gens_before;
   d_.reset();
   m->reader(rb)->start_time.store(shm::self_start_time() + 777);  // B died meanwhile
   daemon::Config c = config();

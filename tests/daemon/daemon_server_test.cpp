@@ -18,6 +18,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -119,6 +120,27 @@ class DaemonServerTest : public ::testing::Test {
 
   // Polls every consumer until their assignments are disjoint, cover all
   // partitions and agree with the owners heraldd recorded in shared memory.
+  // Two members of group g on m, settled with one partition each: c1 may
+  // be found stuck (max_poll_interval 1 s), c2 never here (30 s). p is
+  // c1's partition, g the group's slot, gen_before p's cursor generation.
+  struct StuckPair {
+    std::optional<Consumer> c1, c2;
+    std::uint32_t p = 0, g = 0, gen_before = 0;
+  };
+  void stuck_pair(const shm::TopicMap& m, Calls& k1, Calls& k2, StuckPair* s) {
+    auto c1 = bus_->consumer("t", member(k1, {.max_poll_interval = 1000ms}));
+    ASSERT_TRUE(c1) << c1.error().message();
+    auto c2 = bus_->consumer("t", member(k2));
+    ASSERT_TRUE(c2) << c2.error().message();
+    s->c1.emplace(std::move(c1).value());
+    s->c2.emplace(std::move(c2).value());
+    ASSERT_TRUE(settled({&*s->c1, &*s->c2}, m));
+    ASSERT_EQ(s->c1->assignment().size(), 1u);
+    s->p = s->c1->assignment()[0];
+    s->g = detail::find_group(m, "g")->slot;
+    s->gen_before = shm::cursor_gen(m.group_partition(s->g, s->p)->cursor.load());
+  }
+
   bool settled(std::vector<Consumer*> cs, const shm::TopicMap& m, std::map<std::string, int>* seen = nullptr) {
     return wait_until(
         [&] {
@@ -284,15 +306,11 @@ TEST_F(DaemonServerTest, StuckMemberIsFencedGetsOnLostAndTheNewOwnerResumesWhere
   auto m = topic("t", 2);
   ASSERT_NE(m, nullptr);
   Calls k1, k2;
-  auto c1 = bus_->consumer("t", member(k1, {.max_poll_interval = 1000ms}));
-  ASSERT_TRUE(c1) << c1.error().message();
-  auto c2 = bus_->consumer("t", member(k2));  // 30 s: never stuck here
-  ASSERT_TRUE(c2) << c2.error().message();
-  ASSERT_TRUE(settled({&*c1, &*c2}, *m));
-  ASSERT_EQ(c1->assignment().size(), 1u);
-  const std::uint32_t p = c1->assignment()[0];
-  const std::uint32_t g = detail::find_group(*m, "g")->slot;
-  const std::uint32_t gen_before = shm::cursor_gen(m->group_partition(g, p)->cursor.load());
+  StuckPair pair;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(*m, k1, k2, &pair));
+  std::optional<Consumer>& c1 = pair.c1;
+  std::optional<Consumer>& c2 = pair.c2;
+  const std::uint32_t p = pair.p, g = pair.g, gen_before = pair.gen_before;
 
   auto prod = bus_->producer("t");
   ASSERT_TRUE(prod);
@@ -348,15 +366,10 @@ TEST_F(DaemonServerTest, AStuckMemberWithNothingToCommitReportsItsPartitionLost)
   auto m = topic("t", 2);
   ASSERT_NE(m, nullptr);
   Calls k1, k2;
-  auto c1 = bus_->consumer("t", member(k1, {.max_poll_interval = 1000ms}));
-  ASSERT_TRUE(c1) << c1.error().message();
-  auto c2 = bus_->consumer("t", member(k2));
-  ASSERT_TRUE(c2) << c2.error().message();
-  ASSERT_TRUE(settled({&*c1, &*c2}, *m));
-  ASSERT_EQ(c1->assignment().size(), 1u);
-  const std::uint32_t p = c1->assignment()[0];
-  const std::uint32_t g = detail::find_group(*m, "g")->slot;
-  const std::uint32_t gen_before = shm::cursor_gen(m->group_partition(g, p)->cursor.load());
+  StuckPair pair;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(*m, k1, k2, &pair));
+  std::optional<Consumer>& c1 = pair.c1;
+  const std::uint32_t p = pair.p, g = pair.g, gen_before = pair.gen_before;
   // c1 does not poll for over max_poll_interval: stuck, its partition moves.
   ASSERT_TRUE(wait_until([&] { return shm::cursor_gen(m->group_partition(g, p)->cursor.load()) != gen_before; }, 20,
                          [&] { return "c1's partition never moved\n" + describe_groups(*m); }));
@@ -374,15 +387,10 @@ TEST_F(DaemonServerTest, AHandlerHangingOnAnEventThatWokeAParkedPollIsFoundStuck
   auto m = topic("t", 2);
   ASSERT_NE(m, nullptr);
   Calls k1, k2;
-  auto c1 = bus_->consumer("t", member(k1, {.max_poll_interval = 1000ms}));
-  ASSERT_TRUE(c1) << c1.error().message();
-  auto c2 = bus_->consumer("t", member(k2));
-  ASSERT_TRUE(c2) << c2.error().message();
-  ASSERT_TRUE(settled({&*c1, &*c2}, *m));
-  ASSERT_EQ(c1->assignment().size(), 1u);
-  const std::uint32_t p = c1->assignment()[0];
-  const std::uint32_t g = detail::find_group(*m, "g")->slot;
-  const std::uint32_t gen_before = shm::cursor_gen(m->group_partition(g, p)->cursor.load());
+  StuckPair pair;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(*m, k1, k2, &pair));
+  std::optional<Consumer>& c1 = pair.c1;
+  const std::uint32_t p = pair.p, g = pair.g, gen_before = pair.gen_before;
   // Publishes once c1 is parked (some reader slot of the topic shows the
   // in-poll flag: c2 is not polling).
   std::thread publisher([&] {
