@@ -314,6 +314,19 @@ __attribute__((no_sanitize_thread)) std::uint64_t walk_records(const PartitionVi
   }
   return r;
 }
+
+// The first committed record start in (x, min(x + max_event, t)); UINT64_MAX
+// if none validates. Its length is read racily, as in walk_records.
+__attribute__((no_sanitize_thread)) std::uint64_t scan_records(const PartitionView& v, std::uint64_t x,
+                                                                std::uint64_t t) noexcept {
+  const std::uint64_t end = t - x > v.max_event ? x + v.max_event : t;  // no overflow: x < t
+  for (std::uint64_t c = x + kRecordAlign; c > x && c < end; c += kRecordAlign) {  // c > x: no wrap past 2^64
+    if (t - c > v.ring_bytes || !is_committed(v, c)) continue;
+    const std::uint64_t n = v.header_at(c)->size;
+    if (record_size_ok(n, v.max_event) && n <= t - c) return c;
+  }
+  return UINT64_MAX;
+}
 }  // namespace
 
 std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noexcept {
@@ -339,8 +352,8 @@ std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noex
   // 4 KiB of retained records: "beginning" must be the first boundary at or
   // after tail - N + max_event, not the first one at a page.) Exact whenever
   // max_event >= the index page; with a smaller max_event the entry of x's
-  // page may already belong to the next lap (tail > page + N), and then only
-  // the scan from the next page is left.
+  // page may already belong to the next lap (tail > page + N), and then the
+  // scan of the positions after x below finds it.
   const std::uint64_t page = x & ~(kIndexPageBytes - 1);
   // Relaxed: a hint, validated against the commit word.
   const std::uint64_t e0 = v.boundary_for(page).load(std::memory_order_relaxed);
@@ -348,6 +361,19 @@ std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noex
       is_committed(v, e0)) {
     const std::uint64_t r = e0 >= x ? e0 : walk_records(v, e0, x, t);
     if (r != UINT64_MAX && r <= t && (r == t || is_committed(v, r))) return r;
+  }
+  // With max_event under a page, the next boundary lies within max_event
+  // of x (a record is at most max_event long and never padded out to the
+  // ring's end), so look at each aligned position up to there: at most
+  // max_event / 16 < 256 commit words. Scanning from the next page instead
+  // skipped up to a page of retained records, and on a ring of one or two
+  // pages the next page is often past the tail: "earliest" was then the
+  // tail, with a ring full of retained events never read. A candidate must
+  // carry its own salted commit word and a sane length, as check_position
+  // asks of any position a reader is given.
+  if (v.max_event < kIndexPageBytes) {
+    const std::uint64_t r = scan_records(v, x, t);
+    if (r != UINT64_MAX) return r;
   }
   // b > x: stop if b wraps past 2^64 (only a garbage tail gets there),
   // which would otherwise restart the scan at 0 and walk 2^52 pages.
