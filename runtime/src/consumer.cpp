@@ -73,7 +73,10 @@ struct Consumer::Impl {
     std::string reason;                     // of the last failure of failed_pos
     std::uint64_t first_failure_ns = 0, last_failure_ns = 0;
     bool recover = false;                   // takeover recovery still to do (group members)
-    std::uint64_t overrun_counted_at = UINT64_MAX;  // on_overrun = kError: the gap at this read position is counted
+    // on_overrun = kError: the read position whose gap is counted, and how
+    // far (the gap grows while the reader waits there for a seek).
+    std::uint64_t overrun_counted_at = UINT64_MAX;
+    std::uint64_t overrun_counted_to = 0;
   };
   std::vector<Part> parts;
   std::vector<std::uint32_t> assigned;
@@ -386,34 +389,63 @@ struct Consumer::Impl {
     if (group >= 0 && policy != shm::GroupPolicy::kLossy && pt.floor > pt.read && to > pt.floor &&
         (topic->group(static_cast<std::uint32_t>(group))->flags.load(std::memory_order_relaxed) & shm::kGroupGating) != 0)
       to = pt.floor;
-    if (group >= 0 && opts.on_overrun == OffsetReset::kLatest) to = shm::load_tail(v);
+    if (opts.on_overrun == OffsetReset::kLatest) to = shm::load_tail(v);
     if (to <= pt.read) return {};  // raced with a reader-visible commit: just retry
-    const bool stop = group >= 0 && opts.on_overrun == OffsetReset::kError;
+    const bool stop = opts.on_overrun == OffsetReset::kError;
     // on_overrun = kError: the reader stays where it is and the caller
     // seeks, but the bytes up to the oldest readable position are gone
     // whatever it does next: counted once, here, as any other gap.
     auto overrun_error = [&] {
-      return fail(Errc::kOverrun, "group '" + group_name + "' lost events on partition " + std::to_string(p) +
+      return fail(Errc::kOverrun, (group >= 0 ? "group '" + group_name + "'" : std::string("a group-less reader")) +
+                                      " lost events on partition " + std::to_string(p) +
                                       " of topic '" + topic->topic() + "': position " + std::to_string(pt.read) +
                                       " was overwritten, " + std::to_string(to - pt.read) +
                                       " bytes up to the oldest retained event (on_overrun=error; seek to continue)");
     };
-    if (stop && pt.overrun_counted_at == pt.read) return overrun_error();
-    stats.gap_bytes += to - pt.read;
-    stats.gaps += 1;
-    if (group >= 0) {
-      shm::GroupPartitionLayout* g = gp(p);
-      // Relaxed: statistics, written only by the partition's owner.
-      g->gap_bytes.store(g->gap_bytes.load(std::memory_order_relaxed) + (to - pt.read), std::memory_order_relaxed);
-      g->gap_events.store(g->gap_events.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (stop && pt.overrun_counted_at == pt.read) {
+      // Still waiting for a seek: what was overwritten since is lost too,
+      // and counted as more of the same gap.
+      if (to > pt.overrun_counted_to) {
+        count_gap(p, pt.overrun_counted_to, to, /*new_gap=*/false);
+        pt.overrun_counted_to = to;
+      }
+      return overrun_error();
     }
-    if (opts.on_gap) opts.on_gap(GapReport{p, pt.read, to, to - pt.read});
+    count_gap(p, pt.read, to, /*new_gap=*/true);
     if (stop) {
       pt.overrun_counted_at = pt.read;
+      pt.overrun_counted_to = to;
       return overrun_error();
     }
     pt.read = pt.handled = to;
     return {};
+  }
+
+  // Counts [from, to) as lost (exact in bytes), in this consumer's stats,
+  // the group's shared figures and on_gap; `new_gap` for a new overrun
+  // rather than more of one counted already.
+  void count_gap(std::uint32_t p, std::uint64_t from, std::uint64_t to, bool new_gap) {
+    stats.gap_bytes += to - from;
+    stats.gaps += new_gap ? 1 : 0;
+    if (group >= 0) {
+      shm::GroupPartitionLayout* g = gp(p);
+      // Relaxed: statistics, written only by the partition's owner.
+      g->gap_bytes.store(g->gap_bytes.load(std::memory_order_relaxed) + (to - from), std::memory_order_relaxed);
+      if (new_gap)
+        g->gap_events.store(g->gap_events.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+    if (opts.on_gap) opts.on_gap(GapReport{p, from, to, to - from});
+  }
+
+  // A seek away from a position whose overrun (on_overrun = kError) was
+  // counted: what has been overwritten since the last failed poll is lost
+  // as well, up to where the seek goes.
+  void settle_counted_overrun(std::uint32_t p, std::uint64_t target) {
+    Part& pt = parts[p];
+    if (pt.overrun_counted_at != pt.read) return;
+    const std::uint64_t lost_to = std::min(target, shm::beginning(topic->partition(p)));
+    if (lost_to > pt.overrun_counted_to) count_gap(p, pt.overrun_counted_to, lost_to, /*new_gap=*/false);
+    pt.overrun_counted_at = UINT64_MAX;
   }
 
   [[nodiscard]] bool tracks_deliveries() const noexcept {
@@ -1083,6 +1115,7 @@ Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
     return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " is not read by this consumer");
   auto pos = detail::resolve_offset(*I.topic, partition, where);
   if (!pos) return fail(std::move(pos).error());
+  I.settle_counted_overrun(partition, *pos);
   Impl::Part& pt = I.parts[partition];
   if (I.group >= 0) {
     const std::uint64_t cur = shm::cursor_pos(pt.cursor);

@@ -209,16 +209,42 @@ TEST_P(DeliveryOverrunTest, LossyGroupWhoseCursorWasOverwrittenResumesPerOnOverr
     EXPECT_TRUE(handled.empty());
     EXPECT_EQ(gaps.size(), 1u) << "counted once";
     EXPECT_EQ(*c->committed(0), from);
-    // The overwritten position cannot be sought either; the earliest can.
+    // While the group waits there for a seek, the producer laps on: what it
+    // overwrites is lost too, and counted as more of the same gap (one
+    // overrun, every byte), at the next failed poll...
+    ASSERT_NO_FATAL_FAILURE(publish(test::scaled(500) + 500));
+    const std::uint64_t later = bus_->describe_topic("t")->partition_info[0].beginning;
+    ASSERT_GT(later, before.beginning);
+    again = c->poll(collect, 100000);
+    ASSERT_FALSE(again);
+    EXPECT_NE(again.error().message().find(std::to_string(later - from) + " bytes"), std::string::npos)
+        << again.error().message();
+    ASSERT_EQ(gaps.size(), 2u);
+    EXPECT_EQ(gaps[1].from, before.beginning);
+    EXPECT_EQ(gaps[1].to, later);
+    EXPECT_EQ(c->stats().gaps, 1u);
+    EXPECT_EQ(c->stats().gap_bytes, later - from);
+    // ... or at the seek that moves it on.
+    ASSERT_NO_FATAL_FAILURE(publish(test::scaled(500) + 500));
+    const std::uint64_t at_seek = bus_->describe_topic("t")->partition_info[0].beginning;
+    ASSERT_GT(at_seek, later);
+    // The overwritten position cannot be sought; the earliest can.
     auto s = c->seek(0, Offset::at(from));
     ASSERT_FALSE(s);
     EXPECT_EQ(s.error().code, Errc::kInvalidArgument);
     ASSERT_TRUE(c->seek(0, Offset::earliest()));
+    EXPECT_EQ(c->stats().gap_bytes, at_seek - from);
+    ASSERT_EQ(gaps.size(), 3u);
+    EXPECT_EQ(gaps[2].to, at_seek);
     n = c->poll(collect, 100000);
     ASSERT_TRUE(n) << n.error().message();
     ASSERT_FALSE(handled.empty());
-    EXPECT_EQ(handled.front(), before.beginning);
-    EXPECT_EQ(gaps.size(), 1u) << "the caller chose where to go on: no further gap is reported for it";
+    EXPECT_EQ(handled.front(), at_seek);
+    EXPECT_EQ(gaps.size(), 3u) << "the caller chose where to go on: nothing more is lost";
+    const auto groups = bus_->describe_topic("t")->groups;
+    ASSERT_EQ(groups.size(), 1u);
+    EXPECT_EQ(groups[0].partitions[0].gap_bytes, at_seek - from);
+    EXPECT_EQ(groups[0].partitions[0].gaps, 1u);
     return;
   }
   ASSERT_TRUE(n) << n.error().message();
@@ -268,6 +294,44 @@ INSTANTIATE_TEST_SUITE_P(OnOverrun, DeliveryOverrunTest,
                            }
                            return std::string("?");
                          });
+
+// A group-less reader (a replay, a tail) follows on_overrun as a group
+// does: kError fails its poll where it was overwritten, so a replay that
+// must see every event can tell, rather than resuming at the earliest.
+TEST_F(DeliverySeekTest, AGroupLessReaderFollowsOnOverrun) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 64 << 10, .max_event = 4096}));
+  auto prod = bus_->producer("t", {.deadline = 0ns});
+  ASSERT_TRUE(prod) << prod.error().message();
+  auto publish = [&](std::uint64_t count) {
+    for (std::uint64_t i = 0; i < count; ++i) ASSERT_TRUE(prod->publish({.payload = body("e"), .partition = 0}));
+  };
+  std::uint64_t gap_bytes = 0;
+  auto strict = bus_->consumer("t", {.on_overrun = OffsetReset::kError,
+                                     .on_gap = [&](const GapReport& g) { gap_bytes += g.bytes; }});
+  ASSERT_TRUE(strict) << strict.error().message();
+  auto latest = bus_->consumer("t", {.on_overrun = OffsetReset::kLatest});
+  ASSERT_TRUE(latest) << latest.error().message();
+  ASSERT_NO_FATAL_FAILURE(publish(10));
+  std::size_t seen = 0;
+  auto count = [&](const EventView&) { ++seen; };
+  ASSERT_EQ(strict->poll(count, 2).value(), 2u);
+  ASSERT_EQ(latest->poll(count, 2).value(), 2u);
+  ASSERT_NO_FATAL_FAILURE(publish(test::scaled(1000) + 1000));
+  const PartitionInfo now = bus_->describe_topic("t")->partition_info[0];
+
+  auto n = strict->poll(count, 100000);
+  ASSERT_FALSE(n) << "kError: the replay learns it lost events";
+  EXPECT_EQ(n.error().code, Errc::kOverrun);
+  EXPECT_NE(n.error().message().find("a group-less reader lost events on partition 0"), std::string::npos)
+      << n.error().message();
+  EXPECT_EQ(gap_bytes, strict->stats().gap_bytes);
+  EXPECT_EQ(strict->stats().gap_bytes, now.beginning - strict->position(0));
+
+  seen = 0;
+  ASSERT_EQ(latest->poll(count, 100000).value(), 0u) << "kLatest: it resumes at the tail";
+  EXPECT_EQ(latest->position(0), now.tail);
+  EXPECT_EQ(latest->stats().gaps, 1u);
+}
 
 }  // namespace
 }  // namespace herald

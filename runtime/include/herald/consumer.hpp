@@ -39,8 +39,11 @@ struct Offset {
   static constexpr Offset at_time(std::uint64_t time_ns) noexcept { return {Kind::kTime, time_ns}; }
 };
 
-// What a group gets when its cursor was overwritten (lossy / lag-out), like
-// Kafka's auto.offset.reset. The gap is always counted and reported.
+// Where a reader goes when its position was overwritten (a lossy or demoted
+// lag-out group, a group-less reader), like Kafka's auto.offset.reset. The
+// gap is always counted and reported, exactly in bytes. kError fails the
+// poll with kOverrun until the caller seeks; what is overwritten meanwhile
+// is counted too, as more of the same gap.
 enum class OffsetReset : std::uint8_t { kEarliest, kLatest, kError };
 
 // When the group's cursor moves.
