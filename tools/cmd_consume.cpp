@@ -256,6 +256,15 @@ int tail(const Context& ctx, const TailArgs& a) {
   ConsumerOptions co;
   co.start = to_offset(where);
   if (where.kind == Where::Kind::kPosition) co.partitions = {where.at.partition};
+  // tail never holds producers back, so a ring that laps it (a slow
+  // terminal, a stopped tail -f) overwrites events it has not printed: say so.
+  co.on_gap = [topic = a.topic](const GapReport& g) {
+    std::fprintf(stderr,
+                 "herald: warning: tail skipped %llu bytes of events on partition %u of '%s' "
+                 "(positions %llu..%llu were overwritten before it read them)\n",
+                 static_cast<unsigned long long>(g.bytes), g.partition, topic.c_str(),
+                 static_cast<unsigned long long>(g.from), static_cast<unsigned long long>(g.to));
+  };
   auto c = bus->consumer(a.topic, co);
   if (!c) return runtime_error(c.error(), "tail '" + a.topic + "'");
   install_stop_signals();
@@ -298,8 +307,13 @@ int tail(const Context& ctx, const TailArgs& a) {
   std::fflush(stdout);
   if (!a.follow) return 0;
   // Whatever arrived after the start (skipped above) is printed now.
-  for (std::uint32_t p : parts)
-    if (c->position(p) > tails[p]) (void)c->seek(p, Offset::at(tails[p]));
+  for (std::uint32_t p : parts) {
+    if (c->position(p) <= tails[p] || c->seek(p, Offset::at(tails[p]))) continue;
+    // Overwritten since: what is still retained follows, and the rest is a gap.
+    const std::uint64_t tail_at_start = tails[p];
+    if (auto r = c->seek(p, Offset::earliest()); !r) return runtime_error(r.error(), "tail '" + a.topic + "'");
+    co.on_gap(GapReport{p, tail_at_start, c->position(p), c->position(p) - tail_at_start});
+  }
   while (!stop_requested()) {
     auto n = c->poll([&](const EventView& e) { print_event(ctx, e); }, 1024, std::chrono::milliseconds(200));
     std::fflush(stdout);
