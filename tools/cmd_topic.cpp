@@ -33,7 +33,7 @@ int topic_create(const Context& ctx, const CreateArgs& a) {
   // as too small for the default --max-event.
   if (a.ring == 0 || (a.ring & (a.ring - 1)) != 0)
     usage_error("--ring " + format_bytes(static_cast<double>(a.ring)) + " is not a power of two (64K, 1M, 16M, ...)");
-  if (a.max_event > a.ring / 4)
+  if (a.max_event_given && a.max_event > a.ring / 4)
     usage_error("--max-event " + format_bytes(static_cast<double>(a.max_event)) + " is more than a quarter of --ring " +
                 format_bytes(static_cast<double>(a.ring)) + "; raise --ring or lower --max-event");
   auto bus = ctx.attach();
@@ -41,7 +41,7 @@ int topic_create(const Context& ctx, const CreateArgs& a) {
   TopicConfig c;
   c.partitions = a.partitions;
   c.ring_bytes = a.ring;
-  c.max_event = a.max_event;
+  c.max_event = a.max_event_given ? a.max_event : 0;  // 0: 1M, or ring/4 if smaller
   c.unix_group = a.unix_group;
   c.default_policy = parse_policy(a.policy);
   c.lagout_grace = std::chrono::milliseconds(a.grace_ns / 1'000'000);
@@ -228,7 +228,7 @@ void add_topic_commands(CLI::App& app, Context& ctx) {
       ->default_str("16M");
   create->add_option("--max-event", ca.max_event, "largest event, envelope included (at most ring/4)")
       ->transform(size_arg())
-      ->default_str("1M");
+      ->default_str("1M, or ring/4 if smaller");
   create->add_option("--unix-group", ca.unix_group, "share with a Unix group (log 0640, state 0660)");
   create->add_option("--policy", ca.policy, "default policy of new groups")
       ->check(CLI::IsMember({"lossless", "lossy", "lag-out"}))

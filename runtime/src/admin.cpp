@@ -45,7 +45,7 @@ std::string size_text(std::uint64_t v) {
 
 Result<void> validate_topic_config(std::string_view name, const TopicConfig& c, bool internal) {
   if (auto r = shm::validate_entity_name(name, "topic", internal); !r) return r;
-  shm::LogParams p{c.partitions, c.ring_bytes, c.max_event, 0};
+  shm::LogParams p{c.partitions, c.ring_bytes, effective_max_event(c), 0};
   if (auto r = shm::validate_log_params(p); !r) return r;
   if (!concrete_policy(c.default_policy))
     return fail(Errc::kInvalidArgument, "a topic's default_policy must be lossless, lossy or lag-out");
@@ -65,7 +65,7 @@ Result<TopicInfo> create_topic_locked(shm::Registry& reg, const std::string& bus
 
   shm::TopicRecord rec;
   rec.name = std::string(name);
-  rec.params = shm::LogParams{config.partitions, config.ring_bytes, config.max_event,
+  rec.params = shm::LogParams{config.partitions, config.ring_bytes, effective_max_event(config),
                               (config.single_producer ? static_cast<std::uint32_t>(shm::kLogSingleProducer) : 0u) |
                                   opts.extra_flags};
   rec.mode = config.unix_group.empty() ? 0600 : dead_letter ? 0660 : 0640;
@@ -86,7 +86,7 @@ Result<TopicInfo> create_topic_locked(shm::Registry& reg, const std::string& bus
   info.incarnation = inserted->incarnation;
   info.partitions = config.partitions;
   info.ring_bytes = config.ring_bytes;
-  info.max_event = config.max_event;
+  info.max_event = effective_max_event(config);
   info.default_policy = config.default_policy;
   info.single_producer = config.single_producer;
   info.created_ns = inserted->created_ns;

@@ -236,7 +236,7 @@ Result<TopicInfo> Bus::create_topic(std::string_view name, const TopicConfig& co
                                  {"name", std::string(name)},
                                  {"partitions", config.partitions},
                                  {"ring_bytes", config.ring_bytes},
-                                 {"max_event", config.max_event},
+                                 {"max_event", detail::effective_max_event(config)},
                                  {"policy", policy_text(config.default_policy)},
                                  {"lagout_grace_ms", static_cast<std::uint64_t>(config.lagout_grace.count())},
                                  {"single_producer", config.single_producer},

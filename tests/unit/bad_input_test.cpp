@@ -220,6 +220,22 @@ TEST_F(BadInputTest, InvalidTopicSizes) {
   EXPECT_TRUE(bus_->create_topic("edge", {.partitions = 256, .ring_bytes = 4096, .max_event = 1024}));
 }
 
+TEST_F(BadInputTest, AnUnsetMaxEventFitsTheRing) {
+  // A small ring with no max_event is a topic, not an error: the default
+  // (1 MiB) shrinks to a quarter of the ring.
+  auto small = bus_->create_topic("small", {.partitions = 1, .ring_bytes = 64 << 10});
+  ASSERT_TRUE(small) << small.error().message();
+  EXPECT_EQ(small->max_event, 16u << 10);
+  EXPECT_EQ(bus_->describe_topic("small").value().max_event, 16u << 10);
+  auto big = bus_->create_topic("big", {.partitions = 1, .ring_bytes = 16 << 20});
+  ASSERT_TRUE(big) << big.error().message();
+  EXPECT_EQ(big->max_event, 1u << 20);
+  // The producer takes what fits and refuses what does not.
+  auto p = bus_->producer("small").value();
+  EXPECT_TRUE(p.publish(std::string(8 << 10, 'x')));
+  EXPECT_ERROR(p.publish(std::string(16 << 10, 'x')), Errc::kTooLarge, "max_event");
+}
+
 TEST_F(BadInputTest, OverLongEnvelopeFields) {
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 4, .ring_bytes = 1 << 20, .max_event = 256 << 10}));
   auto producer = bus_->producer("t").value();

@@ -21,7 +21,9 @@ namespace herald {
 struct TopicConfig {
   std::uint32_t partitions = 4;
   std::uint64_t ring_bytes = 16ull << 20;  // per partition; a power of two
-  std::uint64_t max_event = 1ull << 20;    // largest record (envelope included); <= ring_bytes / 4
+  // The largest record (envelope included); at most ring_bytes / 4.
+  // 0: 1 MiB, or ring_bytes / 4 when that is smaller.
+  std::uint64_t max_event = 0;
   Policy default_policy = Policy::kLagOut; // for groups created without a policy
   std::chrono::milliseconds lagout_grace = std::chrono::seconds(30);
   bool single_producer = false;            // claims by plain store; a second producer is refused
