@@ -255,8 +255,9 @@ struct Producer::Impl {
 
   [[nodiscard]] bool idempotent() const noexcept { return opts.producer_id != 0; }
 
-  // Idempotent producers: the sequence this event gets, or 0 if it was
-  // already committed (a duplicate).
+  // Idempotent producers: the sequence this event gets, or 0 if it is at
+  // or below the last one committed (a duplicate: the check is a high-water
+  // mark, so a sequence that skipped back is one too).
   std::uint64_t next_sequence(const Message& m) const noexcept {
     if (!idempotent()) return 0;
     const std::uint64_t s = m.sequence != 0 ? m.sequence : last_seq + 1;
@@ -267,17 +268,36 @@ struct Producer::Impl {
   // a restarted idempotent producer continues after its last committed
   // sequence (events of a claim cut short by a crash were aborted by heraldd
   // and do not count).
+  //
+  // An open claim (another producer's, live, or dead and not yet repaired
+  // because heraldd is down) is not the end: committed records after it
+  // may be this id's, and stopping there made a restarted producer publish
+  // them all again. The scan steps over the claim its slot names.
   void learn_last_sequence() {
     std::vector<std::byte> buf(max_event);
     for (std::uint32_t p = 0; p < partitions; ++p) {
       const shm::PartitionView& v = topic->partition(p);
       std::uint64_t q = shm::beginning(v);
+      std::uint32_t unexplained = 0;  // uncommitted looks at q that no claim slot covered
       for (;;) {
         std::uint32_t n = 0;
         const shm::Status st = shm::read_copy(v, q, buf.data(), &n);
         if (st == shm::Status::kOverrun) {
           q = shm::beginning(v);
           continue;
+        }
+        if (st == shm::Status::kEmpty && q < shm::load_tail(v)) {
+          if (const std::uint64_t end = open_claim_end(v, q); end > q) {
+            q = end;
+            unexplained = 0;
+            continue;
+          }
+          // Committed or finished in between (look again), or a claim whose
+          // slot is not written yet: bounded, then the scan ends there as before.
+          if (++unexplained < 100000) {
+            if (unexplained % 64 == 0) std::this_thread::yield();
+            continue;
+          }
         }
         if (st != shm::Status::kOk) break;
         const auto* h = reinterpret_cast<const shm::RecordHeader*>(buf.data());
@@ -288,6 +308,23 @@ struct Producer::Impl {
         q += n;
       }
     }
+  }
+
+  // The end of the won claim a claim slot names over q (uncommitted), or 0.
+  // Acquire on the word: its position and size were stored before it.
+  static std::uint64_t open_claim_end(const shm::PartitionView& v, std::uint64_t q) noexcept {
+    for (std::uint32_t i = 0; i < v.producer_slots; ++i) {
+      const std::uint64_t w = v.claims[i].word.load(std::memory_order_acquire);
+      const std::uint64_t state = w & shm::kClaimStateMask;
+      // Won only: a candidate may be a claim that lost its race, at
+      // positions other claims now hold (a won one is in its slot a moment
+      // after its tail CAS; the caller looks again meanwhile).
+      if (state != shm::kClaimWon) continue;
+      const std::uint64_t at = w & ~(shm::kClaimAlign - 1);
+      const std::uint64_t size = v.claims[i].size.load(std::memory_order_relaxed);
+      if (at <= q && q - at < size && size <= v.ring_bytes) return at + size;
+    }
+    return 0;
   }
 
   // Writes one record (everything but the commit word) at pos.
@@ -804,7 +841,9 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   if (I.idempotent() && seq == 0) {
     I.writer.abort_rest(p, pos);  // nothing is written for a duplicate
     return fail(Errc::kAlreadyExists, "sequence " + std::to_string(meta_in.sequence) + " of producer " +
-                                          std::to_string(I.opts.producer_id) + " was already committed");
+                                          std::to_string(I.opts.producer_id) + " is at or below its last committed "
+                                          "sequence " + std::to_string(I.last_seq) +
+                                          ": a duplicate, not published (sequences must increase)");
   }
   const EventId id = I.write(p, pos, size, meta_in, meta, payload_bytes, now, seq);
   // In place: no move of the Claim (which would re-point I.pending and

@@ -38,9 +38,11 @@ struct Published {
   std::uint32_t partition = 0;
   std::uint64_t position = 0;
   EventId id{};
-  // An idempotent producer's sequence that was already committed: not
-  // published again, and partition and position are 0 (where the first
-  // one landed is not looked up).
+  // An idempotent producer's sequence at or below its last committed one
+  // (a retry of an event written before, or a sequence that went back: the
+  // check is a high-water mark, so sequences must increase): not published,
+  // and partition and position are 0 (where the first one landed is not
+  // looked up).
   bool duplicate = false;
 };
 
