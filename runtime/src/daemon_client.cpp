@@ -272,6 +272,7 @@ Result<std::unique_ptr<DaemonClient>> start_daemon(const std::string& bus, const
   const std::string sock = socket_path(run_dir, bus);
   const std::uint64_t deadline = now_ms() + static_cast<std::uint64_t>(timeout_ms);
   Error last{Errc::kDaemonUnavailable, "heraldd did not start"};
+  std::string lost_race;
   while (now_ms() < deadline) {
     auto c = DaemonClient::connect(sock);
     if (c) return c;
@@ -279,10 +280,20 @@ Result<std::unique_ptr<DaemonClient>> start_daemon(const std::string& bus, const
     if (c.error().code == Errc::kTimeout) return fail(silent_daemon_error(run_dir, bus, c.error()));
     if (c.error().code == Errc::kPermissionDenied) return fail(std::move(c).error());  // an impostor listens
     last = std::move(c).error();
-    if (const std::string why = start_error_in_log(log, log_from); !why.empty())
-      return fail(Errc::kDaemonUnavailable, "heraldd could not start: " + why + " (see " + log + ")");
+    if (const std::string why = start_error_in_log(log, log_from); !why.empty()) {
+      // Ours lost the lock to another client's heraldd, started a moment
+      // before: that one answers as soon as it listens, so wait for it
+      // (failing here failed ~3 % of attaches racing after a daemon died).
+      // Any other reason is final.
+      if (why.find("already has a running heraldd") == std::string::npos || why.find(", lock ") == std::string::npos)
+        return fail(Errc::kDaemonUnavailable, "heraldd could not start: " + why + " (see " + log + ")");
+      lost_race = why;
+    }
     ::usleep(5'000);  // polling for the daemon's socket to appear, bounded by the deadline
   }
+  if (!lost_race.empty())
+    return fail(Errc::kDaemonUnavailable, "heraldd could not start: " + lost_race + ", and that one did not answer on " +
+                                              sock + " within " + std::to_string(timeout_ms) + " ms (see " + log + ")");
   return fail(Errc::kDaemonUnavailable, "started heraldd (" + bin + ") but it did not answer on " + sock + " within " +
                                             std::to_string(timeout_ms) + " ms; see " + log + " (" + last.detail + ")");
 }

@@ -12,6 +12,8 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
+#include <optional>
 
 #include "herald/herald.hpp"
 #include "runtime/src/daemon_client.hpp"
@@ -188,6 +190,33 @@ TEST_F(HeralddMultiProcessTest, AutostartStartsADetachedDaemonThatBusDestroyStop
   EXPECT_TRUE(wait_until([&] { return !shm::process_alive(pid, start); }, 20,
                          [&] { return "heraldd pid " + std::to_string(pid) + " still running"; }));
   EXPECT_EQ(bus_files(), std::vector<std::string>{}) << "Bus::destroy leaves nothing of the bus";
+}
+
+// Two clients autostarting at once: the loser's heraldd exits on the lock
+// the winner's holds, and the loser must then use the winner's rather than
+// fail (it did, ~3 % of attaches racing after a daemon died). Here the test
+// is the winner: it holds the lock while the client's daemon gives up, then
+// starts the heraldd that listens.
+TEST_F(HeralddMultiProcessTest, AnAutostartThatLosesTheLockToAnotherDaemonUsesThatOne) {
+  const Autostart autostart;
+  auto lock = detail::FileLock::try_acquire(detail::daemon_lock_path(guard_.run_dir(), guard_.bus()));
+  ASSERT_TRUE(lock) << lock.error().message();
+  const std::string log = detail::daemon_log_path(guard_.run_dir(), guard_.bus());
+  std::optional<Result<Bus>> attached;
+  std::thread client([&] { attached.emplace(Bus::attach(guard_.bus())); });
+  const bool gave_up = wait_until([&] { return read_file(log).find("already has a running heraldd") != std::string::npos; },
+                                  20, [&] { return "heraldd log: " + read_file(log); });
+  lock = fail(Errc::kClosed, "released");
+  std::unique_ptr<Heraldd> winner;
+  if (gave_up) winner = Heraldd::start(guard_.bus(), guard_.run_dir());
+  client.join();
+  ASSERT_TRUE(gave_up);
+  ASSERT_TRUE(attached.has_value());
+  ASSERT_TRUE(*attached) << attached->error().message() << "\n" << read_file(log);
+  EXPECT_EQ(registry_daemon().first, winner->pid());
+  ASSERT_TRUE((*attached)->create_topic("t", {.partitions = 1}));
+  attached.reset();
+  EXPECT_TRUE(exited_with(winner->stop(), 0)) << winner->log();
 }
 
 // A bus destroyed while a member is still attached stays destroyed: the
