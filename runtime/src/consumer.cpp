@@ -840,9 +840,16 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       // bytes gated while the handler runs; stored before the cursor CAS.
       gpl->lease.store(shm::pack_cursor(shm::cursor_gen(pt.cursor), pos), std::memory_order_release);
       pt.handled = pos + size;
-      if (auto r = commit_to(p, pt.handled); !r) {
+      if (!try_commit(p, pt.handled)) [[unlikely]] {
         gpl->lease.store(shm::kNoLease, std::memory_order_release);
-        return fail(std::move(r).error());
+        // Fenced (heraldd gave p to another member): p is lost, as on the
+        // at-least-once path below, not a failed poll; this poll's
+        // handled events still count.
+        Error e = fence(p);  // kNotFound when the group itself is gone
+        if (e.code != Errc::kFenced) return fail(std::move(e));
+        lost.push_back(p);
+        report_lost();
+        return n;
       }
     }
     if (tracked) {

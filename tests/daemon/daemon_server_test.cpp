@@ -127,8 +127,9 @@ class DaemonServerTest : public ::testing::Test {
     std::optional<Consumer> c1, c2;
     std::uint32_t p = 0, g = 0, gen_before = 0;
   };
-  void stuck_pair(const shm::TopicMap& m, Calls& k1, Calls& k2, StuckPair* s) {
-    auto c1 = bus_->consumer("t", member(k1, {.max_poll_interval = 1000ms}));
+  void stuck_pair(const shm::TopicMap& m, Calls& k1, Calls& k2, StuckPair* s,
+                  CommitMode c1_mode = CommitMode::kAfterHandle) {
+    auto c1 = bus_->consumer("t", member(k1, {.commit_mode = c1_mode, .max_poll_interval = 1000ms}));
     ASSERT_TRUE(c1) << c1.error().message();
     auto c2 = bus_->consumer("t", member(k2));
     ASSERT_TRUE(c2) << c2.error().message();
@@ -357,6 +358,39 @@ TEST_F(DaemonServerTest, StuckMemberIsFencedGetsOnLostAndTheNewOwnerResumesWhere
   // c1 polls again: no longer stuck, it gets a partition back.
   ASSERT_TRUE(settled({&*c1, &*c2}, *m));
   EXPECT_EQ(c1->assignment().size(), 1u);
+}
+
+// The same at most once: the commit before the next handler call is the one
+// fenced. It failed the poll with kFenced (the events it had handled
+// uncounted, on_lost never called); the partition is lost, as above.
+TEST_F(DaemonServerTest, AStuckAtMostOnceMemberLosesItsPartitionInsteadOfFailingItsPoll) {
+  auto m = topic("t", 2);
+  ASSERT_NE(m, nullptr);
+  Calls k1, k2;
+  StuckPair pair;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(*m, k1, k2, &pair, CommitMode::kBeforeHandle));
+  std::optional<Consumer>& c1 = pair.c1;
+  const std::uint32_t p = pair.p, g = pair.g, gen_before = pair.gen_before;
+  auto prod = bus_->producer("t");
+  ASSERT_TRUE(prod);
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(prod->publish({.payload = "e" + std::to_string(i), .partition = static_cast<std::int32_t>(p)}));
+  std::vector<std::string> handled_by_c1;
+  auto r = c1->poll(
+      [&](const EventView& e) {
+        if (handled_by_c1.empty()) {
+          EXPECT_TRUE(wait_until(
+              [&] { return shm::cursor_gen(m->group_partition(g, p)->cursor.load()) != gen_before; }, 20,
+              [&] { return describe_groups(*m); }));
+        }
+        handled_by_c1.emplace_back(e.payload_text());
+      },
+      256, 1ms);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, 1u);
+  EXPECT_EQ(handled_by_c1, (std::vector<std::string>{"e0"}));
+  EXPECT_EQ(k1.all(k1.lost), (std::set<std::uint32_t>{p}));
+  EXPECT_EQ(k1.all(k1.revoked).count(p), 0u);
 }
 
 // A stuck member with nothing to commit: its partition moved by force (a
