@@ -219,7 +219,8 @@ Result<std::uint64_t> resolve_offset(const shm::TopicMap& topic, std::uint32_t p
         return fail(Errc::kInvalidArgument,
                     "position " + std::to_string(where.value) + " is not a committed event boundary in partition " +
                         std::to_string(p) + " (retained: " + std::to_string(shm::beginning(v)) + ".." +
-                        std::to_string(shm::load_tail(v)) + ")");
+                        std::to_string(shm::load_tail(v)) + "); event positions are in what publish returns and in "
+                        "'herald tail TOPIC --json'");
       return where.value;
     case Offset::Kind::kTime: return scan_time(v, shm::beginning(v), where.value);
   }

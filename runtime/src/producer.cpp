@@ -507,7 +507,11 @@ struct Producer::Impl {
     switch (st) {
       case shm::Status::kBackPressured:
         return Error{Errc::kBackPressured, where + ": a gating group has not consumed enough to free " +
-                                               std::to_string(size) + " bytes within the deadline"};
+                                               std::to_string(size) + " bytes within the deadline (" +
+                                               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                  opts.deadline).count()) +
+                                               " ms); see 'herald groups' for the group that gates (lossless, or "
+                                               "lag-out with a live member)"};
       case shm::Status::kClosed:
         return Error{Errc::kClosed, where + " was deleted (or re-created); attach a new producer"};
       case shm::Status::kTooLarge:

@@ -23,7 +23,8 @@ namespace herald {
 // What a group's backpressure does when its consumers fall a ring behind.
 enum class Policy : std::uint8_t {
   kDefault,   // the topic's default (lag-out unless configured)
-  kLossless,  // producers wait for the group: nothing is ever overwritten unread
+  kLossless,  // producers wait for the group: nothing published since it gates is overwritten unread
+              // (older history, read after a start at earliest or a seek back, is read lossy)
   kLossy,     // producers never wait; a group that falls behind loses events, counted as gaps
   kLagOut,    // lossless while a member is alive; lossy once all are gone past the grace
 };
