@@ -107,6 +107,7 @@ bool stop_requested() noexcept;
 void add_topic_commands(CLI::App& app, Context& ctx);
 void add_publish_command(CLI::App& app, Context& ctx);
 void add_consume_commands(CLI::App& app, Context& ctx);  // consume, tail
+void add_trace_command(CLI::App& app, Context& ctx);
 void add_groups_commands(CLI::App& app, Context& ctx);
 void add_dlq_commands(CLI::App& app, Context& ctx);
 void add_stat_command(CLI::App& app, Context& ctx);

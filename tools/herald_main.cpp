@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   add_topic_commands(app, ctx);
   add_publish_command(app, ctx);
   add_consume_commands(app, ctx);
+  add_trace_command(app, ctx);
   add_groups_commands(app, ctx);
   add_dlq_commands(app, ctx);
   add_stat_command(app, ctx);

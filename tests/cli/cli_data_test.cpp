@@ -87,7 +87,7 @@ TEST_F(CliDataTest, ABadBusNameIsAUsageError) {
 TEST_F(CliDataTest, HelpOnEveryCommand) {
   for (const std::vector<std::string>& args :
        std::vector<std::vector<std::string>>{{"--help"}, {"topic", "create", "--help"}, {"topic", "list", "--help"},
-                                             {"publish", "--help"}, {"consume", "--help"}, {"tail", "--help"},
+                                             {"publish", "--help"}, {"consume", "--help"}, {"tail", "--help"}, {"trace", "--help"},
                                              {"groups", "--help"}, {"groups", "reset", "--help"},
                                              {"dlq", "redrive", "--help"}, {"stat", "--help"},
                                              {"daemon", "start", "--help"}, {"doctor", "--help"},
@@ -368,6 +368,63 @@ TEST_F(CliDataTest, TailFollowWarnsOfEventsOverwrittenBeforeItReadThem) {
   EXPECT_NE(tail.err.find("herald: warning: tail skipped "), std::string::npos) << tail.err;
   EXPECT_NE(tail.err.find("on partition 0 of 't'"), std::string::npos) << tail.err;
   EXPECT_EQ(tail.out.find("lapping 0\n"), std::string::npos) << "the first ones were overwritten";
+}
+
+// herald trace: one request's events across topics, as the tree their
+// causation ids make, with a dead letter under the event it holds.
+TEST_F(CliDataTest, TraceFollowsARequestAcrossTopicsAsACausalTree) {
+  ASSERT_EQ(h({"topic", "create", "orders", "--partitions", "1"}).status, 0);
+  ASSERT_EQ(h({"topic", "create", "payments", "--partitions", "1"}).status, 0);
+  CliRun r = h({"--json", "publish", "orders", "--type", "OrderPlaced", "--correlation-id", "req-1", "--source",
+                "checkout", "o"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  const std::string placed = r.json()["id"];
+  r = h({"--json", "publish", "payments", "--type", "PaymentCaptured", "--correlation-id", "req-1", "--causation-id",
+         placed, "p"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  const std::string paid = r.json()["id"];
+  ASSERT_EQ(h({"publish", "orders", "--type", "OrderPlaced", "--correlation-id", "req-2", "other"}).status, 0);
+
+  r = h({"trace", "req-1"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_NE(r.out.find("trace 'req-1': 2 events on 2 topics"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\nOrderPlaced  orders 0:0  from checkout  +0ns  id " + placed + "\n"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("\n└─ PaymentCaptured  payments 0:0  "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("other"), std::string::npos) << "another request's event: " << r.out;
+  // By an event id: that event's request, the event marked.
+  r = h({"trace", paid});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_NE(r.out.find("id " + paid + "  <- this one"), std::string::npos) << r.out;
+  r = h({"--json", "trace", "req-1"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  const auto j = r.json();
+  ASSERT_EQ(j["events"].size(), 2u) << r.out;
+  EXPECT_EQ(j["events"][0]["depth"], 0);
+  EXPECT_EQ(j["events"][1]["depth"], 1);
+  EXPECT_EQ(j["events"][1]["parent_id"], placed);
+  EXPECT_EQ(j["events"][1]["topic"], "payments");
+
+  // A dead letter shows under the event it holds, with its reason.
+  r = h({"consume", "payments", "--group", "ledger", "--exec", "exit 3", "--max-deliveries", "1", "--count", "1"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  r = h({"trace", "req-1"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_NE(r.out.find("\n   └─ dead-lettered by group 'ledger' to payments.dlq.ledger 0:0 after 1 deliveries: "),
+            std::string::npos)
+      << r.out;
+
+  r = h({"trace", "req-404"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("no retained event has correlation id or event id 'req-404'"), std::string::npos)
+      << r.describe();
+  r = h({"trace", "req-1", "--topics", "nope"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("nope"), std::string::npos) << r.describe();
+  // Only the topics named are read.
+  r = h({"--json", "trace", "req-1", "--topics", "payments"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_EQ(r.json()["events"].size(), 1u) << r.out;
 }
 
 TEST_F(CliDataTest, PublishWaitsUnderBackpressureAndDeadlineBoundsIt) {

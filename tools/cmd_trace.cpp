@@ -1,0 +1,224 @@
+// herald trace ID: one request across topics. Every retained event whose
+// correlation id is ID (or, given an event id, the events of that event's
+// correlation id), on every topic or the ones named, printed as the tree its
+// causation ids make: what caused what, on which topic, from which source,
+// how long after the first. Dead letters show up under the event they hold,
+// with their reason. Group-less readers: it holds no producer back and
+// needs no heraldd.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tools/cli.hpp"
+
+namespace herald::tools {
+
+namespace {
+
+struct TraceArgs {
+  std::string id;
+  std::vector<std::string> topics;
+};
+
+struct Found {
+  Event event;
+  bool dead_letter = false;  // a copy in a group's dead-letter topic
+};
+
+struct Scan {
+  std::vector<Found> found;
+  std::uint64_t events = 0;     // read, matching or not
+  std::uint64_t gap_bytes = 0;  // overwritten while it read (a busy topic lapping the scan)
+  std::size_t topics = 0;
+};
+
+// Reads each topic's retained events (up to its tails at the start) and
+// keeps those `keep` accepts.
+template <class Keep>
+Result<Scan> scan(Bus& bus, const std::vector<TopicInfo>& topics, Keep keep) {
+  Scan s;
+  for (const TopicInfo& t : topics) {
+    auto info = bus.describe_topic(t.name);
+    if (!info) {
+      if (info.error().code == Errc::kNotFound) continue;  // deleted meanwhile
+      return fail(std::move(info).error());
+    }
+    auto c = bus.consumer(t.name, {.on_gap = [&s](const GapReport& g) { s.gap_bytes += g.bytes; }});
+    if (!c) return fail(std::move(c).error());
+    ++s.topics;
+    std::vector<std::uint64_t> tails;
+    for (const PartitionInfo& p : info->partition_info) tails.push_back(p.tail);
+    auto caught_up = [&] {
+      for (std::uint32_t p : c->assignment())
+        if (c->position(p) < tails[p]) return false;
+      return true;
+    };
+    // A claim left open by a producer holds a reader there until it is
+    // committed or repaired: give up on it after a few empty looks.
+    for (int empty = 0; !caught_up() && empty < 20 && !stop_requested();) {
+      auto n = c->poll(
+          [&](const EventView& e) {
+            if (e.position() >= tails[e.partition()]) return;  // after the start
+            ++s.events;
+            if (keep(e)) s.found.push_back({e.to_event(), t.dead_letter});
+          },
+          4096, std::chrono::milliseconds(10));
+      if (!n) return fail(std::move(n).error());
+      empty = *n == 0 ? empty + 1 : 0;
+    }
+  }
+  return s;
+}
+
+std::string header_or(const Event& e, std::string_view name, std::string_view otherwise = {}) {
+  const auto v = e.header(name);
+  return std::string(v ? *v : otherwise);
+}
+
+int trace(const Context& ctx, const TraceArgs& a) {
+  if (a.id.empty()) usage_error("ID is empty: give a correlation id or an event id");
+  // Group-less readers need no daemon: trace never starts one.
+  ::setenv("HERALD_NO_AUTOSTART", "1", 1);
+  auto bus = ctx.attach();
+  if (!bus) return runtime_error(bus.error());
+  std::vector<TopicInfo> topics;
+  if (a.topics.empty()) {
+    auto all = bus->list_topics();
+    if (!all) return runtime_error(all.error());
+    topics = std::move(all).value();
+  } else {
+    for (const std::string& name : a.topics) {
+      auto t = bus->describe_topic(name);
+      if (!t) return runtime_error(t.error(), "trace");
+      topics.push_back(std::move(t).value());
+    }
+  }
+  install_stop_signals();
+
+  // An event id names its event; the trace is then that event's request.
+  std::string correlation = a.id;
+  std::string event_id;
+  if (EventId::parse(a.id)) {
+    auto byid = scan(*bus, topics, [&](const EventView& e) { return e.id().to_string() == a.id; });
+    if (!byid) return runtime_error(byid.error(), "trace");
+    if (!byid->found.empty()) {
+      event_id = a.id;
+      const std::string c(byid->found.front().event.correlation_id());
+      if (c.empty()) {
+        correlation.clear();  // no request to follow: the event alone
+      } else {
+        correlation = c;
+      }
+    }
+  }
+  auto s = scan(*bus, topics, [&](const EventView& e) {
+    return correlation.empty() ? e.id().to_string() == event_id : e.correlation_id() == correlation;
+  });
+  if (!s) return runtime_error(s.error(), "trace");
+  if (s->gap_bytes > 0)
+    std::fprintf(stderr,
+                 "herald: warning: %s of events were overwritten while trace read them; the trace may miss some\n",
+                 format_bytes(static_cast<double>(s->gap_bytes)).c_str());
+  if (s->found.empty())
+    return runtime_error("no retained event has correlation id or event id '" + a.id + "' on bus '" + ctx.bus() +
+                         "' (" + std::to_string(s->events) + " events on " + std::to_string(s->topics) +
+                         " topics read); events older than a topic's ring are gone");
+
+  // The tree: an event's parent is the event its causation id names, if
+  // retained; a dead letter's is the event it holds (same id).
+  std::vector<Found>& f = s->found;
+  std::stable_sort(f.begin(), f.end(), [](const Found& x, const Found& y) {
+    return x.event.time_ns() != y.event.time_ns() ? x.event.time_ns() < y.event.time_ns()
+                                                  : x.dead_letter < y.dead_letter;
+  });
+  std::map<std::string, std::size_t> original;  // id -> index of its first non-DLQ copy
+  for (std::size_t i = 0; i < f.size(); ++i)
+    if (!f[i].dead_letter) original.emplace(f[i].event.id().to_string(), i);
+  std::vector<std::vector<std::size_t>> children(f.size());
+  std::vector<std::size_t> roots;
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    const std::string key = f[i].dead_letter ? f[i].event.id().to_string() : std::string(f[i].event.causation_id());
+    auto it = original.find(key);
+    if (it != original.end() && it->second != i) children[it->second].push_back(i);
+    else roots.push_back(i);
+  }
+  const std::uint64_t t0 = f.front().event.time_ns();
+  std::uint64_t t_last = t0;
+  std::set<std::string> topic_names;
+  for (const Found& x : f) {
+    t_last = std::max(t_last, x.event.time_ns());
+    topic_names.insert(std::string(x.event.topic()));
+  }
+
+  if (ctx.json) {
+    nlohmann::json events = nlohmann::json::array();
+    auto add = [&](auto& self, std::size_t i, int depth, const std::string& parent) -> void {
+      nlohmann::json j = event_json(f[i].event.view());
+      j["depth"] = depth;
+      j["parent_id"] = parent;
+      j["dead_letter"] = f[i].dead_letter;
+      events.push_back(std::move(j));
+      for (std::size_t c : children[i]) self(self, c, depth + 1, f[i].event.id().to_string());
+    };
+    for (std::size_t r : roots) add(add, r, 0, "");
+    nlohmann::json out;
+    out["bus"] = ctx.bus();
+    out["id"] = a.id;
+    out["correlation_id"] = correlation;
+    out["events"] = std::move(events);
+    out["span_ns"] = t_last - t0;
+    out["gap_bytes"] = s->gap_bytes;
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  const Style st{ctx.tty};
+  std::printf("%strace %s%s: %zu events on %zu topics over %s, from %s\n", st.bold(),
+              correlation.empty() ? ("event " + event_id).c_str() : ("'" + correlation + "'").c_str(), st.reset(),
+              f.size(), topic_names.size(), format_duration_ns(t_last - t0).c_str(), format_time_ns(t0).c_str());
+  auto show = [&](auto& self, std::size_t i, const std::string& indent, bool last, bool root) -> void {
+    const Event& e = f[i].event;
+    const std::string branch = root ? "" : (last ? "└─ " : "├─ ");
+    const std::string at = std::string(e.topic()) + " " + std::to_string(e.partition()) + ":" +
+                           std::to_string(e.position());
+    const std::string when = "+" + format_duration_ns(e.time_ns() - t0);
+    const bool mark = !event_id.empty() && e.id().to_string() == event_id && !f[i].dead_letter;
+    if (f[i].dead_letter) {
+      std::printf("%s%s%sdead-lettered%s by group '%s' to %s after %s deliveries: %s\n", indent.c_str(),
+                  branch.c_str(), st.red(), st.reset(), header_or(e, "herald.dlq.group", "?").c_str(), at.c_str(),
+                  header_or(e, "herald.dlq.deliveries", "?").c_str(), header_or(e, "herald.dlq.reason").c_str());
+    } else {
+      std::printf("%s%s%s%s%s  %s  %s%s  %s%s%s\n", indent.c_str(), branch.c_str(), st.bold(),
+                  e.type().empty() ? "(no type)" : std::string(e.type()).c_str(), st.reset(), at.c_str(),
+                  e.source().empty() ? "" : ("from " + std::string(e.source()) + "  ").c_str(), when.c_str(),
+                  st.dim(), ("id " + e.id().to_string()).c_str(), mark ? "  <- this one" : "");
+    }
+    const std::string next = root ? indent : indent + (last ? "   " : "│  ");
+    for (std::size_t k = 0; k < children[i].size(); ++k)
+      self(self, children[i][k], next, k + 1 == children[i].size(), false);
+  };
+  for (std::size_t r : roots) {
+    const Event& e = f[r].event;
+    if (!f[r].dead_letter && !e.causation_id().empty())
+      std::printf("%s(caused by %s, not retained)%s\n", st.dim(), std::string(e.causation_id()).c_str(), st.reset());
+    show(show, r, "", true, true);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_trace_command(CLI::App& app, Context& ctx) {
+  static TraceArgs a;
+  auto* cmd = app.add_subcommand(
+      "trace", "follow one request across topics: the events of a correlation id, as the tree their causation ids make");
+  cmd->add_option("ID", a.id, "a correlation id, or an event id (its request is traced)")->required();
+  cmd->add_option("--topics", a.topics, "topics to read (default: all, dead-letter topics included)")
+      ->delimiter(',')
+      ->check(name_arg("topic"));
+  ctx.on(cmd, [&ctx] { return trace(ctx, a); });
+}
+
+}  // namespace herald::tools
