@@ -248,7 +248,7 @@ Result<TopicInfo> Bus::create_topic(std::string_view name, const TopicConfig& co
     info.created_ns = control::get_u64_or(*r, "created_ns", 0);
     info.partitions = config.partitions;
     info.ring_bytes = config.ring_bytes;
-    info.max_event = config.max_event;
+    info.max_event = detail::effective_max_event(config);
     info.default_policy = config.default_policy;
     info.single_producer = config.single_producer;
     return info;
