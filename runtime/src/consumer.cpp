@@ -331,6 +331,19 @@ struct Consumer::Impl {
     return e;
   }
 
+  // Whether p's cursor still carries this member's generation. A member
+  // fenced meanwhile (a rebalance, or its group deleted, perhaps made again
+  // in the same slot, whose generations go on from the old group's) must
+  // not store into the slot's plain words, the in-flight word and the DLQ
+  // note: their next owner trusts them, and a zombie's "handled up to
+  // here" made a new group skip an event nobody had read (found by an
+  // exploratory pass). The cursor CAS checks this by itself; these stores
+  // check first. A fence landing between the check and the store is left:
+  // a window of a few instructions, where the old check was a whole handler.
+  [[nodiscard]] bool still_owner(std::uint32_t p) const noexcept {
+    return shm::cursor_gen(gp(p)->cursor.load(std::memory_order_acquire)) == shm::cursor_gen(parts[p].cursor);
+  }
+
   // As try_commit; a fenced commit drops p and fails with kFenced.
   Result<void> commit_to(std::uint32_t p, std::uint64_t pos) {
     if (try_commit(p, pos)) return {};
@@ -666,6 +679,14 @@ Result<bool> Consumer::Impl::recover(std::uint32_t p) {
 Result<bool> Consumer::Impl::dead_letter(std::uint32_t p, const EventView& e, std::uint32_t deliveries,
                                          const std::string& reason) {
   shm::GroupPartitionLayout* g = gp(p);
+  // A topic deleted (and perhaps made again) while this member drained what
+  // it had retained: its DLQ went with it, and one found by name now is the
+  // new topic's, where an old event does not belong.
+  if ((topic->partition(p).part->tail.load(std::memory_order_acquire) & shm::kTailClosedBit) != 0)
+    return fail(Errc::kClosed, "topic '" + topic->topic() + "' was deleted: the event at position " +
+                                   std::to_string(e.position()) + " of partition " + std::to_string(p) +
+                                   " cannot be dead-lettered (its dead-letter topic went with it)");
+  if (!still_owner(p)) return fail(fence(p));  // kFenced, or kNotFound for a deleted group
   if (!dlq) {
     ProducerOptions po;
     po.deadline = std::chrono::nanoseconds(0);  // a full DLQ stalls this partition; it does not block poll()
@@ -691,12 +712,19 @@ Result<bool> Consumer::Impl::dead_letter(std::uint32_t p, const EventView& e, st
   // note also sees our DLQ claim slot naming x (written before the claim's
   // CAS), so it waits for that claim to be repaired rather than taking an
   // unwritten record for "not moved".
+  if (!still_owner(p)) {
+    c->abort();
+    return fail(fence(p));
+  }
   g->dlq_pending.store(shm::pack_dlq_pending(c->position()), std::memory_order_release);
   HERALD_CRASH_POINT("dlq.pending");
   if (!e.payload().empty()) std::memcpy(c->payload().data(), e.payload().data(), e.payload().size());
   if (auto r = c->commit(); !r) return fail(std::move(r).error());
   HERALD_CRASH_POINT("dlq.committed");
   const std::uint64_t next = e.next_position();
+  // Fenced since the note: the dead letter is written (its successor finds
+  // the note and the record, and does not move the event twice).
+  if (!still_owner(p)) return fail(fence(p));
   // Relaxed, as every in-flight store: read by the next owner after our
   // death only; the cursor CAS below orders it for a live successor.
   g->inflight.store(shm::pack_inflight(next, 0, false, marks()), std::memory_order_relaxed);
@@ -826,7 +854,14 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       // Delivered max_deliveries times already (crashes inside the handler
       // included): dead-letter it without calling the handler again.
       auto moved = dead_letter(p, view, prior, pt.reason.empty() ? "consumer crashed" : pt.reason);
-      if (!moved) return fail(std::move(moved).error());
+      if (!moved) {
+        // Fenced (dead_letter dropped p): lost to the new owner, which
+        // takes the dead letter on from where this member left it.
+        if (moved.error().code != Errc::kFenced) return fail(std::move(moved).error());
+        lost.push_back(p);
+        report_lost();
+        return n;
+      }
       if (!*moved) break;  // the DLQ is full: this partition waits
       // A dead-lettered event is finished too: it takes one of the poll's
       // `max` (n < budget still held before this one).
@@ -888,12 +923,23 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
         ++failed_done;        // done with, but not handled successfully: not in stats.events
         failure_reason.clear();
       }
-      if (tracked) gpl->inflight.store(shm::pack_inflight(pos + size, 0, false, mark), std::memory_order_relaxed);
       // Done with a failed event once past it; one further on (a count
       // recover() kept for an event ahead) waits for the reader.
       if (pos >= pt.failed_pos) pt.failed_pos = UINT64_MAX;
       pt.read = pt.handled = pos + size;
       ++n;
+      if (tracked) {
+        if (!still_owner(p)) [[unlikely]] {
+          // Fenced while the handler ran: the event is handled, but the
+          // partition is the new owner's (it may see this event again).
+          Error e = fence(p);  // kNotFound when the group itself is gone
+          if (e.code != Errc::kFenced) return fail(std::move(e));
+          lost.push_back(p);
+          report_lost();
+          return n;
+        }
+        gpl->inflight.store(shm::pack_inflight(pos + size, 0, false, mark), std::memory_order_relaxed);
+      }
       continue;
     }
     // At-least-once: the event stays (order kept); it is delivered again
@@ -906,7 +952,16 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     failure_reason.clear();
     if (pt.first_failure_ns == 0 || !retrying) pt.first_failure_ns = now_rt;
     pt.last_failure_ns = now_rt;
-    if (tracked) gpl->inflight.store(shm::pack_inflight(pos, pt.deliveries, false, mark), std::memory_order_relaxed);
+    if (tracked) {
+      if (!still_owner(p)) [[unlikely]] {
+        Error e = fence(p);
+        if (e.code != Errc::kFenced) return fail(std::move(e));
+        lost.push_back(p);
+        report_lost();
+        return n;
+      }
+      gpl->inflight.store(shm::pack_inflight(pos, pt.deliveries, false, mark), std::memory_order_relaxed);
+    }
     if (tracked && opts.max_deliveries > 0 && pt.deliveries >= opts.max_deliveries) continue;  // dead-lettered next
     pt.retry_at = shm::monotonic_ns() + backoff_ns(pt.deliveries);
     break;

@@ -147,6 +147,56 @@ TEST_F(ConsumerTest, AMemberOfADeletedGroupIsToldItsGroupIsGone) {
 // A member that spins (kBusySpin) through a long poll on a quiet topic
 // learns its group was deleted during that poll, as a parked one does
 // after its next wake (a spinning poll never parks).
+// A member whose group is deleted and made again (same name, same slot)
+// while its handler runs must not leave its "handled up to here" (or, for
+// a failed event, a dead letter) to the new group: a new member resumed
+// past an event nobody had read there (found by an exploratory pass).
+TEST_F(ConsumerTest, AMemberOfADeletedGroupLeavesNothingToTheGroupMadeAgainInItsSlot) {
+  for (const bool handler_fails : {false, true}) {
+    SCOPED_TRACE(handler_fails ? "the handler fails (a dead letter)" : "the handler succeeds");
+    const std::string topic = handler_fails ? "tf" : "ts";
+    ASSERT_TRUE(bus_->create_topic(topic, {.partitions = 1, .ring_bytes = 1 << 16}));
+    auto prod = bus_->producer(topic).value();
+    const ConsumerOptions o{.group = "g", .max_deliveries = 1, .retry = {0ms, 2.0, 0ms}};
+    auto old_member = bus_->consumer(topic, o).value();
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(prod.publish({.payload = "ev-" + std::to_string(i), .partition = 0}));
+    auto r = old_member.poll(
+        [&](const EventView&) {
+          EXPECT_TRUE(bus_->delete_group(topic, "g", /*force=*/true));
+          auto made_again = bus_->consumer(topic, o);  // a new group g, from the earliest event
+          EXPECT_TRUE(made_again) << made_again.error().message();
+          return !handler_fails;
+        },
+        1);
+    ASSERT_FALSE(r) << "the old member learns its group is gone";
+    EXPECT_EQ(r.error().code, Errc::kNotFound) << r.error().message();
+    std::vector<std::string> got;
+    auto member = bus_->consumer(topic, o).value();
+    ASSERT_TRUE(member.poll([&](const EventView& e) { got.emplace_back(e.payload_text()); }, 16));
+    EXPECT_EQ(got, (std::vector<std::string>{"ev-0", "ev-1", "ev-2"}));
+    EXPECT_TRUE(bus_->dead_letters(topic, "g").value().empty()) << "the old group's dead letter went to the new one";
+  }
+}
+
+// A member of a topic deleted and made again drains what it retained; an
+// event it fails must not be dead-lettered into the new topic's DLQ of the
+// same name (redrive then put old events into the new topic).
+TEST_F(ConsumerTest, AMemberOfADeletedTopicDeadLettersNothingIntoTheTopicMadeAgain) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16}));
+  auto prod = bus_->producer("t").value();
+  const ConsumerOptions o{.group = "g", .max_deliveries = 1, .retry = {0ms, 2.0, 0ms}};
+  auto old_member = bus_->consumer("t", o).value();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(prod.publish({.payload = "old-" + std::to_string(i)}));
+  ASSERT_TRUE(bus_->delete_topic("t", {.force = true}));
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16}));
+  auto new_member = bus_->consumer("t", o).value();  // makes g and its DLQ anew
+  Result<std::size_t> r = std::size_t{0};
+  for (int i = 0; i < 10 && r; ++i) r = old_member.poll([](const EventView&) { return false; }, 16);
+  ASSERT_FALSE(r) << "the old member's failing events have nowhere to go";
+  EXPECT_EQ(r.error().code, Errc::kClosed) << r.error().message();
+  EXPECT_TRUE(bus_->dead_letters("t", "g").value().empty());
+}
+
 TEST_F(ConsumerTest, ASpinningMemberLearnsItsGroupWasDeletedDuringItsPoll) {
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 64 * 1024, .max_event = 4096}));
   auto member = bus_->consumer("t", {.group = "g", .wait = Wait::kBusySpin}).value();
