@@ -12,6 +12,14 @@ std::string lag_seconds_text(double s) {
   return format_duration_ns(static_cast<std::uint64_t>(s * 1e9));
 }
 
+// "0", "2 (158.2 KiB)"; with bytes overwritten that the group has not read
+// (nor counted yet): "+ 96.0 KiB overwritten".
+std::string gaps_text(const GroupPartitionStats& p) {
+  std::string s = p.gaps == 0 ? "0" : std::to_string(p.gaps) + " (" + format_bytes(static_cast<double>(p.gap_bytes)) + ")";
+  if (p.overwritten_bytes > 0) s += " + " + format_bytes(static_cast<double>(p.overwritten_bytes)) + " overwritten";
+  return s;
+}
+
 std::string member_text(const MemberStats& m, const Style& st) {
   std::string parts;
   for (std::uint32_t p : m.partitions) parts += (parts.empty() ? "" : ",") + std::to_string(p);
@@ -55,8 +63,9 @@ int groups_list(const Context& ctx, const std::string& topic) {
       for (const GroupPartitionStats& p : g.partitions)
         tb.row({t.name, g.name, policy, std::to_string(g.members), std::to_string(p.partition),
                 std::to_string(p.committed), std::to_string(p.lag_events),
-                format_bytes(static_cast<double>(p.lag_bytes)), lag_seconds_text(p.lag_seconds),
-                p.gaps == 0 ? "0" : std::to_string(p.gaps) + " (" + format_bytes(static_cast<double>(p.gap_bytes)) + ")",
+                format_bytes(static_cast<double>(p.lag_bytes)),
+                (p.overwritten_bytes > 0 && p.lag_seconds > 0 ? "> " : "") + lag_seconds_text(p.lag_seconds),
+                gaps_text(p),
                 p.partition == 0 ? std::to_string(g.dlq_depth) + (p.dlq_stalled ? " STALLED" : "")
                                  : (p.dlq_stalled ? "STALLED" : "")});
     }

@@ -331,8 +331,13 @@ void read_groups(const shm::TopicMap& m, TopicStats& t, const shm::Registry& reg
       const std::uint64_t avg = ps.events > 0 ? std::max<std::uint64_t>(ps.bytes / ps.events, shm::kRecordAlign) : 0;
       // Rounded to the nearest; at least 1 while any byte is unconsumed.
       s.lag_events = s.lag_bytes == 0 ? 0 : avg == 0 ? 1 : std::max<std::uint64_t>(1, (s.lag_bytes + avg / 2) / avg);
+      // A cursor below the oldest retained event (a demoted lag-out or a
+      // lossy group that fell a ring behind): those bytes are gone, and the
+      // oldest unconsumed event still there is the oldest retained one.
+      const bool overwritten = s.committed < ps.beginning && ps.tail > ps.beginning;
+      if (overwritten) s.overwritten_bytes = ps.beginning - s.committed;
       if (o.lag_time && s.lag_bytes > 0) {
-        const std::uint64_t at = event_time_at(m.partition(p), s.committed, buf);
+        const std::uint64_t at = overwritten ? ps.beginning_time_ns : event_time_at(m.partition(p), s.committed, buf);
         if (at != 0 && at < now_rt) s.lag_seconds = static_cast<double>(now_rt - at) / 1e9;
       }
       s.gate_floor = gp->gate_floor.load(std::memory_order_relaxed);
@@ -356,6 +361,7 @@ void read_groups(const shm::TopicMap& m, TopicStats& t, const shm::Registry& reg
       gs.lag_bytes += s.lag_bytes;
       gs.lag_events += s.lag_events;
       gs.gap_bytes += s.gap_bytes;
+      gs.overwritten_bytes += s.overwritten_bytes;
       gs.gaps += s.gaps;
       gs.dead_letters += s.dead_letters;
       gs.lag_seconds = std::max(gs.lag_seconds, s.lag_seconds);

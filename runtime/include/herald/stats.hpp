@@ -64,7 +64,12 @@ struct GroupPartitionStats {
   std::uint32_t generation = 0;
   std::uint64_t lag_bytes = 0;          // tail - committed
   std::uint64_t lag_events = 0;         // estimate: lag_bytes / the partition's average record size
-  double lag_seconds = 0;               // now - time of the oldest unconsumed event (0: caught up)
+  double lag_seconds = 0;               // now - time of the oldest unconsumed event (0: caught up);
+                                        // with overwritten_bytes, of the oldest retained one: a lower bound
+  // Of lag_bytes: overwritten before the group read them (its cursor is
+  // older than the oldest retained event). A gap it has yet to count: it is
+  // added to gap_bytes when a member next reads the partition.
+  std::uint64_t overwritten_bytes = 0;
   std::uint64_t gate_floor = 0;
   std::uint64_t gap_bytes = 0;
   std::uint64_t gaps = 0;
@@ -94,7 +99,7 @@ struct GroupStats {
   std::uint64_t dlq_depth = 0;          // dead letters pending (not redriven or purged)
   std::vector<GroupPartitionStats> partitions{};
   // Sums over partitions.
-  std::uint64_t lag_bytes = 0, lag_events = 0, gap_bytes = 0, gaps = 0, dead_letters = 0;
+  std::uint64_t lag_bytes = 0, lag_events = 0, gap_bytes = 0, gaps = 0, dead_letters = 0, overwritten_bytes = 0;
   double lag_seconds = 0;               // the largest over partitions
 };
 
