@@ -33,6 +33,7 @@ struct Scan {
   std::uint64_t events = 0;     // read, matching or not
   std::uint64_t gap_bytes = 0;  // overwritten while it read (a busy topic lapping the scan)
   std::size_t topics = 0;
+  std::vector<std::string> unread;  // "topic partition P from position X": held up (an open claim)
 };
 
 // Reads each topic's retained events (up to its tails at the start) and
@@ -47,13 +48,19 @@ Result<Scan> scan(Bus& bus, const std::vector<TopicInfo>& topics, Keep keep) {
       return fail(std::move(info).error());
     }
     auto c = bus.consumer(t.name, {.on_gap = [&s](const GapReport& g) { s.gap_bytes += g.bytes; }});
-    if (!c) return fail(std::move(c).error());
+    if (!c) {
+      if (c.error().code == Errc::kNotFound) continue;  // deleted meanwhile
+      return fail(std::move(c).error());
+    }
     ++s.topics;
     std::vector<std::uint64_t> tails;
     for (const PartitionInfo& p : info->partition_info) tails.push_back(p.tail);
+    // A partition the topic did not have when described (re-created
+    // meanwhile with more): read to its tail as it is found.
+    auto tail_of = [&](std::uint32_t p) { return p < tails.size() ? tails[p] : UINT64_MAX; };
     auto caught_up = [&] {
       for (std::uint32_t p : c->assignment())
-        if (c->position(p) < tails[p]) return false;
+        if (c->position(p) < tail_of(p)) return false;
       return true;
     };
     // A claim left open by a producer holds a reader there until it is
@@ -61,14 +68,21 @@ Result<Scan> scan(Bus& bus, const std::vector<TopicInfo>& topics, Keep keep) {
     for (int empty = 0; !caught_up() && empty < 20 && !stop_requested();) {
       auto n = c->poll(
           [&](const EventView& e) {
-            if (e.position() >= tails[e.partition()]) return;  // after the start
+            if (e.position() >= tail_of(e.partition())) return;  // after the start
             ++s.events;
             if (keep(e)) s.found.push_back({e.to_event(), t.dead_letter});
           },
           4096, std::chrono::milliseconds(10));
-      if (!n) return fail(std::move(n).error());
+      if (!n) {
+        if (n.error().code == Errc::kClosed) break;  // deleted meanwhile: what it read stands
+        return fail(std::move(n).error());
+      }
       empty = *n == 0 ? empty + 1 : 0;
     }
+    for (std::uint32_t p : c->assignment())
+      if (p < tails.size() && c->position(p) < tails[p])
+        s.unread.push_back("'" + t.name + "' partition " + std::to_string(p) + " from position " +
+                           std::to_string(c->position(p)));
   }
   return s;
 }
@@ -98,30 +112,35 @@ int trace(const Context& ctx, const TraceArgs& a) {
   }
   install_stop_signals();
 
-  // An event id names its event; the trace is then that event's request.
+  // An event id (in any spelling EventId::parse takes) names its event; the
+  // trace is then that event's request: the events of its correlation id,
+  // and those that use the event's own id as theirs (a common convention).
   std::string correlation = a.id;
   std::string event_id;
-  if (EventId::parse(a.id)) {
-    auto byid = scan(*bus, topics, [&](const EventView& e) { return e.id().to_string() == a.id; });
+  EventId target{};
+  if (auto parsed = EventId::parse(a.id)) {
+    target = *parsed;
+    auto byid = scan(*bus, topics, [&](const EventView& e) { return e.id() == target; });
     if (!byid) return runtime_error(byid.error(), "trace");
     if (!byid->found.empty()) {
-      event_id = a.id;
-      const std::string c(byid->found.front().event.correlation_id());
-      if (c.empty()) {
-        correlation.clear();  // no request to follow: the event alone
-      } else {
-        correlation = c;
-      }
+      event_id = target.to_string();
+      correlation = std::string(byid->found.front().event.correlation_id());  // empty: none
     }
   }
   auto s = scan(*bus, topics, [&](const EventView& e) {
-    return correlation.empty() ? e.id().to_string() == event_id : e.correlation_id() == correlation;
+    if (!correlation.empty() && e.correlation_id() == correlation) return true;
+    return !event_id.empty() && (e.id() == target || e.correlation_id() == event_id);
   });
   if (!s) return runtime_error(s.error(), "trace");
   if (s->gap_bytes > 0)
     std::fprintf(stderr,
                  "herald: warning: %s of events were overwritten while trace read them; the trace may miss some\n",
                  format_bytes(static_cast<double>(s->gap_bytes)).c_str());
+  for (const std::string& u : s->unread)
+    std::fprintf(stderr,
+                 "herald: warning: %s was not read to its end: an open claim holds readers there (a producer "
+                 "mid-publish, or a dead one heraldd has not repaired); the trace may miss events after it\n",
+                 u.c_str());
   if (s->found.empty())
     return runtime_error("no retained event has correlation id or event id '" + a.id + "' on bus '" + ctx.bus() +
                          "' (" + std::to_string(s->events) + " events on " + std::to_string(s->topics) +
@@ -145,6 +164,45 @@ int trace(const Context& ctx, const TraceArgs& a) {
     if (it != original.end() && it->second != i) children[it->second].push_back(i);
     else roots.push_back(i);
   }
+  // The walk, depth first and iterative (a chain of 20,000 causes must not
+  // overflow the stack): each event once, in tree order. Events on a
+  // causation cycle are reachable from no root; each cycle is entered at
+  // its earliest event, shown as a root.
+  struct Step {
+    std::size_t i;
+    std::size_t depth;
+    bool last;  // the last child of its parent
+    bool root;
+  };
+  std::vector<Step> order;
+  order.reserve(f.size());
+  std::vector<bool> seen(f.size(), false);
+  auto walk = [&](std::size_t root) {
+    std::vector<Step> stack{{root, 0, true, true}};
+    seen[root] = true;
+    while (!stack.empty()) {
+      const Step at = stack.back();
+      stack.pop_back();
+      order.push_back(at);
+      const std::vector<std::size_t>& kids = children[at.i];
+      for (std::size_t k = kids.size(); k-- > 0;) {
+        if (seen[kids[k]]) continue;
+        seen[kids[k]] = true;
+        stack.push_back({kids[k], at.depth + 1, k + 1 == kids.size(), false});
+      }
+    }
+  };
+  for (std::size_t r : roots) walk(r);
+  std::vector<std::size_t> cycle_roots;
+  for (std::size_t i = 0; i < f.size(); ++i)
+    if (!seen[i]) {
+      cycle_roots.push_back(i);
+      walk(i);
+    }
+  auto parent_of = [&](const Step& st) -> std::string {
+    if (st.root) return "";
+    return f[st.i].dead_letter ? f[st.i].event.id().to_string() : std::string(f[st.i].event.causation_id());
+  };
   const std::uint64_t t0 = f.front().event.time_ns();
   std::uint64_t t_last = t0;
   std::set<std::string> topic_names;
@@ -155,19 +213,21 @@ int trace(const Context& ctx, const TraceArgs& a) {
 
   if (ctx.json) {
     nlohmann::json events = nlohmann::json::array();
-    auto add = [&](auto& self, std::size_t i, int depth, const std::string& parent) -> void {
-      nlohmann::json j = event_json(f[i].event.view());
-      j["depth"] = depth;
-      j["parent_id"] = parent;
-      j["dead_letter"] = f[i].dead_letter;
+    for (const Step& st : order) {
+      nlohmann::json j = event_json(f[st.i].event.view());
+      j["depth"] = st.depth;
+      const std::string parent = parent_of(st);
+      j["parent_id"] = valid_utf8(parent) ? parent : base64(parent);
+      j["dead_letter"] = f[st.i].dead_letter;
       events.push_back(std::move(j));
-      for (std::size_t c : children[i]) self(self, c, depth + 1, f[i].event.id().to_string());
-    };
-    for (std::size_t r : roots) add(add, r, 0, "");
+    }
     nlohmann::json out;
     out["bus"] = ctx.bus();
-    out["id"] = a.id;
-    out["correlation_id"] = correlation;
+    // What the user typed and a correlation id are bytes: JSON holds text.
+    if (valid_utf8(a.id)) out["id"] = a.id;
+    else out["id_base64"] = base64(a.id);
+    if (valid_utf8(correlation)) out["correlation_id"] = correlation;
+    else out["correlation_id_base64"] = base64(correlation);
     out["events"] = std::move(events);
     out["span_ns"] = t_last - t0;
     out["gap_bytes"] = s->gap_bytes;
@@ -178,32 +238,44 @@ int trace(const Context& ctx, const TraceArgs& a) {
   std::printf("%strace %s%s: %zu events on %zu topics over %s, from %s\n", st.bold(),
               correlation.empty() ? ("event " + event_id).c_str() : ("'" + correlation + "'").c_str(), st.reset(),
               f.size(), topic_names.size(), format_duration_ns(t_last - t0).c_str(), format_time_ns(t0).c_str());
-  auto show = [&](auto& self, std::size_t i, const std::string& indent, bool last, bool root) -> void {
-    const Event& e = f[i].event;
-    const std::string branch = root ? "" : (last ? "└─ " : "├─ ");
+  // Indentation up to kMaxDrawn levels; deeper ones say their depth, so a
+  // long chain prints in linear space.
+  constexpr std::size_t kMaxDrawn = 24;
+  std::vector<bool> open_at;  // open_at[d]: the branch at depth d has siblings below
+  for (const Step& step : order) {
+    const Event& e = f[step.i].event;
+    if (step.root) {
+      const std::string cause(e.causation_id());
+      if (std::find(cycle_roots.begin(), cycle_roots.end(), step.i) != cycle_roots.end())
+        std::printf("%s(a causation cycle, entered at its earliest event)%s\n", st.dim(), st.reset());
+      else if (!f[step.i].dead_letter && cause == e.id().to_string())
+        std::printf("%s(names itself as its cause)%s\n", st.dim(), st.reset());
+      else if (!f[step.i].dead_letter && !cause.empty())
+        std::printf("%s(caused by %s, not retained)%s\n", st.dim(), cause.c_str(), st.reset());
+    }
+    std::string indent;
+    if (step.depth > kMaxDrawn) {
+      indent = "[depth " + std::to_string(step.depth) + "] ";
+    } else {
+      for (std::size_t d = 1; d < step.depth; ++d) indent += open_at[d] ? "│  " : "   ";
+      if (!step.root) indent += step.last ? "└─ " : "├─ ";
+    }
+    if (open_at.size() <= step.depth) open_at.resize(step.depth + 1);
+    open_at[step.depth] = !step.last;
     const std::string at = std::string(e.topic()) + " " + std::to_string(e.partition()) + ":" +
                            std::to_string(e.position());
-    const std::string when = "+" + format_duration_ns(e.time_ns() - t0);
-    const bool mark = !event_id.empty() && e.id().to_string() == event_id && !f[i].dead_letter;
-    if (f[i].dead_letter) {
-      std::printf("%s%s%sdead-lettered%s by group '%s' to %s after %s deliveries: %s\n", indent.c_str(),
-                  branch.c_str(), st.red(), st.reset(), header_or(e, "herald.dlq.group", "?").c_str(), at.c_str(),
+    if (f[step.i].dead_letter) {
+      std::printf("%s%sdead-lettered%s by group '%s' to %s after %s deliveries: %s\n", indent.c_str(), st.red(),
+                  st.reset(), header_or(e, "herald.dlq.group", "?").c_str(), at.c_str(),
                   header_or(e, "herald.dlq.deliveries", "?").c_str(), header_or(e, "herald.dlq.reason").c_str());
-    } else {
-      std::printf("%s%s%s%s%s  %s  %s%s  %s%s%s\n", indent.c_str(), branch.c_str(), st.bold(),
-                  e.type().empty() ? "(no type)" : std::string(e.type()).c_str(), st.reset(), at.c_str(),
-                  e.source().empty() ? "" : ("from " + std::string(e.source()) + "  ").c_str(), when.c_str(),
-                  st.dim(), ("id " + e.id().to_string()).c_str(), mark ? "  <- this one" : "");
+      continue;
     }
-    const std::string next = root ? indent : indent + (last ? "   " : "│  ");
-    for (std::size_t k = 0; k < children[i].size(); ++k)
-      self(self, children[i][k], next, k + 1 == children[i].size(), false);
-  };
-  for (std::size_t r : roots) {
-    const Event& e = f[r].event;
-    if (!f[r].dead_letter && !e.causation_id().empty())
-      std::printf("%s(caused by %s, not retained)%s\n", st.dim(), std::string(e.causation_id()).c_str(), st.reset());
-    show(show, r, "", true, true);
+    const bool mark = !event_id.empty() && e.id() == target;
+    std::printf("%s%s%s%s  %s  %s+%s  %sid %s%s%s\n", indent.c_str(), st.bold(),
+                e.type().empty() ? "(no type)" : std::string(e.type()).c_str(), st.reset(), at.c_str(),
+                e.source().empty() ? "" : ("from " + std::string(e.source()) + "  ").c_str(),
+                format_duration_ns(e.time_ns() - t0).c_str(), st.dim(), e.id().to_string().c_str(), st.reset(),
+                mark ? "  <- this one" : "");
   }
   return 0;
 }

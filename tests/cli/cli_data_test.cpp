@@ -2,10 +2,13 @@
 // tail and groups, with real output checks and --json parsed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <string>
 #include <vector>
 
+#include "herald/herald.hpp"
 #include "tests/cli/cli_harness.hpp"
 
 namespace herald::test {
@@ -452,6 +455,59 @@ TEST_F(CliDataTest, GroupsShowsBytesOverwrittenBeforeTheGroupReadThem) {
   EXPECT_EQ(p["gaps"], 0) << "not counted until a member reads: " << r.out;
   r = h({"groups", "t"});
   EXPECT_NE(r.out.find(" overwritten"), std::string::npos) << r.out;
+}
+
+// trace on shapes a request's events should not take but may: a causation
+// chain thousands deep (it overflowed the stack, and its indentation grew
+// the output quadratically), a cycle (its events vanished), an event that
+// names itself as its cause; and event ids in any spelling parse takes.
+TEST_F(CliDataTest, TraceCopesWithDeepChainsCyclesAndIdSpellings) {
+  auto b = Bus::attach(bus());
+  ASSERT_TRUE(b) << b.error().message();
+  ASSERT_TRUE(b->create_topic("deep", {.partitions = 1, .ring_bytes = 4 << 20}));
+  auto prod = b->producer("deep").value();
+  const std::size_t depth = 3000;
+  std::string cause, first;
+  for (std::size_t i = 0; i < depth; ++i) {
+    auto r = prod.publish({.type = "Step", .payload = "s", .correlation_id = "chain", .causation_id = cause});
+    ASSERT_TRUE(r) << r.error().message();
+    cause = r->id.to_string();
+    if (i == 0) first = cause;
+  }
+  const EventId x = EventId::parse("01900000-0000-7000-8000-00000000000a").value();
+  const EventId y = EventId::parse("01900000-0000-7000-8000-00000000000b").value();
+  const std::string xs = x.to_string(), ys = y.to_string();
+  ASSERT_TRUE(prod.publish({.type = "A", .payload = "a", .correlation_id = "cyc", .causation_id = ys, .id = x}));
+  ASSERT_TRUE(prod.publish({.type = "B", .payload = "b", .correlation_id = "cyc", .causation_id = xs, .id = y}));
+  const EventId z = EventId::parse("01900000-0000-7000-8000-00000000000c").value();
+  ASSERT_TRUE(prod.publish({.type = "Self", .payload = "c", .correlation_id = "self", .causation_id = z.to_string(), .id = z}));
+
+  CliRun r = h({"trace", "chain"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), static_cast<long>(depth + 1));
+  EXPECT_LT(r.out.size(), depth * 200) << "indentation is capped";
+  EXPECT_NE(r.out.find("\n[depth 2999] Step  deep 0:"), std::string::npos);
+  r = h({"--json", "trace", "chain"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.json()["events"].size(), depth);
+  EXPECT_EQ(r.json()["events"][depth - 1]["depth"], depth - 1);
+
+  r = h({"trace", "cyc"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_NE(r.out.find("(a causation cycle, entered at its earliest event)\nA  deep 0:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("└─ B  deep 0:"), std::string::npos) << r.out;
+  r = h({"trace", "self"});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_NE(r.out.find("(names itself as its cause)\nSelf  "), std::string::npos) << r.out;
+
+  // The first step's id, upper case and without dashes: the same event.
+  std::string spelled;
+  for (char ch : first)
+    if (ch != '-') spelled += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  r = h({"--json", "trace", spelled});
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_EQ(r.json()["correlation_id"], "chain");
+  EXPECT_EQ(r.json()["events"].size(), depth);
 }
 
 TEST_F(CliDataTest, PublishWaitsUnderBackpressureAndDeadlineBoundsIt) {
