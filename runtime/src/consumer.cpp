@@ -403,8 +403,13 @@ struct Consumer::Impl {
         (topic->group(static_cast<std::uint32_t>(group))->flags.load(std::memory_order_relaxed) & shm::kGroupGating) != 0)
       to = pt.floor;
     if (opts.on_overrun == OffsetReset::kLatest) to = shm::load_tail(v);
-    if (to <= pt.read) return {};  // raced with a reader-visible commit: just retry
     const bool stop = opts.on_overrun == OffsetReset::kError;
+    // kError counts only what is certainly gone: the caller may then seek
+    // to any retained event, and beginning() keeps a max_event margin above
+    // the oldest one. Counting up to beginning() counted bytes a seek then
+    // delivered (found by an adversarial pass).
+    if (stop) to = std::min(to, overwritten_to(p));
+    if (to <= pt.read) return {};  // raced with a reader-visible commit: just retry
     // on_overrun = kError: the reader stays where it is and the caller
     // seeks, but the bytes up to the oldest readable position are gone
     // whatever it does next: counted once, here, as any other gap.
@@ -450,12 +455,25 @@ struct Consumer::Impl {
     if (opts.on_gap) opts.on_gap(GapReport{p, from, to, to - from});
   }
 
+  // The first record boundary at or after tail - ring: everything below it
+  // is overwritten (or being overwritten), everything from it on is intact.
+  [[nodiscard]] std::uint64_t overwritten_to(std::uint32_t p) const noexcept {
+    const shm::PartitionView& v = topic->partition(p);
+    const std::uint64_t t = shm::load_tail(v);
+    return t > v.ring_bytes ? shm::boundary_at_or_after(v, t - v.ring_bytes) : 0;
+  }
+
   // A seek away from a position whose overrun (on_overrun = kError) was
   // counted: what has been overwritten since the last failed poll is lost
   // as well, up to where the seek goes.
   void settle_counted_overrun(std::uint32_t p, std::uint64_t target) {
     Part& pt = parts[p];
     if (pt.overrun_counted_at != pt.read) return;
+    // Everything the seek skips up to the oldest retained event is the
+    // overrun's (a seek to earliest skips beginning()'s margin too); what
+    // it skips past that is its own choice, not a gap. The counted part
+    // ends at or below any position a seek may take, so none is counted
+    // twice.
     const std::uint64_t lost_to = std::min(target, shm::beginning(topic->partition(p)));
     if (lost_to > pt.overrun_counted_to) count_gap(p, pt.overrun_counted_to, lost_to, /*new_gap=*/false);
     pt.overrun_counted_at = UINT64_MAX;
