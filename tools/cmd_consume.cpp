@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <cstring>
 #include <cstdlib>
+#include <chrono>
 #include <deque>
 #include <optional>
+#include <set>
 
 #include "tools/cli.hpp"
 #include "tools/exec_handler.hpp"
@@ -257,13 +259,33 @@ int tail(const Context& ctx, const TailArgs& a) {
   co.start = to_offset(where);
   if (where.kind == Where::Kind::kPosition) co.partitions = {where.at.partition};
   // tail never holds producers back, so a ring that laps it (a slow
-  // terminal, a stopped tail -f) overwrites events it has not printed: say so.
-  co.on_gap = [topic = a.topic](const GapReport& g) {
+  // terminal, a stopped tail -f) overwrites events it has not printed: say
+  // so, at most once a second (a ring lapping a busy tail overruns it
+  // thousands of times a second), with the totals since the last warning.
+  struct Skipped {
+    std::uint64_t bytes = 0, gaps = 0, last_ns = 0;
+    std::set<std::uint32_t> partitions;
+  } skipped;
+  auto warn_skipped = [&](bool now) {
+    if (skipped.gaps == 0) return;
+    const auto now_ns = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count());
+    if (!now && skipped.last_ns != 0 && now_ns - skipped.last_ns < 1'000'000'000) return;
+    std::string parts;
+    for (std::uint32_t p : skipped.partitions) parts += (parts.empty() ? "" : ",") + std::to_string(p);
     std::fprintf(stderr,
-                 "herald: warning: tail skipped %llu bytes of events on partition %u of '%s' "
-                 "(positions %llu..%llu were overwritten before it read them)\n",
-                 static_cast<unsigned long long>(g.bytes), g.partition, topic.c_str(),
-                 static_cast<unsigned long long>(g.from), static_cast<unsigned long long>(g.to));
+                 "herald: warning: tail skipped %s of events on partition%s %s of '%s' (%llu overrun%s: "
+                 "overwritten before it read them)\n",
+                 format_bytes(static_cast<double>(skipped.bytes)).c_str(), skipped.partitions.size() > 1 ? "s" : "",
+                 parts.c_str(), a.topic.c_str(), static_cast<unsigned long long>(skipped.gaps),
+                 skipped.gaps == 1 ? "" : "s");
+    skipped = Skipped{0, 0, now_ns, {}};
+  };
+  co.on_gap = [&skipped](const GapReport& g) {
+    skipped.bytes += g.bytes;
+    skipped.gaps += 1;
+    skipped.partitions.insert(g.partition);
   };
   auto c = bus->consumer(a.topic, co);
   if (!c) return runtime_error(c.error(), "tail '" + a.topic + "'");
@@ -278,6 +300,11 @@ int tail(const Context& ctx, const TailArgs& a) {
       if (c->position(p) < tails[p]) return false;
     return true;
   };
+  // Events retained when tail looked at the topic, overwritten before the
+  // reader started (a busy small ring): earliest is past them.
+  for (std::uint32_t p : parts)
+    if (where.kind == Where::Kind::kEarliest && c->position(p) > tails[p])
+      co.on_gap(GapReport{p, tails[p], c->position(p), c->position(p) - tails[p]});
   int empty_polls = 0;
   while (!caught_up() && !stop_requested() && empty_polls < 20) {
     auto n = c->poll(
@@ -290,6 +317,7 @@ int tail(const Context& ctx, const TailArgs& a) {
     if (!n) return runtime_error(n.error(), "tail '" + a.topic + "'");
     empty_polls = *n == 0 ? empty_polls + 1 : 0;
   }
+  warn_skipped(/*now=*/true);
   std::vector<const Event*> merged;
   std::vector<std::size_t> idx(kept.size(), 0);
   for (;;) {
@@ -317,11 +345,14 @@ int tail(const Context& ctx, const TailArgs& a) {
   while (!stop_requested()) {
     auto n = c->poll([&](const EventView& e) { print_event(ctx, e); }, 1024, std::chrono::milliseconds(200));
     std::fflush(stdout);
+    warn_skipped(/*now=*/false);
     if (!n) {
+      warn_skipped(/*now=*/true);
       if (n.error().code == Errc::kClosed) return runtime_error(n.error().detail);
       return runtime_error(n.error(), "tail '" + a.topic + "'");
     }
   }
+  warn_skipped(/*now=*/true);
   return 0;
 }
 

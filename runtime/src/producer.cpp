@@ -321,7 +321,12 @@ struct Producer::Impl {
       // after its tail CAS; the caller looks again meanwhile).
       if (state != shm::kClaimWon) continue;
       const std::uint64_t at = w & ~(shm::kClaimAlign - 1);
-      const std::uint64_t size = v.claims[i].size.load(std::memory_order_relaxed);
+      const std::uint64_t size = v.claims[i].size.load(std::memory_order_acquire);
+      // The same claim still: a producer that finished and claimed anew
+      // between the two loads would pair this position with another size.
+      // (Acquire on size orders the re-load after it; the owner stores size
+      // before the word, so an unchanged word means the size was its own.)
+      if (v.claims[i].word.load(std::memory_order_relaxed) != w) continue;
       if (at <= q && q - at < size && size <= v.ring_bytes) return at + size;
     }
     return 0;
