@@ -1342,10 +1342,11 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
     return Consumer(std::move(impl));
   }
   auto g = detail::find_group(m, options.group);
-  if (!g) {
+  if (!g || detail::dlq_missing(impl_->registry, *rec, options.group)) {
     auto lock = impl_->admin_lock();
     if (!lock) return fail(std::move(lock).error());
     g = detail::find_group(m, options.group);
+    bool made_now = false;
     if (!g) {
       std::vector<std::uint64_t> start(m.partitions());
       for (std::uint32_t p = 0; p < m.partitions(); ++p) {
@@ -1360,9 +1361,14 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
       auto made = detail::create_group(m, ng, start);
       if (!made) return fail(std::move(made).error());
       g = std::move(made).value();
-      // The group's dead-letter topic is made with it.
-      if (auto d = detail::ensure_dlq_locked(impl_->registry, impl_->name, *rec, g->name); !d)
-        return fail(std::move(d).error());
+      made_now = true;
+    }
+    // The group's dead-letter topic is made with it, or again at a join if
+    // it went missing. A group made now without one is undone: a group
+    // whose first failing event has nowhere to go is worse than none.
+    if (auto d = detail::ensure_dlq_locked(impl_->registry, impl_->name, *rec, g->name); !d) {
+      if (made_now) (void)detail::delete_group(m, g->slot);
+      return fail(std::move(d).error().with_context("dead-letter topic of group '" + g->name + "'"));
     }
   }
   if (options.policy != Policy::kDefault && detail::to_shm(options.policy, g->policy) != g->policy)

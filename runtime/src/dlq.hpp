@@ -11,6 +11,7 @@
 
 #include "herald/bus.hpp"
 #include "herald/event.hpp"
+#include "shm/names.hpp"
 #include "shm/registry.hpp"
 
 namespace herald::detail {
@@ -40,6 +41,12 @@ TopicConfig dlq_config(const shm::TopicRecord& source);
 // if they are missing.
 Result<void> ensure_dlq_locked(shm::Registry& reg, const std::string& bus, const shm::TopicRecord& source,
                                const std::string& group);
+// Whether a group of `source` lacks its DLQ topic (a DLQ topic has none):
+// made with the group, it may be missing after a failed creation or a
+// forced delete of the DLQ topic; a member's join makes it again.
+inline bool dlq_missing(const shm::Registry& reg, const shm::TopicRecord& source, const std::string& group) {
+  return (source.params.flags & shm::kLogDeadLetterTopic) == 0 && !reg.find(shm::dlq_topic_name(source.name, group));
+}
 // Under the admin lock: deletes the DLQ topic of one group, or of every
 // group of a topic (group empty).
 void delete_dlqs_locked(shm::Registry& reg, const std::string& bus, const std::string& topic,

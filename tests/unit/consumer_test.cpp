@@ -197,6 +197,26 @@ TEST_F(ConsumerTest, AMemberOfADeletedTopicDeadLettersNothingIntoTheTopicMadeAga
   EXPECT_TRUE(bus_->dead_letters("t", "g").value().empty());
 }
 
+// A group whose dead-letter topic went missing (deleted with --force, or
+// never made when its creation failed half-way) gets it again when a
+// member joins: its first failing event used to fail every poll for good.
+TEST_F(ConsumerTest, AJoinMakesAMissingDeadLetterTopicAgain) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16}));
+  const ConsumerOptions o{.group = "g", .max_deliveries = 1, .retry = {0ms, 2.0, 0ms}};
+  { auto first = bus_->consumer("t", o).value(); }
+  ASSERT_TRUE(bus_->describe_topic("t.dlq.g"));
+  ASSERT_TRUE(bus_->delete_topic("t.dlq.g", {.force = true}));
+  ASSERT_FALSE(bus_->describe_topic("t.dlq.g"));
+  auto c = bus_->consumer("t", o).value();
+  ASSERT_TRUE(bus_->describe_topic("t.dlq.g")) << "the join made it again";
+  auto prod = bus_->producer("t").value();
+  ASSERT_TRUE(prod.publish({.payload = "poison"}));
+  auto n = c.poll([](const EventView&) { return false; }, 16);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(c.stats().dead_lettered, 1u);
+  EXPECT_EQ(bus_->dead_letters("t", "g").value().size(), 1u);
+}
+
 TEST_F(ConsumerTest, ASpinningMemberLearnsItsGroupWasDeletedDuringItsPoll) {
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 64 * 1024, .max_event = 4096}));
   auto member = bus_->consumer("t", {.group = "g", .wait = Wait::kBusySpin}).value();
