@@ -201,8 +201,8 @@ int topic_delete(const Context& ctx, const std::string& name, bool force) {
   if (!r) {
     if (r.error().code == Errc::kBusy && r.error().detail.find("dead-letter topic of group") != std::string::npos)
       return runtime_error(r.error().detail.substr(0, r.error().detail.rfind(';')) +
-                           "; delete the group ('herald groups delete'), purge its dead letters ('herald dlq purge') "
-                           "or pass --force");
+                           "; delete the group ('herald groups delete'), which deletes it too, or pass --force "
+                           "(its dead letters are lost; the group's next member makes it again, empty)");
     if (r.error().code == Errc::kBusy)
       return runtime_error(r.error().detail.substr(0, r.error().detail.rfind(';')) +
                            "; stop them or pass --force (they get 'closed')");

@@ -237,11 +237,30 @@ Result<std::vector<DeadLetter>> Bus::dead_letters(std::string_view topic, std::s
   return scan(*v).pending;
 }
 
+namespace {
+// Redrive and purge scan what is pending and then resolve it: two at once
+// saw the same pending letters, and two redrives published each twice
+// (found by an exploratory pass). One at a time per bus: a byte lock on the
+// admin lock file (the admin flock itself stays free for topic changes),
+// held for the whole scan and resolution, released if the process dies.
+Result<detail::FileLock> resolving_lock(const std::string& run_dir, const std::string& bus, std::string_view topic,
+                                        std::string_view group) {
+  auto l = detail::FileLock::try_acquire_byte(detail::admin_lock_path(run_dir, bus), 1);
+  if (!l && l.error().code == Errc::kBusy)
+    return fail(Errc::kBusy, "another redrive or purge of dead letters is running on bus '" + bus +
+                                 "'; run this one ('" + std::string(topic) + "', group '" + std::string(group) +
+                                 "') when it is done");
+  return l;
+}
+}  // namespace
+
 Result<RedriveResult> Bus::redrive(std::string_view topic, std::string_view group, const RedriveOptions& o) {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   auto v = open_dlq(*impl_, topic, group);
   if (!v) return fail(std::move(v).error());
   if (o.rate < 0) return fail(Errc::kInvalidArgument, "redrive rate must not be negative");
+  auto one_at_a_time = resolving_lock(impl_->run_dir, impl_->name, topic, group);
+  if (!one_at_a_time) return fail(std::move(one_at_a_time).error());
   DlqScan s = scan(*v);
   std::vector<const DeadLetter*> chosen;
   for (const DeadLetter& d : s.pending) {
@@ -302,6 +321,8 @@ Result<std::uint64_t> Bus::purge_dead_letters(std::string_view topic, std::strin
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
   auto v = open_dlq(*impl_, topic, group);
   if (!v) return fail(std::move(v).error());
+  auto one_at_a_time = resolving_lock(impl_->run_dir, impl_->name, topic, group);
+  if (!one_at_a_time) return fail(std::move(one_at_a_time).error());
   const DlqScan s = scan(*v);
   // Everything up to tail is dropped: move the cursor there.
   shm::GroupPartitionLayout* gp = v->map->group_partition(v->cursor_slot, 0);

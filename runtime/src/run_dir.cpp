@@ -90,6 +90,24 @@ Result<FileLock> FileLock::try_acquire(const std::string& path) {
   return lock_impl(path, false, [](int fd) { return FileLock(fd); });
 }
 
+Result<FileLock> FileLock::try_acquire_byte(const std::string& path, long byte) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return fail(errno_error("open lock file " + path, errno));
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  for (;;) {
+    if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) return FileLock(fd);  // released when fd closes
+    if (errno == EINTR) continue;
+    const int e = errno;
+    ::close(fd);
+    if (e == EAGAIN || e == EACCES) return fail(Errc::kBusy, path + " (byte " + std::to_string(byte) + ") is locked by another process");
+    return fail(errno_error("lock " + path, e));
+  }
+}
+
 FileLock& FileLock::operator=(FileLock&& o) noexcept {
   if (this != &o) {
     if (fd_ >= 0) ::close(fd_);

@@ -26,6 +26,11 @@ class FileLock {
   static Result<FileLock> acquire(const std::string& path);
   // kBusy if another process holds it.
   static Result<FileLock> try_acquire(const std::string& path);
+  // An exclusive open-file-description lock (fcntl F_OFD_SETLK) on one byte
+  // of the file: independent of the file's flock (Linux keeps the two
+  // apart) and of other bytes, so one lock file serves several locks.
+  // kBusy if another open file description holds it.
+  static Result<FileLock> try_acquire_byte(const std::string& path, long byte);
   FileLock() = default;
   FileLock(FileLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
   FileLock& operator=(FileLock&& o) noexcept;
