@@ -948,8 +948,13 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       ++n;
       if (tracked) {
         if (!still_owner(p)) [[unlikely]] {
-          // Fenced while the handler ran: the event is handled, but the
-          // partition is the new owner's (it may see this event again).
+          // Fenced while the handler ran: the partition is the new owner's.
+          // Within the same group, "handled up to here" still saves it a
+          // duplicate of this event, and a late one costs at most a
+          // duplicate (the new owner resumes at or after its cursor);
+          // in another group made in the slot, it would skip an event.
+          if (!group_gone())
+            gpl->inflight.store(shm::pack_inflight(pos + size, 0, false, mark), std::memory_order_relaxed);
           Error e = fence(p);  // kNotFound when the group itself is gone
           if (e.code != Errc::kFenced) return fail(std::move(e));
           lost.push_back(p);

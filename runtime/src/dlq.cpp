@@ -269,8 +269,13 @@ Result<RedriveResult> Bus::redrive(std::string_view topic, std::string_view grou
     if (!o.header_name.empty() && d.event.header(o.header_name).value_or("\x01") != o.header_value) continue;
     chosen.push_back(&d);
   }
-  if (o.position && chosen.empty())
+  if (o.position && chosen.empty()) {
+    for (const DeadLetter& d : s.pending)
+      if (d.dlq_position == *o.position)
+        return fail(Errc::kNotFound, "the dead letter of " + d.topic + " " + std::to_string(d.partition) + ":" +
+                                         std::to_string(d.position) + " does not match the type or header filter");
     return fail(Errc::kNotFound, "no pending dead letter at position " + std::to_string(*o.position) + " of " + v->name);
+  }
   RedriveResult res;
   res.matched = chosen.size();
   if (chosen.empty()) return res;
