@@ -58,9 +58,12 @@ Result<void> Daemon::start() {
     const std::string path = detail::daemon_lock_path(cfg_.run_dir, cfg_.bus);
     auto lock = detail::FileLock::try_acquire(path);
     if (!lock) {
-      // The holder wrote its pid into the file when it took the lock.
+      // The holder wrote its pid when it took the lock; one that is not
+      // alive is stale (the winner of a start race has not written its own
+      // yet, or the lock is held by a process that never wrote one).
       const long pid = detail::daemon_lock_holder(cfg_.run_dir, cfg_.bus);
-      const std::string holder = pid > 0 ? "pid " + std::to_string(pid) : "another process";
+      const std::string holder = pid > 0 && shm::process_alive(static_cast<pid_t>(pid), 0) ? "pid " + std::to_string(pid)
+                                                                                            : "another process";
       if (lock.error().code == Errc::kBusy)
         return fail(Errc::kBusy, "bus '" + cfg_.bus + "' already has a running heraldd (" + holder + ", lock " +
                                      path + ")");
