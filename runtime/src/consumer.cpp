@@ -344,6 +344,32 @@ struct Consumer::Impl {
     return shm::cursor_gen(gp(p)->cursor.load(std::memory_order_acquire)) == shm::cursor_gen(parts[p].cursor);
   }
 
+  // Sets this member's at-most-once lease, unless it was fenced: the word is
+  // then the new owner's, whose lease a plain store would replace (and our
+  // release below then clear). A CAS from what is there, after checking the
+  // generation: a new owner stores its lease only after the bump, so a
+  // lease of its that our acquire load sees comes with a bump still_owner
+  // sees; one stored after our load fails the CAS, and the retry sees it.
+  bool take_lease(std::uint32_t p, shm::GroupPartitionLayout* g, std::uint64_t mine) noexcept {
+    std::uint64_t cur = g->lease.load(std::memory_order_acquire);
+    for (;;) {
+      if (!still_owner(p)) return false;
+      if (g->lease.compare_exchange_weak(cur, mine, std::memory_order_release, std::memory_order_acquire)) return true;
+    }
+  }
+
+  // Clears this member's at-most-once lease, and only its own: once fenced,
+  // the lease word is the new owner's, and a plain store of "no lease"
+  // wiped the lease that gated the event its handler was reading, so a
+  // producer overwrote it mid-handler (found by an adversarial pass). A
+  // CAS from our own value leaves another owner's lease alone. Release:
+  // the handler's reads of the record happen before a producer may take
+  // its bytes.
+  static void release_lease(shm::GroupPartitionLayout* g, std::uint64_t mine) noexcept {
+    std::uint64_t expect = mine;
+    g->lease.compare_exchange_strong(expect, shm::kNoLease, std::memory_order_release, std::memory_order_relaxed);
+  }
+
   // As try_commit; a fenced commit drops p and fails with kFenced.
   Result<void> commit_to(std::uint32_t p, std::uint64_t pos) {
     if (try_commit(p, pos)) return {};
@@ -404,32 +430,36 @@ struct Consumer::Impl {
       to = pt.floor;
     if (opts.on_overrun == OffsetReset::kLatest) to = shm::load_tail(v);
     const bool stop = opts.on_overrun == OffsetReset::kError;
-    // kError counts only what is certainly gone: the caller may then seek
-    // to any retained event, and beginning() keeps a max_event margin above
-    // the oldest one. Counting up to beginning() counted bytes a seek then
-    // delivered (found by an adversarial pass).
+    // kError counts only what is certainly gone, the bytes below tail -
+    // ring (a byte count, not a record boundary): the caller may then seek
+    // to any retained event, and every one lies at or above it. Counting up
+    // to beginning() (a max_event margin above), or to the first boundary
+    // the index finds (up to a page above), counted bytes a seek then
+    // delivered (found by two adversarial passes).
     if (stop) to = std::min(to, overwritten_to(p));
     if (to <= pt.read) return {};  // raced with a reader-visible commit: just retry
     // on_overrun = kError: the reader stays where it is and the caller
-    // seeks, but the bytes up to the oldest readable position are gone
-    // whatever it does next: counted once, here, as any other gap.
+    // seeks; the bytes gone are counted now in this consumer's stats and
+    // on_gap, and in the group's shared figures when the seek moves past
+    // them (the cursor stays, and a member taking over would count them
+    // again).
     auto overrun_error = [&] {
       return fail(Errc::kOverrun, (group >= 0 ? "group '" + group_name + "'" : std::string("a group-less reader")) +
                                       " lost events on partition " + std::to_string(p) +
                                       " of topic '" + topic->topic() + "': position " + std::to_string(pt.read) +
-                                      " was overwritten, " + std::to_string(to - pt.read) +
-                                      " bytes up to the oldest retained event (on_overrun=error; seek to continue)");
+                                      " was overwritten, with " + std::to_string(to - pt.read) +
+                                      " bytes after it so far (on_overrun=error; seek to continue)");
     };
     if (stop && pt.overrun_counted_at == pt.read) {
       // Still waiting for a seek: what was overwritten since is lost too,
       // and counted as more of the same gap.
       if (to > pt.overrun_counted_to) {
-        count_gap(p, pt.overrun_counted_to, to, /*new_gap=*/false);
+        count_gap(p, pt.overrun_counted_to, to, /*new_gap=*/false, /*shared=*/false);
         pt.overrun_counted_to = to;
       }
       return overrun_error();
     }
-    count_gap(p, pt.read, to, /*new_gap=*/true);
+    count_gap(p, pt.read, to, /*new_gap=*/true, /*shared=*/!stop);
     if (stop) {
       pt.overrun_counted_at = pt.read;
       pt.overrun_counted_to = to;
@@ -439,33 +469,35 @@ struct Consumer::Impl {
     return {};
   }
 
-  // Counts [from, to) as lost (exact in bytes), in this consumer's stats,
-  // the group's shared figures and on_gap; `new_gap` for a new overrun
-  // rather than more of one counted already.
-  void count_gap(std::uint32_t p, std::uint64_t from, std::uint64_t to, bool new_gap) {
+  // Counts [from, to) as lost (exact in bytes) in this consumer's stats and
+  // on_gap, and with `shared` in the group's figures; `new_gap` for a new
+  // overrun rather than more of one counted already.
+  void count_gap(std::uint32_t p, std::uint64_t from, std::uint64_t to, bool new_gap, bool shared = true) {
     stats.gap_bytes += to - from;
     stats.gaps += new_gap ? 1 : 0;
-    if (group >= 0) {
-      shm::GroupPartitionLayout* g = gp(p);
-      // Relaxed: statistics, written only by the partition's owner.
-      g->gap_bytes.store(g->gap_bytes.load(std::memory_order_relaxed) + (to - from), std::memory_order_relaxed);
-      if (new_gap)
-        g->gap_events.store(g->gap_events.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    }
+    if (shared) count_shared_gap(p, to - from, new_gap);
     if (opts.on_gap) opts.on_gap(GapReport{p, from, to, to - from});
   }
+  void count_shared_gap(std::uint32_t p, std::uint64_t bytes, bool new_gap) {
+    if (group < 0) return;
+    shm::GroupPartitionLayout* g = gp(p);
+    // Relaxed: statistics, written only by the partition's owner.
+    g->gap_bytes.store(g->gap_bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+    if (new_gap) g->gap_events.store(g->gap_events.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
 
-  // The first record boundary at or after tail - ring: everything below it
-  // is overwritten (or being overwritten), everything from it on is intact.
+  // tail - ring: every byte below it is overwritten (or being overwritten),
+  // every retained event lies at or above it.
   [[nodiscard]] std::uint64_t overwritten_to(std::uint32_t p) const noexcept {
     const shm::PartitionView& v = topic->partition(p);
     const std::uint64_t t = shm::load_tail(v);
-    return t > v.ring_bytes ? shm::boundary_at_or_after(v, t - v.ring_bytes) : 0;
+    return t > v.ring_bytes ? t - v.ring_bytes : 0;
   }
 
   // A seek away from a position whose overrun (on_overrun = kError) was
   // counted: what has been overwritten since the last failed poll is lost
-  // as well, up to where the seek goes.
+  // as well, up to where the seek goes; and the group's shared figures
+  // take the whole gap now, as the cursor moves past it.
   void settle_counted_overrun(std::uint32_t p, std::uint64_t target) {
     Part& pt = parts[p];
     if (pt.overrun_counted_at != pt.read) return;
@@ -475,7 +507,11 @@ struct Consumer::Impl {
     // ends at or below any position a seek may take, so none is counted
     // twice.
     const std::uint64_t lost_to = std::min(target, shm::beginning(topic->partition(p)));
-    if (lost_to > pt.overrun_counted_to) count_gap(p, pt.overrun_counted_to, lost_to, /*new_gap=*/false);
+    if (lost_to > pt.overrun_counted_to) {
+      count_gap(p, pt.overrun_counted_to, lost_to, /*new_gap=*/false, /*shared=*/false);
+      pt.overrun_counted_to = lost_to;
+    }
+    count_shared_gap(p, pt.overrun_counted_to - pt.overrun_counted_at, /*new_gap=*/true);
     pt.overrun_counted_at = UINT64_MAX;
   }
 
@@ -705,20 +741,34 @@ Result<bool> Consumer::Impl::dead_letter(std::uint32_t p, const EventView& e, st
                                    std::to_string(e.position()) + " of partition " + std::to_string(p) +
                                    " cannot be dead-lettered (its dead-letter topic went with it)");
   if (!still_owner(p)) return fail(fence(p));  // kFenced, or kNotFound for a deleted group
-  if (!dlq) {
+  auto open_dlq = [&](const std::string& context) -> Result<void> {
     ProducerOptions po;
     po.deadline = std::chrono::nanoseconds(0);  // a full DLQ stalls this partition; it does not block poll()
     auto made = detail::ProducerFactory::make(bus, shm::dlq_topic_name(topic->topic(), group_name), po,
                                               shm::kRecordDeadLetter);
-    if (!made) return fail(std::move(made).error().with_context("dead-letter topic of group '" + group_name + "'"));
+    if (!made) return fail(std::move(made).error().with_context(context));
     dlq.emplace(std::move(made).value());
-  }
+    return {};
+  };
+  if (!dlq)
+    if (auto r = open_dlq("dead-letter topic of group '" + group_name + "'"); !r) return fail(std::move(r).error());
   Part& pt = parts[p];
   detail::DeadLetterMessage msg;
   detail::build_dead_letter(e, source, group_name, reason, deliveries,
                             pt.first_failure_ns ? pt.first_failure_ns : shm::realtime_ns(),
                             pt.last_failure_ns ? pt.last_failure_ns : shm::realtime_ns(), &msg);
   auto c = dlq->claim(e.payload().size(), msg.message);
+  if (!c && c.error().code == Errc::kClosed) {
+    // The DLQ topic this producer writes was deleted (and perhaps made
+    // again by a join): open it anew, once. Kept, the producer failed every
+    // later poll with "attach a new producer" (found by an adversarial pass).
+    dlq.reset();
+    if (auto r = open_dlq("dead-letter topic of group '" + group_name +
+                          "' (deleted; a new member of the group makes it again)");
+        !r)
+      return fail(std::move(r).error());
+    c = dlq->claim(e.payload().size(), msg.message);
+  }
   if (!c) {
     if (c.error().code != Errc::kBackPressured) return fail(std::move(c).error());
     // Relaxed: a status flag for stat, doctor and metrics; nothing is
@@ -891,10 +941,17 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     if (amo) {
       // At-most-once: the lease (same generation as the cursor) keeps the
       // bytes gated while the handler runs; stored before the cursor CAS.
-      gpl->lease.store(shm::pack_cursor(shm::cursor_gen(pt.cursor), pos), std::memory_order_release);
+      const std::uint64_t my_lease = shm::pack_cursor(shm::cursor_gen(pt.cursor), pos);
+      if (!take_lease(p, gpl, my_lease)) [[unlikely]] {
+        Error e = fence(p);  // kNotFound when the group itself is gone
+        if (e.code != Errc::kFenced) return fail(std::move(e));
+        lost.push_back(p);
+        report_lost();
+        return n;
+      }
       pt.handled = pos + size;
       if (!try_commit(p, pt.handled)) [[unlikely]] {
-        gpl->lease.store(shm::kNoLease, std::memory_order_release);
+        release_lease(gpl, my_lease);
         // Fenced (heraldd gave p to another member): p is lost, as on the
         // at-least-once path below, not a failed poll; this poll's
         // handled events still count.
@@ -932,7 +989,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     // once taken, so a success costs no string work.
     const bool ok = invoke(handler, view, failure_reason);
     HERALD_CRASH_POINT("consume.after_handler");
-    if (amo) gpl->lease.store(shm::kNoLease, std::memory_order_release);
+    if (amo) release_lease(gpl, shm::pack_cursor(shm::cursor_gen(pt.cursor), pos));
     // bump_progress(), on the reader resolved above.
     me->poll_count.store(me->poll_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (ok || amo) {

@@ -209,6 +209,10 @@ TEST_P(DeliveryOverrunTest, LossyGroupWhoseCursorWasOverwrittenResumesPerOnOverr
     EXPECT_EQ(gaps[0].to, gone_to(before.tail));
     EXPECT_LE(gaps[0].to, before.beginning);
     EXPECT_EQ(c->stats().gap_bytes, gone_to(before.tail) - from);
+    // The group's shared figures take the gap when the group moves past
+    // it (its cursor stays until the seek): a member taking over now
+    // counts it there once, not on top of this one's count.
+    EXPECT_EQ(bus_->describe_topic("t")->groups[0].partitions[0].gap_bytes, 0u);
     auto again = c->poll(collect, 100000);
     ASSERT_FALSE(again) << "and keeps failing: nothing is skipped silently";
     EXPECT_EQ(again.error().code, Errc::kOverrun);

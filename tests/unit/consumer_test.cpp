@@ -217,6 +217,81 @@ TEST_F(ConsumerTest, AJoinMakesAMissingDeadLetterTopicAgain) {
   EXPECT_EQ(bus_->dead_letters("t", "g").value().size(), 1u);
 }
 
+// At most once, a lease gates the event a handler reads. A member fenced
+// while its handler ran (here: its group deleted and made again in the
+// same slot) must not clear the new owner's lease when it returns: it did,
+// and a producer then overwrote the event under the new owner's handler
+// (found by an adversarial pass).
+TEST_F(ConsumerTest, AFencedAtMostOnceMemberLeavesTheNewOwnersLeaseAlone) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 64 << 10, .default_policy = Policy::kLossless}));
+  auto prod = bus_->producer("t", {.deadline = 0ns}).value();
+  ASSERT_TRUE(prod.publish({.payload = std::string(1000, 'A'), .partition = 0}));
+  const ConsumerOptions o{.group = "g", .policy = Policy::kLossless, .commit_mode = CommitMode::kBeforeHandle};
+  auto m1 = bus_->consumer("t", o).value();
+  std::atomic<bool> m1_in{false}, m1_go{false};
+  Result<std::size_t> r1 = std::size_t{0};
+  std::thread t1([&] {
+    r1 = m1.poll([&](const EventView&) {
+      m1_in = true;
+      EXPECT_TRUE(test::wait_until([&] { return m1_go.load(); }, 20));
+    }, 1);
+  });
+  ASSERT_TRUE(test::wait_until([&] { return m1_in.load(); }, 20));
+  ASSERT_TRUE(bus_->delete_group("t", "g", /*force=*/true));
+  ConsumerOptions o2 = o;
+  o2.start = Offset::latest();
+  auto m2 = bus_->consumer("t", o2).value();
+  ASSERT_TRUE(prod.publish({.payload = std::string(1000, 'B'), .partition = 0}));
+  std::string before, after;
+  ASSERT_EQ(m2.poll(
+                [&](const EventView& e) {
+                  before.assign(e.payload_text());
+                  // The lease holds the producers back; then m1 returns.
+                  while (prod.publish({.payload = std::string(1000, 'C'), .partition = 0})) {
+                  }
+                  m1_go = true;
+                  t1.join();
+                  // Nothing more fits while the lease holds.
+                  EXPECT_FALSE(prod.publish({.payload = std::string(1000, 'D'), .partition = 0}))
+                      << "the producer got past the lease of the event being handled";
+                  after.assign(e.payload_text());
+                },
+                1)
+                .value(),
+            1u);
+  EXPECT_EQ(before, std::string(1000, 'B'));
+  EXPECT_EQ(after, before) << "the event changed under its handler";
+  // m1 handled its event (at most once, counted); it learns its group is
+  // gone at its next call.
+  EXPECT_TRUE(r1) << r1.error().message();
+  auto again = m1.poll([](const EventView&) {}, 1);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, Errc::kNotFound) << again.error().message();
+}
+
+// A member that has dead-lettered before keeps a producer on its DLQ; after
+// the DLQ topic is deleted and made again (by a join), it writes into the
+// new one rather than failing every poll on its closed producer.
+TEST_F(ConsumerTest, AMemberDeadLettersIntoItsDlqMadeAgain) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16}));
+  const ConsumerOptions o{.group = "g", .max_deliveries = 1, .retry = {0ms, 2.0, 0ms}};
+  auto m1 = bus_->consumer("t", o).value();
+  auto prod = bus_->producer("t").value();
+  auto refuse = [](const EventView&) { return false; };
+  ASSERT_TRUE(prod.publish({.payload = "poison-1"}));
+  ASSERT_TRUE(m1.poll(refuse, 16));
+  ASSERT_EQ(m1.stats().dead_lettered, 1u);
+  ASSERT_TRUE(bus_->delete_topic("t.dlq.g", {.force = true}));
+  { auto m2 = bus_->consumer("t", o).value(); }  // its join makes the DLQ again
+  ASSERT_TRUE(prod.publish({.payload = "poison-2"}));
+  auto n = m1.poll(refuse, 16);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(m1.stats().dead_lettered, 2u);
+  const auto letters = bus_->dead_letters("t", "g").value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].event.payload_text(), "poison-2");
+}
+
 TEST_F(ConsumerTest, ASpinningMemberLearnsItsGroupWasDeletedDuringItsPoll) {
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 64 * 1024, .max_event = 4096}));
   auto member = bus_->consumer("t", {.group = "g", .wait = Wait::kBusySpin}).value();

@@ -90,7 +90,8 @@ inline constexpr std::chrono::milliseconds kMaxRetryWait = std::chrono::hours(24
 struct GapReport {
   std::uint32_t partition = 0;
   std::uint64_t from = 0;   // the position the group was at
-  std::uint64_t to = 0;     // where it resumed (per on_overrun)
+  std::uint64_t to = 0;     // where it resumed (per on_overrun); with kError, up to where bytes
+                            // are known lost so far (tail - ring: not an event boundary)
   std::uint64_t bytes = 0;  // to - from
 };
 
