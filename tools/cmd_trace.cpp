@@ -87,6 +87,13 @@ Result<Scan> scan(Bus& bus, const std::vector<TopicInfo>& topics, Keep keep) {
   return s;
 }
 
+// An id as EventId::to_string spells it when it parses as one (upper case,
+// no dashes), else as it is.
+std::string canonical_id(std::string_view id) {
+  if (auto parsed = EventId::parse(id)) return parsed->to_string();
+  return std::string(id);
+}
+
 std::string header_or(const Event& e, std::string_view name, std::string_view otherwise = {}) {
   const auto v = e.header(name);
   return std::string(v ? *v : otherwise);
@@ -129,7 +136,7 @@ int trace(const Context& ctx, const TraceArgs& a) {
   }
   auto s = scan(*bus, topics, [&](const EventView& e) {
     if (!correlation.empty() && e.correlation_id() == correlation) return true;
-    return !event_id.empty() && (e.id() == target || e.correlation_id() == event_id);
+    return !event_id.empty() && (e.id() == target || canonical_id(e.correlation_id()) == event_id);
   });
   if (!s) return runtime_error(s.error(), "trace");
   if (s->gap_bytes > 0)
@@ -156,18 +163,26 @@ int trace(const Context& ctx, const TraceArgs& a) {
   std::map<std::string, std::size_t> original;  // id -> index of its first non-DLQ copy
   for (std::size_t i = 0; i < f.size(); ++i)
     if (!f[i].dead_letter) original.emplace(f[i].event.id().to_string(), i);
+  // An event's parent: the retained event its causation id names (in any
+  // spelling EventId::parse takes), a dead letter's the event it holds;
+  // SIZE_MAX for none.
+  std::vector<std::size_t> parent(f.size(), SIZE_MAX);
   std::vector<std::vector<std::size_t>> children(f.size());
   std::vector<std::size_t> roots;
   for (std::size_t i = 0; i < f.size(); ++i) {
-    const std::string key = f[i].dead_letter ? f[i].event.id().to_string() : std::string(f[i].event.causation_id());
+    const std::string key = f[i].dead_letter ? f[i].event.id().to_string() : canonical_id(f[i].event.causation_id());
     auto it = original.find(key);
-    if (it != original.end() && it->second != i) children[it->second].push_back(i);
-    else roots.push_back(i);
+    if (it != original.end() && it->second != i) {
+      parent[i] = it->second;
+      children[it->second].push_back(i);
+    } else {
+      roots.push_back(i);
+    }
   }
   // The walk, depth first and iterative (a chain of 20,000 causes must not
   // overflow the stack): each event once, in tree order. Events on a
-  // causation cycle are reachable from no root; each cycle is entered at
-  // its earliest event, shown as a root.
+  // causation cycle, and those hanging off one, are reachable from no
+  // root; each cycle is entered at one of its events (below).
   struct Step {
     std::size_t i;
     std::size_t depth;
@@ -193,15 +208,21 @@ int trace(const Context& ctx, const TraceArgs& a) {
     }
   };
   for (std::size_t r : roots) walk(r);
+  // What is left hangs off a cycle: from the earliest such event, follow
+  // parents until one repeats; that one is on the cycle, and the walk from
+  // it reaches the rest (the events hanging off it under their causes).
   std::vector<std::size_t> cycle_roots;
-  for (std::size_t i = 0; i < f.size(); ++i)
-    if (!seen[i]) {
-      cycle_roots.push_back(i);
-      walk(i);
-    }
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    if (seen[i]) continue;
+    std::set<std::size_t> path;
+    std::size_t j = i;
+    while (parent[j] != SIZE_MAX && path.insert(j).second) j = parent[j];
+    cycle_roots.push_back(j);
+    walk(j);
+  }
   auto parent_of = [&](const Step& st) -> std::string {
     if (st.root) return "";
-    return f[st.i].dead_letter ? f[st.i].event.id().to_string() : std::string(f[st.i].event.causation_id());
+    return f[st.i].dead_letter ? f[st.i].event.id().to_string() : canonical_id(f[st.i].event.causation_id());
   };
   const std::uint64_t t0 = f.front().event.time_ns();
   std::uint64_t t_last = t0;
@@ -216,8 +237,8 @@ int trace(const Context& ctx, const TraceArgs& a) {
     for (const Step& st : order) {
       nlohmann::json j = event_json(f[st.i].event.view());
       j["depth"] = st.depth;
-      const std::string parent = parent_of(st);
-      j["parent_id"] = valid_utf8(parent) ? parent : base64(parent);
+      const std::string parent_id = parent_of(st);
+      j["parent_id"] = valid_utf8(parent_id) ? parent_id : base64(parent_id);
       j["dead_letter"] = f[st.i].dead_letter;
       events.push_back(std::move(j));
     }
@@ -247,8 +268,8 @@ int trace(const Context& ctx, const TraceArgs& a) {
     if (step.root) {
       const std::string cause(e.causation_id());
       if (std::find(cycle_roots.begin(), cycle_roots.end(), step.i) != cycle_roots.end())
-        std::printf("%s(a causation cycle, entered at its earliest event)%s\n", st.dim(), st.reset());
-      else if (!f[step.i].dead_letter && cause == e.id().to_string())
+        std::printf("%s(a causation cycle)%s\n", st.dim(), st.reset());
+      else if (!f[step.i].dead_letter && canonical_id(cause) == e.id().to_string())
         std::printf("%s(names itself as its cause)%s\n", st.dim(), st.reset());
       else if (!f[step.i].dead_letter && !cause.empty())
         std::printf("%s(caused by %s, not retained)%s\n", st.dim(), cause.c_str(), st.reset());
