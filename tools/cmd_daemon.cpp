@@ -70,8 +70,22 @@ int daemon_start(const Context& ctx, const StartArgs& a) {
   const std::string sock = detail::socket_path(*dir, bus), log = detail::daemon_log_path(*dir, bus);
   std::string found = *dir;  // a daemon in the other default run directory counts too
   if (auto c = detail::connect_bus(&found, bus)) {
-    if (ctx.json) print_json_line({{"bus", bus}, {"running", true}, {"started", false}, {"pid", (*c)->daemon_pid()}});
-    else std::printf("heraldd is already running for bus '%s' (pid %ld)\n", bus.c_str(), (*c)->daemon_pid());
+    const long pid = (*c)->daemon_pid();
+    // --metrics applies when heraldd starts: asked of a running one that
+    // serves none (most often one a client autostarted), say so rather
+    // than report success with no metrics served.
+    const std::string url = metrics_url_from_log(detail::daemon_log_path(found, bus), pid);
+    if (!a.metrics.empty() && url.empty())
+      return runtime_error("heraldd is already running for bus '" + bus + "' (pid " + std::to_string(pid) +
+                           ") without --metrics, which applies when it starts; 'herald daemon stop' it first");
+    if (ctx.json) {
+      nlohmann::json j = {{"bus", bus}, {"running", true}, {"started", false}, {"pid", pid}};
+      if (!url.empty()) j["metrics"] = url;
+      print_json_line(j);
+    } else {
+      std::printf("heraldd is already running for bus '%s' (pid %ld)%s\n", bus.c_str(), pid,
+                  url.empty() ? "" : ("; metrics on " + url).c_str());
+    }
     return 0;
   } else if (c.error().code == Errc::kTimeout) {
     // One is running but silent: a second would only fail on its lock.

@@ -283,8 +283,7 @@ class Publisher {
   int fail_with(const Error& e, std::uint64_t line) {
     std::string where = line != 0 ? "line " + std::to_string(line) + ": " : "";
     std::string msg = where + e.detail + " (" + std::to_string(published_) + " events published before it)";
-    if (e.code == Errc::kBackPressured)
-      msg += "; a gating group did not consume within --deadline: see 'herald groups " + a_.topic + "'";
+    // (A back-pressure error already says which deadline and where to look.)
     if (e.code == Errc::kTooLarge) msg += "; create the topic with a larger --max-event";
     return runtime_error(Error{e.code, msg});
   }

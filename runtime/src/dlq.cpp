@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 #include <thread>
@@ -24,7 +25,11 @@ TopicConfig dlq_config(const shm::TopicRecord& source) {
   c.partitions = 1;
   // Room for the source's largest event plus the dead-letter headers.
   std::uint64_t max_event = shm::align_up(source.params.max_event + 8192, 64);
-  std::uint64_t ring = 16ull << 20;
+  // As large as the source's ring, from 1 MiB to 16 MiB: a tiny topic's
+  // groups no longer take 16 MiB of /dev/shm each for dead letters (a docs
+  // pass found a few 4 KiB topics using 241 MiB); then room for 4 of its
+  // largest events at least.
+  std::uint64_t ring = std::clamp<std::uint64_t>(source.params.ring_bytes, 1ull << 20, 16ull << 20);
   while (ring / 4 < max_event) ring <<= 1;
   c.ring_bytes = ring;
   c.max_event = max_event;

@@ -840,20 +840,21 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   const std::uint64_t record = I.try_size(meta_in, payload_bytes, &meta, &no);
   if (record == 0) return fail(I.invalid(meta_in, payload_bytes, meta, no));
   const std::uint64_t size = shm::claim_bytes(record);
+  // A duplicate is refused before anything is claimed: claimed and then
+  // aborted, it took ring space and showed nowhere (an aborted record the
+  // counters did not count; found by a docs pass).
+  const std::uint64_t seq = I.next_sequence(meta_in);
+  if (I.idempotent() && seq == 0)
+    return fail(Errc::kAlreadyExists, "sequence " + std::to_string(meta_in.sequence) + " of producer " +
+                                          std::to_string(I.opts.producer_id) + " is at or below its last committed "
+                                          "sequence " + std::to_string(I.last_seq) +
+                                          ": a duplicate, not published (sequences must increase)");
   std::uint32_t p = 0;
   I.pick(meta_in, &p);
   std::uint64_t pos = 0, clock_now = 0;
   const shm::Status st = I.claim(p, size, &pos, &clock_now);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
   const std::uint64_t now = meta_in.time_ns != 0 ? meta_in.time_ns : clock_now;
-  const std::uint64_t seq = I.next_sequence(meta_in);
-  if (I.idempotent() && seq == 0) {
-    I.writer.abort_rest(p, pos);  // nothing is written for a duplicate
-    return fail(Errc::kAlreadyExists, "sequence " + std::to_string(meta_in.sequence) + " of producer " +
-                                          std::to_string(I.opts.producer_id) + " is at or below its last committed "
-                                          "sequence " + std::to_string(I.last_seq) +
-                                          ": a duplicate, not published (sequences must increase)");
-  }
   const EventId id = I.write(p, pos, size, meta_in, meta, payload_bytes, now, seq);
   // In place: no move of the Claim (which would re-point I.pending and
   // reload its fields right after storing them).

@@ -175,8 +175,21 @@ TEST_F(CliOpsTest, MetricsScrapedOverLoopbackOnAPortTheDaemonPicked) {
   EXPECT_NE(body.find("herald_partition_events_total{bus=\"" + bus() + "\",topic=\"t\""), std::string::npos);
   EXPECT_NE(body.find("herald_group_lag_events{bus=\"" + bus() + "\",topic=\"t\",group=\"g\""), std::string::npos);
   EXPECT_NE(body.find("herald_group_members{bus=\"" + bus() + "\",topic=\"t\",group=\"g\"} 0"), std::string::npos);
-  // The URL is in the daemon's log too.
+  // The URL is in the daemon's log too, and a second start names it.
   EXPECT_NE(slurp(guard_->run_dir() + "/" + bus() + ".log").find("metrics on " + url), std::string::npos);
+  r = h({"daemon", "start", "--metrics", "127.0.0.1:0"});
+  EXPECT_EQ(r.status, 0) << r.describe();
+  EXPECT_NE(r.out.find("already running") , std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("metrics on " + url), std::string::npos) << r.describe();
+}
+
+// --metrics asked of a running heraldd that serves none (one a client
+// autostarted) used to print "already running" and exit 0 with no metrics.
+TEST_F(CliOpsTest, MetricsAskedOfARunningDaemonWithoutThemIsAnError) {
+  ASSERT_EQ(h({"daemon", "start"}).status, 0);
+  const CliRun r = h({"daemon", "start", "--metrics", "127.0.0.1:0"});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.err.find("without --metrics, which applies when it starts"), std::string::npos) << r.describe();
 }
 
 TEST_F(CliOpsTest, DaemonStartStatusStopAndBusDestroy) {

@@ -764,6 +764,23 @@ TEST_F(ProducerTest, IdempotentRestartLearnsItsSequencePastAnOpenClaim) {
   EXPECT_EQ(bus_->describe_topic("t")->partition_info[0].events, 11u);
 }
 
+// A zero-copy claim of a duplicate sequence is refused before anything is
+// claimed: it took ring space, counted nowhere (found by a docs pass).
+TEST_F(ProducerTest, ADuplicateClaimTakesNoRingSpace) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16}));
+  auto p = bus_->producer("t", {.producer_id = 5}).value();
+  auto first = p.publish({.payload = "x", .sequence = 6});
+  ASSERT_TRUE(first) << first.error().message();
+  const std::uint64_t tail = bus_->describe_topic("t")->partition_info[0].tail;
+  auto dup = p.claim(8, {.payload = {}, .sequence = 4});
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, Errc::kAlreadyExists) << dup.error().message();
+  EXPECT_EQ(bus_->describe_topic("t")->partition_info[0].tail, tail);
+  auto next = p.publish({.payload = "y"});
+  ASSERT_TRUE(next) << next.error().message();
+  EXPECT_EQ(next->position, tail);
+}
+
 TEST_F(ProducerTest, OneLiveProducerPerIdempotentId) {
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
   auto first = bus_->producer("t", {.producer_id = 100});
