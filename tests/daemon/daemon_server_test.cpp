@@ -142,6 +142,28 @@ class DaemonServerTest : public ::testing::Test {
     s->gen_before = shm::cursor_gen(m.group_partition(s->g, s->p)->cursor.load());
   }
 
+  // Publishes e0..e4 to c1's partition and polls c1 with a handler that
+  // stays in e0 until heraldd has moved the partition (c1 is stuck): what
+  // c1 handled, and its poll's count.
+  void stuck_in_handler(const shm::TopicMap& m, StuckPair& s, std::vector<std::string>* handled, std::size_t* n) {
+    auto prod = bus_->producer("t");
+    ASSERT_TRUE(prod);
+    for (int i = 0; i < 5; ++i)
+      ASSERT_TRUE(prod->publish({.payload = "e" + std::to_string(i), .partition = static_cast<std::int32_t>(s.p)}));
+    auto r = s.c1->poll(
+        [&](const EventView& e) {
+          if (handled->empty()) {
+            EXPECT_TRUE(wait_until(
+                [&] { return shm::cursor_gen(m.group_partition(s.g, s.p)->cursor.load()) != s.gen_before; }, 20,
+                [&] { return describe_groups(m); }));
+          }
+          handled->emplace_back(e.payload_text());
+        },
+        256, 1ms);
+    ASSERT_TRUE(r) << r.error().message();
+    *n = *r;
+  }
+
   bool settled(std::vector<Consumer*> cs, const shm::TopicMap& m, std::map<std::string, int>* seen = nullptr) {
     return wait_until(
         [&] {
@@ -311,30 +333,16 @@ TEST_F(DaemonServerTest, StuckMemberIsFencedGetsOnLostAndTheNewOwnerResumesWhere
   ASSERT_NO_FATAL_FAILURE(stuck_pair(*m, k1, k2, &pair));
   std::optional<Consumer>& c1 = pair.c1;
   std::optional<Consumer>& c2 = pair.c2;
-  const std::uint32_t p = pair.p, g = pair.g, gen_before = pair.gen_before;
-
-  auto prod = bus_->producer("t");
-  ASSERT_TRUE(prod);
-  for (int i = 0; i < 5; ++i)
-    ASSERT_TRUE(prod->publish({.payload = "e" + std::to_string(i), .partition = static_cast<std::int32_t>(p)}));
+  const std::uint32_t p = pair.p;
 
   // c1's handler runs far past max_poll_interval: heraldd moves the
   // partition to c2 with a new generation meanwhile.
   std::vector<std::string> handled_by_c1;
-  auto r = c1->poll(
-      [&](const EventView& e) {
-        if (handled_by_c1.empty()) {
-          EXPECT_TRUE(wait_until(
-              [&] { return shm::cursor_gen(m->group_partition(g, p)->cursor.load()) != gen_before; }, 20,
-              [&] { return describe_groups(*m); }));
-        }
-        handled_by_c1.emplace_back(e.payload_text());
-      },
-      256, 1ms);
-  ASSERT_TRUE(r) << r.error().message();
+  std::size_t n = 0;
+  ASSERT_NO_FATAL_FAILURE(stuck_in_handler(*m, pair, &handled_by_c1, &n));
   // Back from its handler, c1 sees it was fenced and stops: it handled e0
   // only, and the partition is lost, not revoked.
-  EXPECT_EQ(*r, 1u);
+  EXPECT_EQ(n, 1u);
   EXPECT_EQ(handled_by_c1, (std::vector<std::string>{"e0"}));
   ASSERT_EQ(k1.all(k1.lost), (std::set<std::uint32_t>{p}));
   EXPECT_TRUE(k1.all(k1.revoked).count(p) == 0);
@@ -369,25 +377,11 @@ TEST_F(DaemonServerTest, AStuckAtMostOnceMemberLosesItsPartitionInsteadOfFailing
   Calls k1, k2;
   StuckPair pair;
   ASSERT_NO_FATAL_FAILURE(stuck_pair(*m, k1, k2, &pair, CommitMode::kBeforeHandle));
-  std::optional<Consumer>& c1 = pair.c1;
-  const std::uint32_t p = pair.p, g = pair.g, gen_before = pair.gen_before;
-  auto prod = bus_->producer("t");
-  ASSERT_TRUE(prod);
-  for (int i = 0; i < 5; ++i)
-    ASSERT_TRUE(prod->publish({.payload = "e" + std::to_string(i), .partition = static_cast<std::int32_t>(p)}));
+  const std::uint32_t p = pair.p;
   std::vector<std::string> handled_by_c1;
-  auto r = c1->poll(
-      [&](const EventView& e) {
-        if (handled_by_c1.empty()) {
-          EXPECT_TRUE(wait_until(
-              [&] { return shm::cursor_gen(m->group_partition(g, p)->cursor.load()) != gen_before; }, 20,
-              [&] { return describe_groups(*m); }));
-        }
-        handled_by_c1.emplace_back(e.payload_text());
-      },
-      256, 1ms);
-  ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(*r, 1u);
+  std::size_t n = 0;
+  ASSERT_NO_FATAL_FAILURE(stuck_in_handler(*m, pair, &handled_by_c1, &n));
+  EXPECT_EQ(n, 1u);
   EXPECT_EQ(handled_by_c1, (std::vector<std::string>{"e0"}));
   EXPECT_EQ(k1.all(k1.lost), (std::set<std::uint32_t>{p}));
   EXPECT_EQ(k1.all(k1.revoked).count(p), 0u);
