@@ -64,9 +64,7 @@ Result<void> Daemon::start() {
       const long pid = detail::daemon_lock_holder(cfg_.run_dir, cfg_.bus);
       const std::string holder = pid > 0 && shm::process_alive(static_cast<pid_t>(pid), 0) ? "pid " + std::to_string(pid)
                                                                                             : "another process";
-      if (lock.error().code == Errc::kBusy)
-        return fail(Errc::kBusy, "bus '" + cfg_.bus + "' already has a running heraldd (" + holder + ", lock " +
-                                     path + ")");
+      if (lock.error().code == Errc::kBusy) return fail(Errc::kBusy, detail::lock_held_error(cfg_.bus, holder, path));
       return fail(std::move(lock).error());
     }
     const std::string pid = std::to_string(::getpid()) + "\n";

@@ -110,31 +110,15 @@ nlohmann::json Daemon::op_join(ConnId conn, const Peer& peer, const nlohmann::js
   if (!rec || detail::dlq_missing(reg_, ts.rec, *gname)) {
     auto lock = detail::FileLock::acquire(detail::admin_lock_path(cfg_.run_dir, cfg_.bus));
     if (!lock) return control::error_response(id, lock.error());
-    rec = detail::find_group(m, *gname);
-    bool made_now = false;
-    if (!rec) {
-      std::vector<std::uint64_t> positions(m.partitions());
-      for (std::uint32_t p = 0; p < m.partitions(); ++p) {
-        auto pos = detail::resolve_offset(m, p, *start);
-        if (!pos) return control::error_response(id, pos.error());
-        positions[p] = *pos;
-      }
-      detail::NewGroup ng;
-      ng.name = *gname;
-      ng.policy = policy_req >= 0 ? static_cast<shm::GroupPolicy>(policy_req) : ts.rec.default_policy;
-      ng.lagout_grace_ms = ts.rec.lagout_grace_ms;
-      auto made = detail::create_group(m, ng, positions);
-      if (!made) return control::error_response(id, made.error());
-      rec = std::move(made).value();
-      made_now = true;
-      log("group '" + *gname + "' created on topic '" + *tname + "' (" + detail::policy_name(ng.policy) + ")");
-    }
-    // The group's dead-letter topic is made with it, or again at a join if
-    // it went missing; a group made now without one is undone.
-    if (auto d = detail::ensure_dlq_locked(reg_, cfg_.bus, ts.rec, rec->name); !d) {
-      if (made_now) (void)detail::delete_group(m, rec->slot);
-      return control::error_response(id, d.error().with_context("dead-letter topic of group '" + rec->name + "'"));
-    }
+    detail::NewGroup ng;
+    ng.name = *gname;
+    ng.policy = policy_req >= 0 ? static_cast<shm::GroupPolicy>(policy_req) : ts.rec.default_policy;
+    ng.lagout_grace_ms = ts.rec.lagout_grace_ms;
+    bool made = false;
+    auto joined = detail::ensure_group_locked(reg_, cfg_.bus, m, ts.rec, ng, *start, &made);
+    if (!joined) return control::error_response(id, joined.error());
+    rec = std::move(joined).value();
+    if (made) log("group '" + *gname + "' created on topic '" + *tname + "' (" + detail::policy_name(ng.policy) + ")");
     refresh_topics();
   }
   if (policy_req >= 0 && static_cast<shm::GroupPolicy>(policy_req) != rec->policy)

@@ -15,6 +15,8 @@
 
 #include <herald/herald.hpp>
 
+#include "make_topic.hpp"
+
 namespace {
 
 // A service that reacts to one topic and may announce on another. What it
@@ -74,14 +76,6 @@ void trace(herald::Bus& bus, const std::vector<const char*>& topics, std::string
     for (const herald::Event* c : children[e->id().to_string()]) self(self, c, depth + 1, t0);
   };
   for (const herald::Event* r : roots) show(show, r, 0, r->time_ns());
-}
-
-// Made on the first run; one that exists already is used as it is.
-bool make_topic(herald::Bus& bus, std::string_view name, const herald::TopicConfig& config) {
-  auto t = bus.create_topic(name, config);
-  if (t || t.error().code == herald::Errc::kAlreadyExists) return true;
-  std::fprintf(stderr, "%s\n", t.error().message().c_str());
-  return false;
 }
 
 }  // namespace

@@ -8,12 +8,13 @@
 #include <cstdio>
 #include <map>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include <herald/herald.hpp>
+
+#include "make_topic.hpp"
 
 using nlohmann::json;
 
@@ -106,14 +107,6 @@ std::map<std::string, int> units_sold(herald::Bus& bus) {
   }, 256).value() > 0) {
   }
   return units;
-}
-
-// Made on the first run; one that exists already is used as it is.
-bool make_topic(herald::Bus& bus, std::string_view name, const herald::TopicConfig& config) {
-  auto t = bus.create_topic(name, config);
-  if (t || t.error().code == herald::Errc::kAlreadyExists) return true;
-  std::fprintf(stderr, "%s\n", t.error().message().c_str());
-  return false;
 }
 
 }  // namespace

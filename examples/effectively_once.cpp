@@ -12,9 +12,10 @@
 #include <cstdio>
 #include <map>
 #include <string>
-#include <string_view>
 
 #include <herald/herald.hpp>
+
+#include "make_topic.hpp"
 #include <herald/idempotent.hpp>
 
 namespace {
@@ -69,14 +70,6 @@ std::size_t run_sink(herald::Bus& bus, Ledger& db, bool commit, std::size_t* ski
   }
   if (commit) in.commit().value();
   return handled;
-}
-
-// Made on the first run; one that exists already is used as it is.
-bool make_topic(herald::Bus& bus, std::string_view name, const herald::TopicConfig& config) {
-  auto t = bus.create_topic(name, config);
-  if (t || t.error().code == herald::Errc::kAlreadyExists) return true;
-  std::fprintf(stderr, "%s\n", t.error().message().c_str());
-  return false;
 }
 
 }  // namespace

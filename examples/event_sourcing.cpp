@@ -11,6 +11,8 @@
 
 #include <herald/herald.hpp>
 
+#include "make_topic.hpp"
+
 namespace {
 
 constexpr std::uint64_t kSecond = 1'000'000'000;
@@ -75,14 +77,6 @@ void record(herald::Producer& out, std::string_view account, std::string_view ty
   // The account is the key: all of an account's events share a partition,
   // so they are replayed in the order they happened.
   out.publish({.key = account, .type = type, .payload = payload, .time_ns = time_ns}).value();
-}
-
-// Made on the first run; one that exists already is used as it is.
-bool make_topic(herald::Bus& bus, std::string_view name, const herald::TopicConfig& config) {
-  auto t = bus.create_topic(name, config);
-  if (t || t.error().code == herald::Errc::kAlreadyExists) return true;
-  std::fprintf(stderr, "%s\n", t.error().message().c_str());
-  return false;
 }
 
 }  // namespace

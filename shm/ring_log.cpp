@@ -386,6 +386,27 @@ std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noex
   return load_tail(v);
 }
 
+std::uint64_t open_claim_end(const PartitionView& v, std::uint64_t q) noexcept {
+  for (std::uint32_t i = 0; i < v.producer_slots; ++i) {
+    const ClaimSlotLayout& slot = v.claims[i];
+    // Acquire: pairs with the owner's release store of the word, which
+    // follows its store of the size.
+    const std::uint64_t w = slot.word.load(std::memory_order_acquire);
+    // Won only: a candidate may be a claim that lost its race, at positions
+    // other claims now hold (a won one is in its slot a moment after its
+    // tail CAS; the caller looks again meanwhile).
+    if ((w & kClaimStateMask) != kClaimWon) continue;
+    const std::uint64_t at = w & ~kClaimStateMask;
+    // Acquire, so the re-load of the word below comes after it: an
+    // unchanged word means the size was this claim's, not that of one the
+    // owner started after finishing it.
+    const std::uint64_t size = slot.size.load(std::memory_order_acquire);
+    if (slot.word.load(std::memory_order_relaxed) != w) continue;
+    if (at <= q && q - at < size && size <= v.ring_bytes) return at + size;
+  }
+  return 0;
+}
+
 std::uint64_t beginning(const PartitionView& v) noexcept {
   const std::uint64_t t = load_tail(v);
   if (t + v.max_event <= v.ring_bytes) return 0;  // not wrapped yet: the first record is at 0

@@ -464,6 +464,11 @@ std::uint64_t boundary_at_or_after(const PartitionView& v, std::uint64_t x) noex
 // The oldest retained position: first committed boundary at or after
 // tail - ring + max_event (or 0 before the first wrap).
 std::uint64_t beginning(const PartitionView& v) noexcept;
+// The end of the won claim some claim slot names over position q (a claim
+// not yet committed, live or left by a dead producer), or 0 if none does.
+// For scans that must look past an open claim (an idempotent producer's
+// restart); readers stop there.
+std::uint64_t open_claim_end(const PartitionView& v, std::uint64_t q) noexcept;
 // kOk if pos is a committed boundary inside the window (or tail itself),
 // kInvalid otherwise.
 Status check_position(const PartitionView& v, std::uint64_t pos) noexcept;

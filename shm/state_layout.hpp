@@ -171,7 +171,8 @@ struct alignas(128) GroupPartitionLayout {
   // +0: what producers read when they refresh a gate (cursor first, acquire,
   // then lease and floor).
   std::atomic<std::uint64_t> cursor;      // M: CAS {gen, pos/64}; D: CAS to bump gen
-  std::atomic<std::uint64_t> lease;       // M: {gen, pos/16} held while an at-most-once handler runs; kNoLease
+  std::atomic<std::uint64_t> lease;       // M: {gen, pos/16} held while an at-most-once handler runs; kNoLease.
+                                          // Set and cleared by CAS: a fenced member never touches a new owner's
   std::atomic<std::uint64_t> gate_floor;  // A/M: Disruptor rule floor; 0 = none
   // +128: owned by the member that holds the partition.
   alignas(128) std::atomic<std::uint64_t> inflight;  // M: pack_inflight(), written before each handler call

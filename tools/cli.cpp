@@ -411,6 +411,28 @@ std::atomic<bool> g_stop{false};
 void on_stop_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
 }  // namespace
 
+Result<void> read_to_tails(Consumer& c, const std::vector<std::uint64_t>& tails,
+                           const std::function<void(const EventView&)>& on, std::chrono::milliseconds look) {
+  // A partition the caller did not see (the topic re-created meanwhile
+  // with more): read as far as it goes.
+  auto tail_of = [&](std::uint32_t p) { return p < tails.size() ? tails[p] : UINT64_MAX; };
+  auto caught_up = [&] {
+    for (std::uint32_t p : c.assignment())
+      if (c.position(p) < tail_of(p)) return false;
+    return true;
+  };
+  for (int empty = 0; !caught_up() && empty < 20 && !stop_requested();) {
+    auto n = c.poll(
+        [&](const EventView& e) {
+          if (e.position() < tail_of(e.partition())) on(e);  // later ones arrived after the caller looked
+        },
+        4096, look);
+    if (!n) return fail(std::move(n).error());
+    empty = *n == 0 ? empty + 1 : 0;
+  }
+  return {};
+}
+
 void install_stop_signals() {
   struct sigaction sa{};
   sa.sa_handler = on_stop_signal;

@@ -99,6 +99,15 @@ nlohmann::json topic_stats_json(const TopicStats& t);
 nlohmann::json group_stats_json(const GroupStats& g);
 nlohmann::json bus_stats_json(const BusStats& s);
 
+// Reads `c` (a group-less reader) up to `tails`, each partition's tail when
+// the caller looked, handing `on` every event before them: the retained
+// events tail and trace print. A claim a producer left open holds a reader
+// there until it is committed or repaired, so it stops after 20 empty
+// looks of `look` each (what it did not reach: c.position(p) < tails[p]);
+// a stop signal ends it as well. Errors are the poll's (kClosed: deleted).
+Result<void> read_to_tails(Consumer& c, const std::vector<std::uint64_t>& tails,
+                           const std::function<void(const EventView&)>& on, std::chrono::milliseconds look);
+
 // SIGINT / SIGTERM set a flag that long-running commands poll.
 void install_stop_signals();
 bool stop_requested() noexcept;

@@ -295,28 +295,20 @@ int tail(const Context& ctx, const TailArgs& a) {
   // order and printed merged by time; --last N keeps the last N of it.
   std::vector<std::deque<Event>> kept(tails.size());
   const std::vector<std::uint32_t> parts = c->assignment();
-  auto caught_up = [&] {
-    for (std::uint32_t p : parts)
-      if (c->position(p) < tails[p]) return false;
-    return true;
-  };
   // Events retained when tail looked at the topic, overwritten before the
   // reader started (a busy small ring): earliest is past them.
   for (std::uint32_t p : parts)
     if (where.kind == Where::Kind::kEarliest && c->position(p) > tails[p])
       co.on_gap(GapReport{p, tails[p], c->position(p), c->position(p) - tails[p]});
-  int empty_polls = 0;
-  while (!caught_up() && !stop_requested() && empty_polls < 20) {
-    auto n = c->poll(
-        [&](const EventView& e) {
-          if (e.position() >= tails[e.partition()]) return;  // arrived after we started: --follow prints it
-          kept[e.partition()].push_back(e.to_event());
-          if (a.last != 0 && kept[e.partition()].size() > a.last) kept[e.partition()].pop_front();
-        },
-        4096, std::chrono::milliseconds(50));
-    if (!n) return runtime_error(n.error(), "tail '" + a.topic + "'");
-    empty_polls = *n == 0 ? empty_polls + 1 : 0;
-  }
+  // (Events after the tails arrived after tail started: --follow prints them.)
+  auto read = read_to_tails(
+      *c, tails,
+      [&](const EventView& e) {
+        kept[e.partition()].push_back(e.to_event());
+        if (a.last != 0 && kept[e.partition()].size() > a.last) kept[e.partition()].pop_front();
+      },
+      std::chrono::milliseconds(50));
+  if (!read) return runtime_error(read.error(), "tail '" + a.topic + "'");
   warn_skipped(/*now=*/true);
   std::vector<const Event*> merged;
   std::vector<std::size_t> idx(kept.size(), 0);

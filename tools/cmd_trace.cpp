@@ -55,30 +55,15 @@ Result<Scan> scan(Bus& bus, const std::vector<TopicInfo>& topics, Keep keep) {
     ++s.topics;
     std::vector<std::uint64_t> tails;
     for (const PartitionInfo& p : info->partition_info) tails.push_back(p.tail);
-    // A partition the topic did not have when described (re-created
-    // meanwhile with more): read to its tail as it is found.
-    auto tail_of = [&](std::uint32_t p) { return p < tails.size() ? tails[p] : UINT64_MAX; };
-    auto caught_up = [&] {
-      for (std::uint32_t p : c->assignment())
-        if (c->position(p) < tail_of(p)) return false;
-      return true;
-    };
-    // A claim left open by a producer holds a reader there until it is
-    // committed or repaired: give up on it after a few empty looks.
-    for (int empty = 0; !caught_up() && empty < 20 && !stop_requested();) {
-      auto n = c->poll(
-          [&](const EventView& e) {
-            if (e.position() >= tail_of(e.partition())) return;  // after the start
-            ++s.events;
-            if (keep(e)) s.found.push_back({e.to_event(), t.dead_letter});
-          },
-          4096, std::chrono::milliseconds(10));
-      if (!n) {
-        if (n.error().code == Errc::kClosed) break;  // deleted meanwhile: what it read stands
-        return fail(std::move(n).error());
-      }
-      empty = *n == 0 ? empty + 1 : 0;
-    }
+    auto read = read_to_tails(
+        *c, tails,
+        [&](const EventView& e) {
+          ++s.events;
+          if (keep(e)) s.found.push_back({e.to_event(), t.dead_letter});
+        },
+        std::chrono::milliseconds(10));
+    // A topic deleted meanwhile: what was read of it stands.
+    if (!read && read.error().code != Errc::kClosed) return fail(std::move(read).error());
     for (std::uint32_t p : c->assignment())
       if (p < tails.size() && c->position(p) < tails[p])
         s.unread.push_back("'" + t.name + "' partition " + std::to_string(p) + " from position " +

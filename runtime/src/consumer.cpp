@@ -331,6 +331,16 @@ struct Consumer::Impl {
     return e;
   }
 
+  // Ends a drain of p that fence() found fenced (p is dropped): p goes to
+  // on_lost and the `n` events this drain handled count; a deleted group
+  // (an error other than kFenced) fails the poll.
+  Result<std::size_t> lose(Error e, std::uint32_t p, std::size_t n) {
+    if (e.code != Errc::kFenced) return fail(std::move(e));
+    lost.push_back(p);
+    report_lost();
+    return n;
+  }
+
   // Whether p's cursor still carries this member's generation. A member
   // fenced meanwhile (a rebalance, or its group deleted, perhaps made again
   // in the same slot, whose generations go on from the old group's) must
@@ -340,6 +350,9 @@ struct Consumer::Impl {
   // exploratory pass). The cursor CAS checks this by itself; these stores
   // check first. A fence landing between the check and the store is left:
   // a window of a few instructions, where the old check was a whole handler.
+  // Acquire: pairs with heraldd's seq_cst generation bump (and a deleting
+  // client's), so what was published before the bump, the new owner's
+  // lease among it (take_lease), is visible to the loads after this one.
   [[nodiscard]] bool still_owner(std::uint32_t p) const noexcept {
     return shm::cursor_gen(gp(p)->cursor.load(std::memory_order_acquire)) == shm::cursor_gen(parts[p].cursor);
   }
@@ -472,7 +485,7 @@ struct Consumer::Impl {
   // Counts [from, to) as lost (exact in bytes) in this consumer's stats and
   // on_gap, and with `shared` in the group's figures; `new_gap` for a new
   // overrun rather than more of one counted already.
-  void count_gap(std::uint32_t p, std::uint64_t from, std::uint64_t to, bool new_gap, bool shared = true) {
+  void count_gap(std::uint32_t p, std::uint64_t from, std::uint64_t to, bool new_gap, bool shared) {
     stats.gap_bytes += to - from;
     stats.gaps += new_gap ? 1 : 0;
     if (shared) count_shared_gap(p, to - from, new_gap);
@@ -582,7 +595,7 @@ void Consumer::Impl::apply_assignment(std::uint64_t epoch) {
     // Taken away by force (heraldd bumped the generation: we were stuck,
     // or stopped): lost, even with nothing left to commit, whose commit
     // would need no CAS and so would not see the fence.
-    if (shm::cursor_gen(gp(p)->cursor.load(std::memory_order_acquire)) != shm::cursor_gen(parts[p].cursor)) {
+    if (!still_owner(p)) {
       drop(p);
       lost.push_back(p);
       continue;
@@ -736,7 +749,7 @@ Result<bool> Consumer::Impl::dead_letter(std::uint32_t p, const EventView& e, st
   // A topic deleted (and perhaps made again) while this member drained what
   // it had retained: its DLQ went with it, and one found by name now is the
   // new topic's, where an old event does not belong.
-  if ((topic->partition(p).part->tail.load(std::memory_order_acquire) & shm::kTailClosedBit) != 0)
+  if (shm::is_closed(topic->partition(p)))
     return fail(Errc::kClosed, "topic '" + topic->topic() + "' was deleted: the event at position " +
                                    std::to_string(e.position()) + " of partition " + std::to_string(p) +
                                    " cannot be dead-lettered (its dead-letter topic went with it)");
@@ -847,6 +860,10 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
   shm::ReaderLayout* const me = topic->reader(reader);
   const bool mark = marks();
   const std::string_view topic_name = topic->topic();
+  // Tracked members check their generation before each plain store into
+  // the group slot; the check after one handler also serves the store
+  // before the next, a few instructions later, so that one is skipped.
+  bool owner_checked = false;
   std::size_t n = 0;
   while (n < budget) {
     const std::byte* rec = nullptr;
@@ -922,14 +939,9 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       // Delivered max_deliveries times already (crashes inside the handler
       // included): dead-letter it without calling the handler again.
       auto moved = dead_letter(p, view, prior, pt.reason.empty() ? "consumer crashed" : pt.reason);
-      if (!moved) {
-        // Fenced (dead_letter dropped p): lost to the new owner, which
-        // takes the dead letter on from where this member left it.
-        if (moved.error().code != Errc::kFenced) return fail(std::move(moved).error());
-        lost.push_back(p);
-        report_lost();
-        return n;
-      }
+      // Fenced (dead_letter dropped p): lost to the new owner, which takes
+      // the dead letter on from where this member left it.
+      if (!moved) return lose(std::move(moved).error(), p, n);
       if (!*moved) break;  // the DLQ is full: this partition waits
       // A dead-lettered event is finished too: it takes one of the poll's
       // `max` (n < budget still held before this one).
@@ -938,43 +950,25 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       continue;
     }
     if (retrying && pt.retry_at != 0 && shm::monotonic_ns() < pt.retry_at) break;  // backing off
+    // At-most-once: the lease (same generation as the cursor) keeps the
+    // bytes gated while the handler runs; set before the cursor CAS.
+    const std::uint64_t my_lease = amo ? shm::pack_cursor(shm::cursor_gen(pt.cursor), pos) : 0;
     if (amo) {
-      // At-most-once: the lease (same generation as the cursor) keeps the
-      // bytes gated while the handler runs; stored before the cursor CAS.
-      const std::uint64_t my_lease = shm::pack_cursor(shm::cursor_gen(pt.cursor), pos);
-      if (!take_lease(p, gpl, my_lease)) [[unlikely]] {
-        Error e = fence(p);  // kNotFound when the group itself is gone
-        if (e.code != Errc::kFenced) return fail(std::move(e));
-        lost.push_back(p);
-        report_lost();
-        return n;
-      }
+      // Fenced (heraldd gave p to another member, or the group is gone): p
+      // is lost, not a failed poll; this poll's handled events still count.
+      if (!take_lease(p, gpl, my_lease)) [[unlikely]] return lose(fence(p), p, n);
       pt.handled = pos + size;
       if (!try_commit(p, pt.handled)) [[unlikely]] {
         release_lease(gpl, my_lease);
-        // Fenced (heraldd gave p to another member): p is lost, as on the
-        // at-least-once path below, not a failed poll; this poll's
-        // handled events still count.
-        Error e = fence(p);  // kNotFound when the group itself is gone
-        if (e.code != Errc::kFenced) return fail(std::move(e));
-        lost.push_back(p);
-        report_lost();
-        return n;
+        return lose(fence(p), p, n);
       }
     }
     if (tracked) {
       // A member that lost the partition (heraldd bumped the generation
       // while we were busy, e.g. stuck in a long handler) stops here: the
-      // in-flight slot and the events are the new owner's now. Relaxed: a
-      // late answer only means one more duplicate, never a loss.
-      const std::uint64_t now_word = gpl->cursor.load(std::memory_order_relaxed);
-      if (shm::cursor_gen(now_word) != shm::cursor_gen(pt.cursor)) [[unlikely]] {
-        Error e = fence(p);  // kNotFound when the group itself is gone
-        if (e.code != Errc::kFenced) return fail(std::move(e));
-        lost.push_back(p);
-        report_lost();
-        return n;
-      }
+      // in-flight slot and the events are the new owner's now.
+      if (!owner_checked && !still_owner(p)) [[unlikely]] return lose(fence(p), p, n);
+      owner_checked = false;
       // Relaxed: read by whoever owns the partition after our death only.
       gpl->inflight.store(shm::pack_inflight(pos, prior + 1, true, mark), std::memory_order_relaxed);
     }
@@ -989,7 +983,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     // once taken, so a success costs no string work.
     const bool ok = invoke(handler, view, failure_reason);
     HERALD_CRASH_POINT("consume.after_handler");
-    if (amo) release_lease(gpl, shm::pack_cursor(shm::cursor_gen(pt.cursor), pos));
+    if (amo) release_lease(gpl, my_lease);
     // bump_progress(), on the reader resolved above.
     me->poll_count.store(me->poll_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (ok || amo) {
@@ -1012,13 +1006,10 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
           // in another group made in the slot, it would skip an event.
           if (!group_gone())
             gpl->inflight.store(shm::pack_inflight(pos + size, 0, false, mark), std::memory_order_relaxed);
-          Error e = fence(p);  // kNotFound when the group itself is gone
-          if (e.code != Errc::kFenced) return fail(std::move(e));
-          lost.push_back(p);
-          report_lost();
-          return n;
+          return lose(fence(p), p, n);
         }
         gpl->inflight.store(shm::pack_inflight(pos + size, 0, false, mark), std::memory_order_relaxed);
+        owner_checked = true;
       }
       continue;
     }
@@ -1033,13 +1024,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     if (pt.first_failure_ns == 0 || !retrying) pt.first_failure_ns = now_rt;
     pt.last_failure_ns = now_rt;
     if (tracked) {
-      if (!still_owner(p)) [[unlikely]] {
-        Error e = fence(p);
-        if (e.code != Errc::kFenced) return fail(std::move(e));
-        lost.push_back(p);
-        report_lost();
-        return n;
-      }
+      if (!still_owner(p)) [[unlikely]] return lose(fence(p), p, n);
       gpl->inflight.store(shm::pack_inflight(pos, pt.deliveries, false, mark), std::memory_order_relaxed);
     }
     if (tracked && opts.max_deliveries > 0 && pt.deliveries >= opts.max_deliveries) continue;  // dead-lettered next
@@ -1407,31 +1392,13 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
   if (!g || detail::dlq_missing(impl_->registry, *rec, options.group)) {
     auto lock = impl_->admin_lock();
     if (!lock) return fail(std::move(lock).error());
-    g = detail::find_group(m, options.group);
-    bool made_now = false;
-    if (!g) {
-      std::vector<std::uint64_t> start(m.partitions());
-      for (std::uint32_t p = 0; p < m.partitions(); ++p) {
-        auto pos = detail::resolve_offset(m, p, options.start);
-        if (!pos) return fail(std::move(pos).error().with_context("start of group '" + options.group + "'"));
-        start[p] = *pos;
-      }
-      detail::NewGroup ng;
-      ng.name = options.group;
-      ng.policy = detail::to_shm(options.policy, rec->default_policy);
-      ng.lagout_grace_ms = rec->lagout_grace_ms;
-      auto made = detail::create_group(m, ng, start);
-      if (!made) return fail(std::move(made).error());
-      g = std::move(made).value();
-      made_now = true;
-    }
-    // The group's dead-letter topic is made with it, or again at a join if
-    // it went missing. A group made now without one is undone: a group
-    // whose first failing event has nowhere to go is worse than none.
-    if (auto d = detail::ensure_dlq_locked(impl_->registry, impl_->name, *rec, g->name); !d) {
-      if (made_now) (void)detail::delete_group(m, g->slot);
-      return fail(std::move(d).error().with_context("dead-letter topic of group '" + g->name + "'"));
-    }
+    detail::NewGroup ng;
+    ng.name = options.group;
+    ng.policy = detail::to_shm(options.policy, rec->default_policy);
+    ng.lagout_grace_ms = rec->lagout_grace_ms;
+    auto joined = detail::ensure_group_locked(impl_->registry, impl_->name, m, *rec, ng, options.start);
+    if (!joined) return fail(std::move(joined).error());
+    g = std::move(joined).value();
   }
   if (options.policy != Policy::kDefault && detail::to_shm(options.policy, g->policy) != g->policy)
     return fail(Errc::kInvalidArgument, "group '" + g->name + "' exists with policy " + detail::policy_name(g->policy) +

@@ -158,6 +158,15 @@ Result<std::unique_ptr<DaemonClient>> connect_bus(std::string* run_dir, const st
   return c;
 }
 
+namespace {
+constexpr std::string_view kLockHeld = "' already has a running heraldd holding its lock (";
+}  // namespace
+
+std::string lock_held_error(const std::string& bus, const std::string& holder, const std::string& lock_path) {
+  return "bus '" + bus + std::string(kLockHeld) + holder + ", " + lock_path + ")";
+}
+bool is_lock_held_error(std::string_view start_error) { return start_error.find(kLockHeld) != std::string_view::npos; }
+
 long daemon_lock_holder(const std::string& run_dir, const std::string& bus) {
   const int fd = ::open(daemon_lock_path(run_dir, bus).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
@@ -285,7 +294,7 @@ Result<std::unique_ptr<DaemonClient>> start_daemon(const std::string& bus, const
       // before: that one answers as soon as it listens, so wait for it
       // (failing here failed ~3 % of attaches racing after a daemon died).
       // Any other reason is final.
-      if (why.find("already has a running heraldd") == std::string::npos || why.find(", lock ") == std::string::npos)
+      if (!is_lock_held_error(why))
         return fail(Errc::kDaemonUnavailable, "heraldd could not start: " + why + " (see " + log + ")");
       lost_race = why;
     }

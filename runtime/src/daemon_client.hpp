@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -73,6 +74,13 @@ Error silent_daemon_error(const std::string& run_dir, const std::string& bus, co
 // The pid written into the bus's daemon lock file by the heraldd that holds
 // it, or 0.
 long daemon_lock_holder(const std::string& run_dir, const std::string& bus);
+
+// heraldd's start error when the bus's daemon lock is held (it writes it to
+// its log and exits), and the test start_daemon applies to a start error in
+// that log: the client whose heraldd lost the lock to another client's
+// waits for that one instead of failing. One wording, kept here for both.
+std::string lock_held_error(const std::string& bus, const std::string& holder, const std::string& lock_path);
+bool is_lock_held_error(std::string_view start_error);
 
 // The first "heraldd: error: ..." line written to the daemon log at or
 // after byte `from` (what a daemon that could not start says before it

@@ -72,6 +72,31 @@ Result<void> ensure_dlq_locked(shm::Registry& reg, const std::string& bus, const
   return {};
 }
 
+Result<GroupRecord> ensure_group_locked(shm::Registry& reg, const std::string& bus, const shm::TopicMap& topic,
+                                        const shm::TopicRecord& source, const NewGroup& ng, const Offset& start,
+                                        bool* made) {
+  bool created_now = false;
+  auto g = find_group(topic, ng.name);
+  if (!g) {
+    std::vector<std::uint64_t> positions(topic.partitions());
+    for (std::uint32_t p = 0; p < topic.partitions(); ++p) {
+      auto pos = resolve_offset(topic, p, start);
+      if (!pos) return fail(std::move(pos).error().with_context("start of group '" + ng.name + "'"));
+      positions[p] = *pos;
+    }
+    auto created = create_group(topic, ng, positions);
+    if (!created) return fail(std::move(created).error());
+    g = std::move(created).value();
+    created_now = true;
+  }
+  if (auto d = ensure_dlq_locked(reg, bus, source, g->name); !d) {
+    if (created_now) (void)delete_group(topic, g->slot);
+    return fail(std::move(d).error().with_context("dead-letter topic of group '" + g->name + "'"));
+  }
+  if (made != nullptr) *made = created_now;
+  return *g;
+}
+
 void delete_dlqs_locked(shm::Registry& reg, const std::string& bus, const std::string& topic,
                         const std::string& group) {
   const std::string prefix = topic + ".dlq.";

@@ -11,6 +11,7 @@
 
 #include "herald/bus.hpp"
 #include "herald/event.hpp"
+#include "runtime/src/groups.hpp"
 #include "shm/names.hpp"
 #include "shm/registry.hpp"
 
@@ -47,6 +48,14 @@ Result<void> ensure_dlq_locked(shm::Registry& reg, const std::string& bus, const
 inline bool dlq_missing(const shm::Registry& reg, const shm::TopicRecord& source, const std::string& group) {
   return (source.params.flags & shm::kLogDeadLetterTopic) == 0 && !reg.find(shm::dlq_topic_name(source.name, group));
 }
+// Under the admin lock, what a join needs (daemonless and heraldd's): the
+// group `ng.name` of `topic`, made if missing with every partition's cursor
+// at `start`, and its DLQ topic, made if missing. A group made here whose
+// DLQ cannot be made is undone: one whose first failing event has nowhere
+// to go is worse than none. `*made` (optional) says whether it was made.
+Result<GroupRecord> ensure_group_locked(shm::Registry& reg, const std::string& bus, const shm::TopicMap& topic,
+                                        const shm::TopicRecord& source, const NewGroup& ng, const Offset& start,
+                                        bool* made = nullptr);
 // Under the admin lock: deletes the DLQ topic of one group, or of every
 // group of a topic (group empty).
 void delete_dlqs_locked(shm::Registry& reg, const std::string& bus, const std::string& topic,

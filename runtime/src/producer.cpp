@@ -287,7 +287,7 @@ struct Producer::Impl {
           continue;
         }
         if (st == shm::Status::kEmpty && q < shm::load_tail(v)) {
-          if (const std::uint64_t end = open_claim_end(v, q); end > q) {
+          if (const std::uint64_t end = shm::open_claim_end(v, q); end > q) {
             q = end;
             unexplained = 0;
             continue;
@@ -308,28 +308,6 @@ struct Producer::Impl {
         q += n;
       }
     }
-  }
-
-  // The end of the won claim a claim slot names over q (uncommitted), or 0.
-  // Acquire on the word: its position and size were stored before it.
-  static std::uint64_t open_claim_end(const shm::PartitionView& v, std::uint64_t q) noexcept {
-    for (std::uint32_t i = 0; i < v.producer_slots; ++i) {
-      const std::uint64_t w = v.claims[i].word.load(std::memory_order_acquire);
-      const std::uint64_t state = w & shm::kClaimStateMask;
-      // Won only: a candidate may be a claim that lost its race, at
-      // positions other claims now hold (a won one is in its slot a moment
-      // after its tail CAS; the caller looks again meanwhile).
-      if (state != shm::kClaimWon) continue;
-      const std::uint64_t at = w & ~(shm::kClaimAlign - 1);
-      const std::uint64_t size = v.claims[i].size.load(std::memory_order_acquire);
-      // The same claim still: a producer that finished and claimed anew
-      // between the two loads would pair this position with another size.
-      // (Acquire on size orders the re-load after it; the owner stores size
-      // before the word, so an unchanged word means the size was its own.)
-      if (v.claims[i].word.load(std::memory_order_relaxed) != w) continue;
-      if (at <= q && q - at < size && size <= v.ring_bytes) return at + size;
-    }
-    return 0;
   }
 
   // Writes one record (everything but the commit word) at pos.

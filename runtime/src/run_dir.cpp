@@ -69,43 +69,41 @@ std::string admin_lock_path(const std::string& dir, const std::string& bus) {
 std::string daemon_log_path(const std::string& dir, const std::string& bus) { return dir + "/" + bus + ".log"; }
 
 namespace {
-Result<FileLock> lock_impl(const std::string& path, bool block, FileLock (*make)(int)) {
+// Opens the lock file and takes `lock(fd)` (0, or -1 and errno) on it;
+// kBusy when another holds it. `what` names the lock in errors.
+template <class Lock>
+Result<FileLock> lock_impl(const std::string& path, const std::string& what, Lock lock, FileLock (*make)(int)) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return fail(errno_error("open lock file " + path, errno));
   for (;;) {
-    if (::flock(fd, LOCK_EX | (block ? 0 : LOCK_NB)) == 0) return make(fd);
+    if (lock(fd) == 0) return make(fd);
     if (errno == EINTR) continue;
     const int e = errno;
     ::close(fd);
-    if (e == EWOULDBLOCK) return fail(Errc::kBusy, path + " is locked by another process");
-    return fail(errno_error("lock " + path, e));
+    if (e == EWOULDBLOCK || e == EAGAIN || e == EACCES) return fail(Errc::kBusy, what + " is locked by another process");
+    return fail(errno_error("lock " + what, e));
   }
 }
 }  // namespace
 
 Result<FileLock> FileLock::acquire(const std::string& path) {
-  return lock_impl(path, true, [](int fd) { return FileLock(fd); });
+  return lock_impl(path, path, [](int fd) { return ::flock(fd, LOCK_EX); }, [](int fd) { return FileLock(fd); });
 }
 Result<FileLock> FileLock::try_acquire(const std::string& path) {
-  return lock_impl(path, false, [](int fd) { return FileLock(fd); });
+  return lock_impl(path, path, [](int fd) { return ::flock(fd, LOCK_EX | LOCK_NB); }, [](int fd) { return FileLock(fd); });
 }
-
 Result<FileLock> FileLock::try_acquire_byte(const std::string& path, long byte) {
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return fail(errno_error("open lock file " + path, errno));
-  struct flock fl{};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = byte;
-  fl.l_len = 1;
-  for (;;) {
-    if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) return FileLock(fd);  // released when fd closes
-    if (errno == EINTR) continue;
-    const int e = errno;
-    ::close(fd);
-    if (e == EAGAIN || e == EACCES) return fail(Errc::kBusy, path + " (byte " + std::to_string(byte) + ") is locked by another process");
-    return fail(errno_error("lock " + path, e));
-  }
+  // Released when the descriptor closes (the lock belongs to the open file
+  // description, not to the process: no other close drops it).
+  auto ofd_lock = [byte](int fd) {
+    struct flock fl{};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = byte;
+    fl.l_len = 1;
+    return ::fcntl(fd, F_OFD_SETLK, &fl);
+  };
+  return lock_impl(path, path + " (byte " + std::to_string(byte) + ")", ofd_lock, [](int fd) { return FileLock(fd); });
 }
 
 FileLock& FileLock::operator=(FileLock&& o) noexcept {

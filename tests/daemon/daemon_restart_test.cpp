@@ -48,10 +48,6 @@ TEST_F(DaemonRestartTest, RestartKeepsLiveOwnersForTheRejoinGraceWithoutNewGener
   auto m = create_topic("t");
   TwoMembers two;
   ASSERT_NO_FATAL_FAILURE(two_members(*m, &two));
-  const std::uint32_t ra = two.ra, rb = two.rb;
-  const Parts& a_parts = two.a_parts;
-  const Parts& b_parts = two.b_parts;
-  const auto& gens_before = two.gens_before;
   const std::uint64_t epoch1 = d_->epoch();
 
   // The daemon goes away (its connections with it); a new one starts over
@@ -67,43 +63,43 @@ TEST_F(DaemonRestartTest, RestartKeepsLiveOwnersForTheRejoinGraceWithoutNewGener
   for (const auto& mi : ms) {
     EXPECT_TRUE(mi.restored) << "member " << mi.id;
     EXPECT_EQ(mi.pid, ::getpid());
-    if (mi.reader == ra) {
+    if (mi.reader == two.ra) {
       new_a = mi.id;
-      EXPECT_EQ(mi.owned, a_parts);
+      EXPECT_EQ(mi.owned, two.a_parts);
     } else {
-      EXPECT_EQ(mi.reader, rb);
+      EXPECT_EQ(mi.reader, two.rb);
       new_b = mi.id;
-      EXPECT_EQ(mi.owned, b_parts);
+      EXPECT_EQ(mi.owned, two.b_parts);
     }
   }
-  EXPECT_EQ(gens(*m), gens_before) << "a restart fences no one";
-  EXPECT_EQ(assigned(*m, ra), a_parts);
-  EXPECT_EQ(assigned(*m, rb), b_parts);
+  EXPECT_EQ(gens(*m), two.gens_before) << "a restart fences no one";
+  EXPECT_EQ(assigned(*m, two.ra), two.a_parts);
+  EXPECT_EQ(assigned(*m, two.rb), two.b_parts);
 
   // A rejoins on a new connection: same partitions, same generations.
-  nlohmann::json r = ok(11, {{"op", "rejoin"}, {"topic", "t"}, {"group", "g"}, {"reader", ra}});
+  nlohmann::json r = ok(11, {{"op", "rejoin"}, {"topic", "t"}, {"group", "g"}, {"reader", two.ra}});
   EXPECT_EQ(r.value("member_id", std::uint64_t{0}), new_a);
   ASSERT_NE(member(new_a), nullptr);
   EXPECT_FALSE(member(new_a)->restored);
-  EXPECT_EQ(assigned(*m, ra), a_parts);
-  EXPECT_EQ(gens(*m), gens_before);
+  EXPECT_EQ(assigned(*m, two.ra), two.a_parts);
+  EXPECT_EQ(gens(*m), two.gens_before);
 
   // Within the grace nothing moves, even though B has not rejoined.
-  polled(*m, ra);
+  polled(*m, two.ra);
   step(5'000 * kMs);
   ASSERT_NE(member(new_b), nullptr);
   EXPECT_TRUE(member(new_b)->restored);
-  EXPECT_EQ(assigned(*m, rb), b_parts);
-  EXPECT_EQ(gens(*m), gens_before);
+  EXPECT_EQ(assigned(*m, two.rb), two.b_parts);
+  EXPECT_EQ(gens(*m), two.gens_before);
 
   // Past the grace: B did not come back, its partitions go to A.
-  polled(*m, ra);
+  polled(*m, two.ra);
   step(5'500 * kMs);
   EXPECT_EQ(member(new_b), nullptr);
-  EXPECT_TRUE(assigned(*m, rb).empty()) << "B (alive, but not a member any more) is told it owns nothing";
-  EXPECT_EQ(assigned(*m, ra), all_partitions(4));
-  for (std::uint32_t p : b_parts) EXPECT_EQ(gen(*m, p), gens_before[p] + 1) << "partition " << p;
-  for (std::uint32_t p : a_parts) EXPECT_EQ(gen(*m, p), gens_before[p]) << "partition " << p;
+  EXPECT_TRUE(assigned(*m, two.rb).empty()) << "B (alive, but not a member any more) is told it owns nothing";
+  EXPECT_EQ(assigned(*m, two.ra), all_partitions(4));
+  for (std::uint32_t p : two.b_parts) EXPECT_EQ(gen(*m, p), two.gens_before[p] + 1) << "partition " << p;
+  for (std::uint32_t p : two.a_parts) EXPECT_EQ(gen(*m, p), two.gens_before[p]) << "partition " << p;
 }
 
 TEST_F(DaemonRestartTest, RejoinAfterTheGraceIsAFreshJoin) {
@@ -145,22 +141,18 @@ TEST_F(DaemonRestartTest, PartitionsOfAnOwnerThatDiedWhileNoDaemonRanGoToTheLive
   auto m = create_topic("t");
   TwoMembers two;
   ASSERT_NO_FATAL_FAILURE(two_members(*m, &two));
-  const std::uint32_t ra = two.ra, rb = two.rb;
-  const Parts& a_parts = two.a_parts;
-  const Parts& b_parts = two.b_parts;
-  const auto& gens_before = two.gens_before;
   d_.reset();
-  m->reader(rb)->start_time.store(shm::self_start_time() + 777);  // B died meanwhile
+  m->reader(two.rb)->start_time.store(shm::self_start_time() + 777);  // B died meanwhile
   daemon::Config c = config();
   c.rejoin_grace_ns = 10'000 * kMs;
   open_daemon(c);
   ASSERT_EQ(d_->members().size(), 1u);
-  polled(*m, ra);
+  polled(*m, two.ra);
   step(100 * kMs);
   // Well within the grace: A keeps its partitions and generations and gets B's.
-  EXPECT_EQ(assigned(*m, ra), all_partitions(4)) << describe_groups(*m);
-  for (std::uint32_t p : a_parts) EXPECT_EQ(gen(*m, p), gens_before[p]) << "partition " << p;
-  for (std::uint32_t p : b_parts) EXPECT_GT(gen(*m, p), gens_before[p]) << "partition " << p;
+  EXPECT_EQ(assigned(*m, two.ra), all_partitions(4)) << describe_groups(*m);
+  for (std::uint32_t p : two.a_parts) EXPECT_EQ(gen(*m, p), two.gens_before[p]) << "partition " << p;
+  for (std::uint32_t p : two.b_parts) EXPECT_GT(gen(*m, p), two.gens_before[p]) << "partition " << p;
 }
 
 }  // namespace

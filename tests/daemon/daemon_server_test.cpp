@@ -120,32 +120,43 @@ class DaemonServerTest : public ::testing::Test {
 
   // Polls every consumer until their assignments are disjoint, cover all
   // partitions and agree with the owners heraldd recorded in shared memory.
-  // Two members of group g on m, settled with one partition each: c1 may
-  // be found stuck (max_poll_interval 1 s), c2 never here (30 s). p is
-  // c1's partition, g the group's slot, gen_before p's cursor generation.
+  // Two members of group g on a topic "t" of 2 partitions (m), settled with
+  // one partition each: c1 may be found stuck (max_poll_interval 1 s), c2
+  // never here (30 s). k1, k2 are their callbacks; p is c1's partition, g
+  // the group's slot, gen_before p's cursor generation.
   struct StuckPair {
+    std::shared_ptr<shm::TopicMap> m;
+    Calls k1, k2;
     std::optional<Consumer> c1, c2;
     std::uint32_t p = 0, g = 0, gen_before = 0;
   };
-  void stuck_pair(const shm::TopicMap& m, Calls& k1, Calls& k2, StuckPair* s,
-                  CommitMode c1_mode = CommitMode::kAfterHandle) {
-    auto c1 = bus_->consumer("t", member(k1, {.commit_mode = c1_mode, .max_poll_interval = 1000ms}));
+  void stuck_pair(StuckPair* s, CommitMode c1_mode = CommitMode::kAfterHandle) {
+    s->m = topic("t", 2);
+    ASSERT_NE(s->m, nullptr);
+    auto c1 = bus_->consumer("t", member(s->k1, {.commit_mode = c1_mode, .max_poll_interval = 1000ms}));
     ASSERT_TRUE(c1) << c1.error().message();
-    auto c2 = bus_->consumer("t", member(k2));
+    auto c2 = bus_->consumer("t", member(s->k2));
     ASSERT_TRUE(c2) << c2.error().message();
     s->c1.emplace(std::move(c1).value());
     s->c2.emplace(std::move(c2).value());
-    ASSERT_TRUE(settled({&*s->c1, &*s->c2}, m));
+    ASSERT_TRUE(settled({&*s->c1, &*s->c2}, *s->m));
     ASSERT_EQ(s->c1->assignment().size(), 1u);
     s->p = s->c1->assignment()[0];
-    s->g = detail::find_group(m, "g")->slot;
-    s->gen_before = shm::cursor_gen(m.group_partition(s->g, s->p)->cursor.load());
+    s->g = detail::find_group(*s->m, "g")->slot;
+    s->gen_before = shm::cursor_gen(s->m->group_partition(s->g, s->p)->cursor.load());
+  }
+
+  // Waits until heraldd has moved c1's partition (a new generation: c1 was
+  // found stuck); `what` says what failed if it never does.
+  bool moved_from_c1(const StuckPair& s, const std::string& what) {
+    return wait_until([&] { return shm::cursor_gen(s.m->group_partition(s.g, s.p)->cursor.load()) != s.gen_before; },
+                      20, [&] { return what + "\n" + describe_groups(*s.m); });
   }
 
   // Publishes e0..e4 to c1's partition and polls c1 with a handler that
   // stays in e0 until heraldd has moved the partition (c1 is stuck): what
   // c1 handled, and its poll's count.
-  void stuck_in_handler(const shm::TopicMap& m, StuckPair& s, std::vector<std::string>* handled, std::size_t* n) {
+  void stuck_in_handler(StuckPair& s, std::vector<std::string>* handled, std::size_t* n) {
     auto prod = bus_->producer("t");
     ASSERT_TRUE(prod);
     for (int i = 0; i < 5; ++i)
@@ -153,9 +164,7 @@ class DaemonServerTest : public ::testing::Test {
     auto r = s.c1->poll(
         [&](const EventView& e) {
           if (handled->empty()) {
-            EXPECT_TRUE(wait_until(
-                [&] { return shm::cursor_gen(m.group_partition(s.g, s.p)->cursor.load()) != s.gen_before; }, 20,
-                [&] { return describe_groups(m); }));
+            EXPECT_TRUE(moved_from_c1(s, "c1's partition never moved"));
           }
           handled->emplace_back(e.payload_text());
         },
@@ -326,85 +335,69 @@ TEST_F(DaemonServerTest, MembersOfOneGroupGetDisjointPartitionsCoveringAllAndCal
 }
 
 TEST_F(DaemonServerTest, StuckMemberIsFencedGetsOnLostAndTheNewOwnerResumesWhereItWas) {
-  auto m = topic("t", 2);
-  ASSERT_NE(m, nullptr);
-  Calls k1, k2;
-  StuckPair pair;
-  ASSERT_NO_FATAL_FAILURE(stuck_pair(*m, k1, k2, &pair));
-  std::optional<Consumer>& c1 = pair.c1;
-  std::optional<Consumer>& c2 = pair.c2;
-  const std::uint32_t p = pair.p;
+  StuckPair s;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(&s));
 
   // c1's handler runs far past max_poll_interval: heraldd moves the
   // partition to c2 with a new generation meanwhile.
   std::vector<std::string> handled_by_c1;
   std::size_t n = 0;
-  ASSERT_NO_FATAL_FAILURE(stuck_in_handler(*m, pair, &handled_by_c1, &n));
+  ASSERT_NO_FATAL_FAILURE(stuck_in_handler(s, &handled_by_c1, &n));
   // Back from its handler, c1 sees it was fenced and stops: it handled e0
   // only, and the partition is lost, not revoked.
   EXPECT_EQ(n, 1u);
   EXPECT_EQ(handled_by_c1, (std::vector<std::string>{"e0"}));
-  ASSERT_EQ(k1.all(k1.lost), (std::set<std::uint32_t>{p}));
-  EXPECT_TRUE(k1.all(k1.revoked).count(p) == 0);
-  const Parts a1 = c1->assignment();
-  EXPECT_EQ(std::find(a1.begin(), a1.end(), p), a1.end());
+  ASSERT_EQ(s.k1.all(s.k1.lost), (std::set<std::uint32_t>{s.p}));
+  EXPECT_TRUE(s.k1.all(s.k1.revoked).count(s.p) == 0);
+  const Parts a1 = s.c1->assignment();
+  EXPECT_EQ(std::find(a1.begin(), a1.end(), s.p), a1.end());
 
   // c2 owns p now and resumes where c1 was (its in-flight slot says e0 was
   // handled): it gets every other event once, and nothing is lost.
   std::map<std::string, int> seen_by_c2;
   ASSERT_TRUE(wait_until(
       [&] {
-        auto r2 = c2->poll([&](const EventView& e) { ++seen_by_c2[std::string(e.payload_text())]; }, 256, 1ms);
+        auto r2 = s.c2->poll([&](const EventView& e) { ++seen_by_c2[std::string(e.payload_text())]; }, 256, 1ms);
         EXPECT_TRUE(r2);
         return seen_by_c2.size() == 4;
       },
-      20, [&] { return describe_groups(*m); }));
+      20, [&] { return describe_groups(*s.m); }));
   for (int i = 1; i < 5; ++i) EXPECT_EQ(seen_by_c2["e" + std::to_string(i)], 1) << "e" << i;
   EXPECT_EQ(seen_by_c2.count("e0"), 0u);
-  EXPECT_TRUE(k2.all(k2.assigned).count(p));
+  EXPECT_TRUE(s.k2.all(s.k2.assigned).count(s.p));
 
   // c1 polls again: no longer stuck, it gets a partition back.
-  ASSERT_TRUE(settled({&*c1, &*c2}, *m));
-  EXPECT_EQ(c1->assignment().size(), 1u);
+  ASSERT_TRUE(settled({&*s.c1, &*s.c2}, *s.m));
+  EXPECT_EQ(s.c1->assignment().size(), 1u);
 }
 
 // The same at most once: the commit before the next handler call is the one
 // fenced. It failed the poll with kFenced (the events it had handled
 // uncounted, on_lost never called); the partition is lost, as above.
 TEST_F(DaemonServerTest, AStuckAtMostOnceMemberLosesItsPartitionInsteadOfFailingItsPoll) {
-  auto m = topic("t", 2);
-  ASSERT_NE(m, nullptr);
-  Calls k1, k2;
-  StuckPair pair;
-  ASSERT_NO_FATAL_FAILURE(stuck_pair(*m, k1, k2, &pair, CommitMode::kBeforeHandle));
-  const std::uint32_t p = pair.p;
+  StuckPair s;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(&s, CommitMode::kBeforeHandle));
   std::vector<std::string> handled_by_c1;
   std::size_t n = 0;
-  ASSERT_NO_FATAL_FAILURE(stuck_in_handler(*m, pair, &handled_by_c1, &n));
+  ASSERT_NO_FATAL_FAILURE(stuck_in_handler(s, &handled_by_c1, &n));
   EXPECT_EQ(n, 1u);
   EXPECT_EQ(handled_by_c1, (std::vector<std::string>{"e0"}));
-  EXPECT_EQ(k1.all(k1.lost), (std::set<std::uint32_t>{p}));
-  EXPECT_EQ(k1.all(k1.revoked).count(p), 0u);
+  EXPECT_EQ(s.k1.all(s.k1.lost), (std::set<std::uint32_t>{s.p}));
+  EXPECT_EQ(s.k1.all(s.k1.revoked).count(s.p), 0u);
 }
 
 // A stuck member with nothing to commit: its partition moved by force (a
 // new generation), which it must report as lost, not revoked, although
 // its commit of nothing would need no CAS and so would not see the fence.
 TEST_F(DaemonServerTest, AStuckMemberWithNothingToCommitReportsItsPartitionLost) {
-  auto m = topic("t", 2);
-  ASSERT_NE(m, nullptr);
-  Calls k1, k2;
-  StuckPair pair;
-  ASSERT_NO_FATAL_FAILURE(stuck_pair(*m, k1, k2, &pair));
-  std::optional<Consumer>& c1 = pair.c1;
-  const std::uint32_t p = pair.p, g = pair.g, gen_before = pair.gen_before;
+  StuckPair s;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(&s));
   // c1 does not poll for over max_poll_interval: stuck, its partition moves.
-  ASSERT_TRUE(wait_until([&] { return shm::cursor_gen(m->group_partition(g, p)->cursor.load()) != gen_before; }, 20,
-                         [&] { return "c1's partition never moved\n" + describe_groups(*m); }));
-  auto r = c1->poll([](const EventView&) {}, 16, 1ms);
+  ASSERT_TRUE(moved_from_c1(s, "c1's partition never moved"));
+  auto r = s.c1->poll([](const EventView&) {}, 16, 1ms);
   ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(k1.all(k1.lost), (std::set<std::uint32_t>{p}));
-  EXPECT_EQ(k1.all(k1.revoked).count(p), 0u);
+  EXPECT_EQ(s.k1.all(s.k1.lost), (std::set<std::uint32_t>{s.p}));
+  EXPECT_EQ(s.k1.all(s.k1.revoked).count(s.p), 0u);
 }
 
 // The same with the event arriving while c1 is parked inside poll(): the
@@ -412,13 +405,9 @@ TEST_F(DaemonServerTest, AStuckMemberWithNothingToCommitReportsItsPartitionLost)
 // heraldd takes the hung handler for an idle member and never moves the
 // partition (it stayed with c1 for as long as its handler ran).
 TEST_F(DaemonServerTest, AHandlerHangingOnAnEventThatWokeAParkedPollIsFoundStuck) {
-  auto m = topic("t", 2);
-  ASSERT_NE(m, nullptr);
-  Calls k1, k2;
-  StuckPair pair;
-  ASSERT_NO_FATAL_FAILURE(stuck_pair(*m, k1, k2, &pair));
-  std::optional<Consumer>& c1 = pair.c1;
-  const std::uint32_t p = pair.p, g = pair.g, gen_before = pair.gen_before;
+  StuckPair s;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(&s));
+  const shm::TopicMap* m = s.m.get();
   // Publishes once c1 is parked (some reader slot of the topic shows the
   // in-poll flag: c2 is not polling).
   std::thread publisher([&] {
@@ -430,19 +419,15 @@ TEST_F(DaemonServerTest, AHandlerHangingOnAnEventThatWokeAParkedPollIsFoundStuck
     EXPECT_TRUE(wait_until(in_poll, 20, [] { return std::string("c1 never parked in poll()"); }));
     auto prod = bus_->producer("t");
     ASSERT_TRUE(prod) << prod.error().message();
-    ASSERT_TRUE(prod->publish({.payload = "hang", .partition = static_cast<std::int32_t>(p)}));
+    ASSERT_TRUE(prod->publish({.payload = "hang", .partition = static_cast<std::int32_t>(s.p)}));
   });
   bool moved = false;
-  auto r = c1->poll(
-      [&](const EventView&) {
-        moved = wait_until([&] { return shm::cursor_gen(m->group_partition(g, p)->cursor.load()) != gen_before; },
-                           20, [&] { return "the hung handler's partition never moved\n" + describe_groups(*m); });
-      },
-      256, 30s);
+  auto r = s.c1->poll([&](const EventView&) { moved = moved_from_c1(s, "the hung handler's partition never moved"); },
+                      256, 30s);
   publisher.join();
   EXPECT_TRUE(moved);
   ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(k1.all(k1.lost), (std::set<std::uint32_t>{p}));
+  EXPECT_EQ(s.k1.all(s.k1.lost), (std::set<std::uint32_t>{s.p}));
 }
 
 // A member can be assigned a partition and have it revoked again before it

@@ -38,22 +38,25 @@ class IdempotentConsumer {
 
   // Runs effect() unless the event's effect is done already; remembers the
   // id only when effect() succeeds (returns, or returns true, or a
-  // successful HandlerResult). Returns what a poll handler does: success
+  // successful HandlerResult). Returns what a poll handler returns, in
+  // effect()'s own terms (bool for void and bool, else HandlerResult), so
+  // poll turns a failure into a reason as it does for any handler: success
   // for a redelivery, else effect()'s verdict. An exception effect() throws
   // passes through (poll counts it as a failure) and nothing is remembered.
   template <class F>
-  HandlerResult once(const EventView& e, F&& effect) {
-    if (contains(e)) return HandlerResult::success();  // a redelivery: its effect is done
+  auto once(const EventView& e, F&& effect) {
     using R = std::invoke_result_t<F&>;
-    if constexpr (std::is_void_v<R>) {
-      effect();
+    if constexpr (std::is_void_v<R> || std::is_same_v<R, bool>) {
+      if (contains(e)) return true;  // a redelivery: its effect is done
+      if constexpr (std::is_void_v<R>) {
+        effect();
+      } else if (!effect()) {
+        return false;
+      }
       remember(e);
-      return HandlerResult::success();
-    } else if constexpr (std::is_same_v<R, bool>) {
-      if (!effect()) return HandlerResult::failure("handler returned false");
-      remember(e);
-      return HandlerResult::success();
+      return true;
     } else {
+      if (contains(e)) return HandlerResult::success();
       HandlerResult r(effect());
       if (r.ok) remember(e);
       return r;
