@@ -7,6 +7,10 @@ bench=$1
 dir=$2
 mkdir -p "$dir" || exit 1
 fails=0
+# Its work directory goes under TMPDIR; a refused run must not leave one.
+rm -rf "$dir/tmp" && mkdir -p "$dir/tmp" || exit 1
+TMPDIR=$dir/tmp
+export TMPDIR
 
 # expect "MESSAGE FRAGMENT" ARGS...
 expect() {
@@ -54,6 +58,12 @@ if [ "$(cat "$dir/keep.json")" != "keep" ]; then
   fails=$((fails + 1))
 fi
 rm -f "$dir/keep.json"
+
+left=$(ls -A "$dir/tmp")
+if [ -n "$left" ]; then
+  echo "FAIL: refused runs left work directories behind: $left"
+  fails=$((fails + 1))
+fi
 
 if [ "$fails" -ne 0 ]; then
   echo "$fails case(s) failed"

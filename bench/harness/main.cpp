@@ -61,6 +61,9 @@ const char* kUsage =
 
 [[noreturn]] void usage(const std::string& what) {
   std::fprintf(stderr, "herald-bench: error: %s\n%s", what.c_str(), kUsage);
+  // --peers is checked while planning, after the work directory was made;
+  // nothing has run yet, so it is still empty.
+  if (g_workdir[0] != '\0') ::rmdir(g_workdir);
   std::exit(2);
 }
 
@@ -436,7 +439,9 @@ int main(int argc, char** argv) {
   if (!o.check.empty()) return check_json_file(o.check);
   // Daemonless herald on private buses, a private run directory for sockets.
   ::setenv("HERALD_NO_AUTOSTART", "1", 1);
-  std::snprintf(g_workdir, sizeof g_workdir, "/tmp/herald-bench-XXXXXX");
+  const char* tmp = std::getenv("TMPDIR");
+  if (tmp == nullptr || tmp[0] != '/' || std::strlen(tmp) > 40) tmp = "/tmp";
+  std::snprintf(g_workdir, sizeof g_workdir, "%s/herald-bench-XXXXXX", tmp);
   if (::mkdtemp(g_workdir) == nullptr) {
     std::perror("herald-bench: mkdtemp");
     return 1;
