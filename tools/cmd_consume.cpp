@@ -32,7 +32,11 @@ void print_event(const Context& ctx, const EventView& e) {
     print_json_line(event_json(e));
     return;
   }
-  const std::string_view d = e.payload_text();
+  // Raw to a pipe or file (binary payloads stay intact); to a terminal,
+  // control characters and bytes that are not UTF-8 are shown escaped.
+  const std::string_view raw = e.payload_text();
+  std::string shown;
+  const std::string_view d = ctx.tty ? std::string_view(shown = terminal_text(raw)) : raw;
   std::fwrite(d.data(), 1, d.size(), stdout);
   std::fputc('\n', stdout);
 }
@@ -213,8 +217,8 @@ int consume(const Context& ctx, const ConsumeArgs& a) {
   if (auto r = c->commit(); !r && r.error().code != Errc::kFenced) return runtime_error(r.error(), "final commit");
   const ConsumerStats st = c->stats();
   if (ctx.tty || st.failures > 0)
-    std::fprintf(stderr, "herald: consumed %llu events (%llu failed deliveries, %llu dead-lettered)\n",
-                 static_cast<unsigned long long>(handled), static_cast<unsigned long long>(st.failures),
+    std::fprintf(stderr, "herald: consumed %s (%s, %llu dead-lettered)\n", counted(handled, "event").c_str(),
+                 counted(st.failures, "failed delivery", "failed deliveries").c_str(),
                  static_cast<unsigned long long>(st.dead_lettered));
   if (a.count != 0 && b.done < a.count && !stop_requested())
     return runtime_error("got " + std::to_string(b.done) + " of " + std::to_string(a.count) +
@@ -249,7 +253,7 @@ int tail(const Context& ctx, const TailArgs& a) {
   std::vector<std::uint64_t> tails;
   for (const PartitionStats& p : t->partition_stats) tails.push_back(p.tail);
   if (where.kind == Where::Kind::kPosition && where.at.partition >= tails.size())
-    usage_error("--from " + a.from + ": topic '" + a.topic + "' has " + std::to_string(tails.size()) + " partitions");
+    usage_error("--from " + a.from + ": topic '" + a.topic + "' has " + counted(tails.size(), "partition"));
 
   // A group-less reader needs no daemon: tail never starts one.
   ::setenv("HERALD_NO_AUTOSTART", "1", 1);

@@ -95,9 +95,9 @@ int dlq_list(const Context& ctx, const DlqArgs& a) {
     if (!letters) return runtime_error(letters.error(), "dead letters of group '" + g + "'");
     for (const DeadLetter& d : *letters) {
       all.push_back(dead_letter_json(d, false));
-      tb.row({g, std::to_string(d.partition) + ":" + std::to_string(d.position), std::string(d.event.type()),
-              cut(std::string(d.event.key()), 24), std::to_string(d.deliveries), format_time_ns(d.last_failure_ns),
-              cut(d.reason, 80)});
+      tb.row({g, std::to_string(d.partition) + ":" + std::to_string(d.position), terminal_text(d.event.type()),
+              cut(terminal_text(d.event.key()), 24), std::to_string(d.deliveries), format_time_ns(d.last_failure_ns),
+              cut(terminal_text(d.reason), 80)});
     }
   }
   if (ctx.json) {
@@ -147,23 +147,26 @@ int dlq_show(const Context& ctx, const DlqArgs& a) {
   const Event& e = d->event;
   std::printf("%sdead letter of group '%s'%s: %s:%u:%llu\n", st.bold(), group.c_str(), st.reset(), a.topic.c_str(),
               d->partition, static_cast<unsigned long long>(d->position));
-  std::printf("  reason       %s%s%s\n", st.red(), d->reason.c_str(), st.reset());
+  // Every field as terminal_text: a handler's reason and an event's fields
+  // are anybody's bytes.
+  auto shown = [](std::string_view s) { return terminal_text(s); };
+  std::printf("  reason       %s%s%s\n", st.red(), shown(d->reason).c_str(), st.reset());
   std::printf("  deliveries   %u (first failure %s, last %s)\n", d->deliveries, format_time_ns(d->first_failure_ns).c_str(),
               format_time_ns(d->last_failure_ns).c_str());
   std::printf("  id           %s\n", e.id().to_string().c_str());
-  std::printf("  type         %s\n", std::string(e.type()).c_str());
-  std::printf("  source       %s\n", std::string(e.source()).c_str());
-  std::printf("  key          %s\n", std::string(e.key()).c_str());
+  std::printf("  type         %s\n", shown(e.type()).c_str());
+  std::printf("  source       %s\n", shown(e.source()).c_str());
+  std::printf("  key          %s\n", shown(e.key()).c_str());
   std::printf("  time         %s\n", format_time_ns(d->time_ns).c_str());
-  if (!e.correlation_id().empty()) std::printf("  correlation  %s\n", std::string(e.correlation_id()).c_str());
-  if (!e.causation_id().empty()) std::printf("  causation    %s\n", std::string(e.causation_id()).c_str());
+  if (!e.correlation_id().empty()) std::printf("  correlation  %s\n", shown(e.correlation_id()).c_str());
+  if (!e.causation_id().empty()) std::printf("  causation    %s\n", shown(e.causation_id()).c_str());
   for (std::size_t i = 0; i < e.header_count(); ++i) {
     const Header h = e.header_at(i);
     if (h.name.rfind("herald.dlq.", 0) == 0) continue;
-    std::printf("  header       %s=%s\n", std::string(h.name).c_str(), std::string(h.value).c_str());
+    std::printf("  header       %s=%s\n", shown(h.name).c_str(), shown(h.value).c_str());
   }
-  const std::string data(e.payload_text());
-  std::printf("  payload      %s\n", valid_utf8(data) ? data.c_str() : ("(base64) " + base64(data)).c_str());
+  const std::string_view data = e.payload_text();
+  std::printf("  payload      %s\n", valid_utf8(data) ? shown(data).c_str() : ("(base64) " + base64(data)).c_str());
   std::printf("\nredrive it: herald dlq redrive %s --group %s --position %u:%llu\n", a.topic.c_str(), group.c_str(),
               d->partition, static_cast<unsigned long long>(d->position));
   return 0;

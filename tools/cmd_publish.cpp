@@ -136,8 +136,8 @@ class Publisher {
     if (ctx_.json) {
       print_json_line({{"topic", a_.topic}, {"published", published_}, {"seconds", secs}, {"events_per_s", rate}});
     } else {
-      std::printf("published %llu events to '%s' in %.3fs (%s events/s)\n",
-                  static_cast<unsigned long long>(published_), a_.topic.c_str(), secs, format_count(rate).c_str());
+      std::printf("published %s to '%s' in %.3fs (%s events/s)\n", counted(published_, "event").c_str(),
+                  a_.topic.c_str(), secs, format_count(rate).c_str());
     }
     return 0;
   }
@@ -334,7 +334,7 @@ int publish(const Context& ctx, const PublishArgs& a) {
   }
   if (a.partition >= 0 && static_cast<std::uint32_t>(a.partition) >= p->partitions())
     usage_error("--partition " + std::to_string(a.partition) + ": topic '" + a.topic + "' has " +
-                std::to_string(p->partitions()) + " partitions");
+                counted(p->partitions(), "partition"));
   Publisher pub(ctx, a, *p);
   if (a.data) return pub.one(*a.data);
   if (::isatty(STDIN_FILENO) == 1 && ctx.tty)

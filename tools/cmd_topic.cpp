@@ -67,7 +67,7 @@ int topic_create(const Context& ctx, const CreateArgs& a) {
       if (given && !same) diff += (diff.empty() ? "" : ", ") + what;
     };
     differs(a.partitions_given, info->partitions == a.partitions,
-            std::to_string(info->partitions) + " partitions (asked " + std::to_string(a.partitions) + ")");
+            counted(info->partitions, "partition") + " (asked " + std::to_string(a.partitions) + ")");
     differs(a.ring_given, info->ring_bytes == a.ring,
             format_bytes(static_cast<double>(info->ring_bytes)) + " ring (asked " +
                 format_bytes(static_cast<double>(a.ring)) + ")");
@@ -96,8 +96,8 @@ int topic_create(const Context& ctx, const CreateArgs& a) {
   } else if (existed) {
     std::printf("topic '%s' already exists on bus '%s'\n", a.name.c_str(), bus->name().c_str());
   } else {
-    std::printf("created topic '%s' on bus '%s': %u partitions x %s ring, max event %s, policy %s\n", a.name.c_str(),
-                bus->name().c_str(), t->partitions, format_bytes(static_cast<double>(t->ring_bytes)).c_str(),
+    std::printf("created topic '%s' on bus '%s': %s x %s ring, max event %s, policy %s\n", a.name.c_str(),
+                bus->name().c_str(), counted(t->partitions, "partition").c_str(), format_bytes(static_cast<double>(t->ring_bytes)).c_str(),
                 format_bytes(static_cast<double>(t->max_event)).c_str(), policy_name(t->default_policy));
   }
   return 0;
@@ -169,7 +169,7 @@ int topic_describe(const Context& ctx, const std::string& name) {
   Style st{ctx.tty};
   std::printf("%stopic %s%s  (bus %s, incarnation %llu, created %s)\n", st.bold(), t->name.c_str(), st.reset(),
               s->bus.c_str(), static_cast<unsigned long long>(t->incarnation), format_time_ns(t->created_ns).c_str());
-  std::printf("  %u partitions x %s ring, max event %s, default policy %s%s%s\n\n", t->partitions,
+  std::printf("  %s x %s ring, max event %s, default policy %s%s%s\n\n", counted(t->partitions, "partition").c_str(),
               format_bytes(static_cast<double>(t->ring_bytes)).c_str(),
               format_bytes(static_cast<double>(t->max_event)).c_str(), policy_name(t->default_policy),
               t->single_producer ? ", single producer" : "", t->dead_letter_topic ? ", a dead-letter topic" : "");
@@ -179,14 +179,17 @@ int topic_describe(const Context& ctx, const std::string& name) {
                p.beginning_time_ns ? format_time_ns(p.beginning_time_ns) : "-", std::to_string(p.events),
                format_bytes(static_cast<double>(p.bytes)), std::to_string(p.aborted_records)});
   std::fputs(parts.render(ctx.tty, "  ").c_str(), stdout);
+  // EVENTS and BYTES count from the topic's creation; what is still in the
+  // ring runs from BEGINNING to TAIL.
+  std::printf("  (EVENTS, BYTES: published since the topic was created; retained: BEGINNING to TAIL)\n");
   bool any = false;
   for (const GroupStats& g : t->groups) {
     if (g.internal) continue;
     if (!any) std::printf("\n");
     any = true;
-    std::printf("  group %s%s%s: %s%s, %u members, lag %llu events (%s), dead letters %llu\n", st.bold(),
-                g.name.c_str(), st.reset(), policy_name(g.policy), g.gating ? " (gating)" : "", g.members,
-                static_cast<unsigned long long>(g.lag_events), format_bytes(static_cast<double>(g.lag_bytes)).c_str(),
+    std::printf("  group %s%s%s: %s%s, %s, lag %s (%s), dead letters %llu\n", st.bold(), g.name.c_str(),
+                st.reset(), policy_name(g.policy), g.gating ? " (gating)" : "", counted(g.members, "member").c_str(),
+                counted(g.lag_events, "event").c_str(), format_bytes(static_cast<double>(g.lag_bytes)).c_str(),
                 static_cast<unsigned long long>(g.dlq_depth));
   }
   if (!any) std::printf("\n  no groups (start one with 'herald consume %s --group NAME')\n", t->name.c_str());

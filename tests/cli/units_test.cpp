@@ -95,6 +95,24 @@ TEST(UnitsTest, Formatting) {
   EXPECT_EQ(parse_time_ns(format_time_ns(1714564800123000000ull), 0).value, 1714564800123000000ull);
 }
 
+TEST(UnitsTest, TerminalText) {
+  EXPECT_EQ(terminal_text("plain text\twith a tab"), "plain text\twith a tab");
+  EXPECT_EQ(terminal_text("caf\xc3\xa9 \xe2\x82\xac"), "caf\xc3\xa9 \xe2\x82\xac");  // UTF-8 stays
+  EXPECT_EQ(terminal_text("\x1b[2Jx\n"), "\\x1b[2Jx\\x0a");                     // escape sequences do not
+  EXPECT_EQ(terminal_text(std::string_view("a\0b", 3)), "a\\x00b");
+  EXPECT_EQ(terminal_text("\x7f"), "\\x7f");
+  EXPECT_EQ(terminal_text("\xc2\x9b"), "\\xc2\\x9b");  // C1 CSI
+  EXPECT_EQ(terminal_text("\xff\xc3"), "\\xff\\xc3");  // not UTF-8; a sequence cut short
+}
+
+TEST(UnitsTest, CountedNouns) {
+  EXPECT_EQ(counted(1, "partition"), "1 partition");
+  EXPECT_EQ(counted(0, "partition"), "0 partitions");
+  EXPECT_EQ(counted(4, "partition"), "4 partitions");
+  EXPECT_EQ(counted(1, "failed delivery", "failed deliveries"), "1 failed delivery");
+  EXPECT_EQ(counted(2, "failed delivery", "failed deliveries"), "2 failed deliveries");
+}
+
 TEST(ExecHandlerTest, HeaderEnvironmentNames) {
   EXPECT_EQ(header_env_name("tenant"), "HERALD_H_TENANT");
   EXPECT_EQ(header_env_name("x-trace.id"), "HERALD_H_X_TRACE_ID");

@@ -287,6 +287,55 @@ std::string format_duration_ns(std::uint64_t ns) {
   return buf;
 }
 
+std::string terminal_text(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  auto escape = [&out](unsigned char c) {
+    static const char* hex = "0123456789abcdef";
+    out += "\\x";
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  };
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if ((c >= 0x20 && c != 0x7f) || c == '\t') out += static_cast<char>(c);
+      else escape(c);
+      ++i;
+      continue;
+    }
+    // A whole, well-formed multi-byte sequence is copied; a C1 control
+    // (U+0080..U+009F, C2 80..C2 9F) or a malformed byte is escaped, one
+    // byte at a time.
+    std::size_t n = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = n != 0 && i + n <= s.size() && !(n == 2 && c < 0xC2);
+    for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && c == 0xC2 && static_cast<unsigned char>(s[i + 1]) < 0xA0) ok = false;
+    if (!ok) {
+      escape(c);
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+std::string counted(std::uint64_t n, std::string_view one, std::string_view many) {
+  std::string s = std::to_string(n) + " ";
+  if (n == 1) {
+    s += one;
+  } else if (!many.empty()) {
+    s += many;
+  } else {
+    s += one;
+    s += 's';
+  }
+  return s;
+}
+
 std::string format_time_ns(std::uint64_t ns) {
   const time_t secs = static_cast<time_t>(ns / 1'000'000'000ull);
   tm t{};

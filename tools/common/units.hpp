@@ -49,5 +49,12 @@ std::string format_count(double v);
 std::string format_duration_ns(std::uint64_t ns);
 // RFC 3339 in UTC with milliseconds: "2024-05-01T12:00:00.123Z"
 std::string format_time_ns(std::uint64_t ns);
+// `s` made safe to show on a terminal: printable UTF-8 and tabs as they
+// are; control characters (C0, DEL, C1: a payload's escape sequences would
+// drive the terminal), NULs and bytes that are not UTF-8 as \xNN.
+std::string terminal_text(std::string_view s);
+// "1 partition", "4 partitions": n and the noun, plural unless n is 1
+// (`many`, or the noun with an 's' when `many` is empty).
+std::string counted(std::uint64_t n, std::string_view one, std::string_view many = {});
 
 }  // namespace herald::tools
