@@ -182,6 +182,7 @@ nlohmann::json Daemon::op_delete_group(const Peer& peer, const nlohmann::json& r
   if (!rec)
     return control::error_response(id, Error{Errc::kNotFound, "group '" + shm::printable(*gname) +
                                                                   "' does not exist on topic '" + *tname + "'"});
+  if (auto r = detail::refuse_internal(*rec, *tname); !r) return control::error_response(id, r.error());
   auto gs = groups_.find({*tname, rec->slot});
   if (gs != groups_.end() && !gs->second->members.empty() && !force)
     return control::error_response(
@@ -227,6 +228,7 @@ nlohmann::json Daemon::op_reset_group(const Peer& peer, const nlohmann::json& re
   if (!rec)
     return control::error_response(id, Error{Errc::kNotFound, "group '" + shm::printable(*gname) +
                                                                   "' does not exist on topic '" + *tname + "'"});
+  if (auto r = detail::refuse_internal(*rec, *tname); !r) return control::error_response(id, r.error());
   auto gs = groups_.find({*tname, rec->slot});
   if (execute && gs != groups_.end() && !gs->second->members.empty())
     return control::error_response(

@@ -65,6 +65,16 @@ Result<void> validate_entity_name(std::string_view name, std::string_view what, 
   if (!allow_dlq && dlq)
     return fail(Errc::kInvalidArgument, w + " name '" + printable(name) +
                                             "' holds '.dlq.', which only dead-letter topics made by herald use");
+  // A DLQ is named TOPIC.dlq.GROUP. Topic 'a.dlq' with group 'g' and topic
+  // 'a' with group 'dlq.g' would share 'a.dlq.dlq.g': with no name ending
+  // in '.dlq' (and none holding '.dlq.'), the first '.dlq.' of a DLQ's name
+  // is where its topic ends, so every (topic, group) has a DLQ of its own.
+  if (!allow_dlq && name.size() >= 4 && name.substr(name.size() - 4) == ".dlq")
+    return fail(Errc::kInvalidArgument, w + " name '" + printable(name) +
+                                            "' ends in '.dlq', which would make dead-letter topic names ambiguous");
+  if (!allow_dlq && what == "group" && name == kDlqCursorGroupName)
+    return fail(Errc::kInvalidArgument, "group name '" + printable(name) +
+                                            "' is reserved: it is each dead-letter topic's own cursor");
   return {};
 }
 

@@ -13,12 +13,16 @@ namespace herald::shm {
 inline constexpr std::size_t kMaxBusName = 64;
 inline constexpr std::size_t kMaxTopicName = 100;
 inline constexpr std::size_t kMaxDlqTopicName = 205;  // <topic>.dlq.<group>
+// The group every dead-letter topic keeps its own cursor in (kGroupInternal).
+inline constexpr const char* kDlqCursorGroupName = "herald-dlq";
 
 // Bus names: [A-Za-z0-9_-], 1..64 chars.
 Result<void> validate_bus_name(std::string_view name);
 // Topic and group names: [A-Za-z0-9._-], 1..100 chars, no leading '.', no
-// "..". `what` is "topic" or "group" (used in the message). Names holding
-// ".dlq." are refused unless allow_dlq (the runtime makes those itself).
+// "..". `what` is "topic" or "group" (used in the message). Unless
+// allow_dlq (the runtime makes those itself, and listings read back what
+// older versions made), names holding ".dlq." or ending in ".dlq" are
+// refused, and so is the group name kDlqCursorGroupName.
 Result<void> validate_entity_name(std::string_view name, std::string_view what, bool allow_dlq = false);
 
 // The name of a group's dead-letter topic: `<topic>.dlq.<group>`.

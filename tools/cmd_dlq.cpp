@@ -215,10 +215,21 @@ int dlq_redrive(const Context& ctx, const DlqArgs& a) {
   if (ctx.tty && !ctx.json) std::fprintf(stderr, "\r\033[K");
   if (!r) return runtime_error(r.error(), "redrive dead letters of group '" + group + "'");
   if (ctx.json) {
-    print_json_line({{"topic", a.topic}, {"group", group}, {"redriven", r->redriven}, {"matched", r->matched}});
+    nlohmann::json j = {{"topic", a.topic}, {"group", group}, {"redriven", r->redriven}, {"matched", r->matched},
+                        {"refused", r->refused}};
+    if (r->refused > 0) j["refusal"] = r->refusal;
+    print_json_line(j);
   } else {
     std::printf("redrove %llu dead letter(s) to '%s' for group '%s' (other groups skip them)\n",
                 static_cast<unsigned long long>(r->redriven), a.topic.c_str(), group.c_str());
+  }
+  if (r->refused > 0) {
+    std::fprintf(stderr,
+                 "herald: %s left pending: the topic cannot take them (first: %s); read them from the DLQ topic "
+                 "'%s' instead\n",
+                 counted(r->refused, "dead letter").c_str(), r->refusal.c_str(),
+                 (a.topic + ".dlq." + group).c_str());
+    return 1;
   }
   return 0;
 }

@@ -6,9 +6,13 @@
 // (a futex wait only when parked, a wake only when a producer is parked).
 #include "herald/consumer.hpp"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <optional>
+#include <thread>
 #include <exception>
 #include <vector>
 
@@ -163,7 +167,29 @@ struct Consumer::Impl {
   // hangs on an event that arrived while we waited was never found stuck.
   bool reader_flagged = false;
   bool group_dead = false;  // group_deleted_error() was reported: see there
-  bool in_poll = false;            // inside poll_impl (its handlers included): poll, next and seek refuse
+  // Inside poll_impl (its handlers included): poll, next and seek refuse,
+  // and so does a commit or seek from another thread (a Consumer is used by
+  // one thread at a time; a commit racing a poll's cursor CAS was taken for
+  // a fence and the partition dropped, found by an exploratory pass).
+  // Atomic (relaxed: plain moves on x86) only so that the misuse it detects
+  // is not itself a data race; once per poll, not per event.
+  std::atomic<bool> in_poll{false};
+  std::atomic<std::thread::id> poll_thread{};
+  // kInvalidArgument when poll() runs on another thread than the caller's.
+  [[nodiscard]] Result<void> same_thread(const char* what) const {
+    if (!in_poll.load(std::memory_order_relaxed) ||
+        poll_thread.load(std::memory_order_relaxed) == std::this_thread::get_id()) [[likely]]
+      return {};
+    return fail(Errc::kInvalidArgument, std::string(what) +
+                                            " called while poll() runs on another thread; a Consumer is used by one "
+                                            "thread at a time (make one per thread)");
+  }
+  // The process that made the consumer. A child forked with the handle
+  // alive destroys its copy without leaving the group or releasing the
+  // reader slot and partitions, which are still the parent's (found by an
+  // exploratory pass: the child's exit handed the parent's partitions to
+  // another member while the parent read them).
+  const pid_t owner_pid = ::getpid();
 
   ~Impl();
 
@@ -555,7 +581,7 @@ struct Consumer::Impl {
 };
 
 Consumer::Impl::~Impl() {
-  if (!topic) return;
+  if (!topic || ::getpid() != owner_pid) return;
   if (group >= 0 && daemon_mode) {
     if (member_id != 0) (void)bus->call_daemon({{"op", "leave"}, {"member_id", member_id}});
   } else if (group >= 0 && !group_dead && !group_gone()) {
@@ -1067,13 +1093,16 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
   Impl& I = *impl_;
   // From inside a handler, a nested poll would deliver the event being
   // handled again (and the ones after it, then again to the outer poll).
-  if (I.in_poll) [[unlikely]]
+  if (auto r = I.same_thread("poll() or next()"); !r) [[unlikely]]
+    return fail(std::move(r).error());
+  if (I.in_poll.load(std::memory_order_relaxed)) [[unlikely]]
     return fail(Errc::kInvalidArgument,
                 "poll() or next() called from inside this consumer's handler; return from the handler first");
-  I.in_poll = true;
+  I.poll_thread.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  I.in_poll.store(true, std::memory_order_relaxed);
   struct LeavePoll {
-    bool& in;
-    ~LeavePoll() { in = false; }
+    std::atomic<bool>& in;
+    ~LeavePoll() { in.store(false, std::memory_order_relaxed); }
   } leave_poll{I.in_poll};
   shm::ReaderLayout* me = I.topic->reader(I.reader);
   // Liveness for heraldd: poll_count moves on every poll, every handled
@@ -1202,6 +1231,7 @@ Result<Event> Consumer::next(std::chrono::nanoseconds timeout) {
 Result<void> Consumer::commit() {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   if (impl_->group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
+  if (auto r = impl_->same_thread("commit()"); !r) return fail(std::move(r).error());
   // Nothing pending commits nothing, even into a deleted group: ask.
   if (impl_->group_dead || impl_->group_gone()) return fail(impl_->group_deleted_error());
   return impl_->commit_all(/*lose_fenced=*/false);
@@ -1215,6 +1245,7 @@ Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   Impl& I = *impl_;
   if (I.group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
+  if (auto r = I.same_thread("commit()"); !r) return fail(std::move(r).error());
   if (I.group_dead || I.group_gone()) return fail(I.group_deleted_error());
   if (partition >= I.parts.size() || !I.parts[partition].assigned)
     return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " is not assigned to this member");
@@ -1235,7 +1266,8 @@ Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
   Impl& I = *impl_;
   // The poll running the handler moves the position past the event when
   // the handler returns, over whatever a seek here set.
-  if (I.in_poll)
+  if (auto r = I.same_thread("seek()"); !r) return fail(std::move(r).error());
+  if (I.in_poll.load(std::memory_order_relaxed))
     return fail(Errc::kInvalidArgument, "seek() called from inside this consumer's handler would be undone when it "
                                         "returns; seek after poll() returns");
   if (partition >= I.parts.size() || !I.parts[partition].assigned)
@@ -1348,6 +1380,11 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
                                                rp.max > kMaxRetryWait)
     return fail(Errc::kInvalidArgument, "retry: initial and max must be 0 .. " + std::to_string(kMaxRetryWait.count()) +
                                             " ms with initial <= max, and multiplier a finite number >= 1");
+  // The group slot counts deliveries in 10 bits; past that an event would
+  // be retried forever instead of dead-lettered.
+  if (options.max_deliveries > shm::kMaxDeliveriesCounted)
+    return fail(Errc::kInvalidArgument, "max_deliveries " + std::to_string(options.max_deliveries) + " is over the limit, " +
+                                            std::to_string(shm::kMaxDeliveriesCounted) + " (0: retry forever)");
   auto rec = impl_->find_topic(topic);
   if (!rec) return fail(std::move(rec).error());
   impl->source = *rec;

@@ -12,8 +12,10 @@
 #include "runtime/src/admin.hpp"
 #include "runtime/src/bus_impl.hpp"
 #include "runtime/src/control.hpp"
+#include "runtime/src/envelope.hpp"
 #include "runtime/src/groups.hpp"
 #include "shm/clock.hpp"
+#include "shm/mapping.hpp"
 #include "shm/names.hpp"
 #include "shm/ring_log.hpp"
 #include "shm/slots.hpp"
@@ -51,6 +53,11 @@ Result<void> ensure_dlq_locked(shm::Registry& reg, const std::string& bus, const
   if ((source.params.flags & shm::kLogDeadLetterTopic) != 0) return {};  // a DLQ has no DLQ
   const std::string name = shm::dlq_topic_name(source.name, group);
   if (!reg.find(name)) {
+    // A handle that outlived Bus::destroy still maps the unlinked registry:
+    // a DLQ made through it would be segments nobody can find (found by an
+    // exploratory pass), as in Bus::create_topic.
+    if (!shm::Segment::exists(shm::registry_segment_name(bus)))
+      return fail(Errc::kClosed, "bus '" + bus + "' was destroyed; attach again to make it anew");
     CreateTopicOptions o;
     o.internal = true;
     o.extra_flags = shm::kLogDeadLetterTopic;
@@ -124,10 +131,15 @@ void build_dead_letter(const EventView& e, const shm::TopicRecord& source, const
                   num(first_failure_ns), num(last_failure_ns)};
   const char* names[] = {kHdrTopic,  kHdrIncarnation, kHdrPartition, kHdrPosition,     kHdrTime,
                          kHdrGroup, kHdrReason,      kHdrDeliveries, kHdrFirstFailure, kHdrLastFailure};
+  constexpr std::size_t kReasonAt = 6;
   out->headers.clear();
-  // The original headers first (intact), then ours.
-  for (std::size_t i = 0; i < e.header_count() && out->headers.size() < kMaxHeaders - 10; ++i)
-    out->headers.push_back(e.header_at(i));
+  // The original headers first (all of them: a user's event has at most
+  // kMaxHeaders, and a DLQ record may add kReservedHeaders), then ours.
+  // herald.dlq.* headers the event already had (a dead letter forwarded by
+  // hand and dead-lettered again) are dropped: they describe another
+  // dead-lettering, and parse_dead_letter must find only this one's.
+  for (std::size_t i = 0; i < e.header_count(); ++i)
+    if (e.header_at(i).name.rfind("herald.dlq.", 0) != 0) out->headers.push_back(e.header_at(i));
   for (std::size_t i = 0; i < 10; ++i) out->headers.push_back({names[i], out->strings[i]});
   Message& m = out->message;
   m = Message{};
@@ -142,6 +154,25 @@ void build_dead_letter(const EventView& e, const shm::TopicRecord& source, const
   m.id = e.id();
   m.time_ns = e.time_ns();
   m.partition = 0;
+  // The reason is cut to what the meta section has room for: a user's
+  // event leaves kReservedMeta of it (envelope.hpp), which holds the fixed
+  // headers above and at least a few hundred bytes of reason. Cut at a
+  // UTF-8 character's start, so a text reason stays text.
+  // (The DLQ producer names no default source: "" as in its options.)
+  Header& rh = out->headers[out->headers.size() - 10 + kReasonAt];
+  std::string& r = out->strings[kReasonAt];
+  rh.value = {};
+  m.headers = out->headers;
+  const char* bad = nullptr;
+  const std::size_t without = meta_size(m, "", &bad, false, true);
+  const std::size_t room = without < kMaxMeta ? kMaxMeta - without : 0;
+  if (r.size() > room) {
+    std::size_t keep = room;
+    while (keep > 0 && (static_cast<unsigned char>(r[keep]) & 0xC0) == 0x80) --keep;
+    r.resize(keep);
+  }
+  rh.value = r;
+  m.headers = out->headers;
 }
 
 std::optional<DeadLetter> parse_dead_letter(const EventView& e, std::uint64_t dlq_position) {
@@ -321,11 +352,16 @@ Result<RedriveResult> Bus::redrive(std::string_view topic, std::string_view grou
       while (shm::monotonic_ns() < due) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     const EventView& e = d->event.view();
-    // The original envelope; herald.dlq.* headers replaced by where it came from.
+    // The original envelope; herald.dlq.* headers, and the redrive headers
+    // of an earlier redrive (the consumer reads the first of a name),
+    // replaced by where it came from.
     std::vector<Header> hs;
     const std::string from = v->name + "@" + std::to_string(d->dlq_position);
-    for (std::size_t i = 0; i < e.header_count(); ++i)
-      if (e.header_at(i).name.rfind("herald.dlq.", 0) != 0) hs.push_back(e.header_at(i));
+    for (std::size_t i = 0; i < e.header_count(); ++i) {
+      const std::string_view n = e.header_at(i).name;
+      if (n.rfind("herald.dlq.", 0) != 0 && n != detail::kHdrRedrivenFrom && n != detail::kHdrRedriveGroup)
+        hs.push_back(e.header_at(i));
+    }
     hs.push_back({detail::kHdrRedrivenFrom, from});
     hs.push_back({detail::kHdrRedriveGroup, group_s});
     Message m;
@@ -340,7 +376,14 @@ Result<RedriveResult> Bus::redrive(std::string_view topic, std::string_view grou
     m.id = e.id();
     m.time_ns = e.time_ns();
     m.partition = d->partition < out->partitions() ? static_cast<std::int32_t>(d->partition) : -1;
-    if (auto r = out->publish(m); !r) return fail(std::move(r).error().with_context("redrive " + from));
+    if (auto r = out->publish(m); !r) {
+      // A letter the topic cannot take stays pending; the rest go on.
+      if (r.error().code != Errc::kTooLarge) return fail(std::move(r).error().with_context("redrive " + from));
+      if (res.refused++ == 0)
+        res.refusal = "the dead letter of " + d->topic + " " + std::to_string(d->partition) + ":" +
+                      std::to_string(d->position) + ": " + r.error().detail;
+      continue;
+    }
     const std::string pos = std::to_string(d->dlq_position);
     const Header mh[] = {{detail::kHdrResolves, pos}, {detail::kHdrAction, "redrive"}};
     if (auto r = marks->publish({.type = detail::kResolvedType, .headers = mh}); !r)
@@ -383,6 +426,7 @@ Result<void> Bus::delete_group(std::string_view topic, std::string_view group, b
   if (!map) return fail(std::move(map).error());
   auto g = detail::find_group(**map, group);
   if (!g) return fail(Errc::kNotFound, "group '" + shm::printable(group) + "' does not exist on topic '" + std::string(topic) + "'");
+  if (auto r = detail::refuse_internal(*g, topic); !r) return r;
   if (!force) {
     const std::uint32_t live = detail::live_members(**map, g->slot);
     if (live > 0)
@@ -436,6 +480,7 @@ Result<std::vector<ResetStep>> reset_group_impl(Bus::Impl& bus, std::string_view
   if (!map) return fail(std::move(map).error());
   auto g = detail::find_group(**map, group);
   if (!g) return fail(Errc::kNotFound, "group '" + shm::printable(group) + "' does not exist on topic '" + std::string(topic) + "'");
+  if (auto r = detail::refuse_internal(*g, topic); !r) return fail(std::move(r).error());
   if (execute) {
     const std::uint32_t live = detail::live_members(**map, g->slot);
     if (live > 0)

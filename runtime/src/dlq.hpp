@@ -17,7 +17,7 @@
 
 namespace herald::detail {
 
-inline constexpr const char* kDlqCursorGroup = "herald-dlq";
+inline constexpr const char* kDlqCursorGroup = shm::kDlqCursorGroupName;
 inline constexpr const char* kHdrTopic = "herald.dlq.topic";
 inline constexpr const char* kHdrIncarnation = "herald.dlq.incarnation";
 inline constexpr const char* kHdrPartition = "herald.dlq.partition";

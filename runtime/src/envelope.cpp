@@ -169,7 +169,8 @@ Event& Event::operator=(Event&& o) noexcept {
 
 namespace detail {
 
-std::size_t meta_size(const Message& m, std::string_view source, const char** bad, bool with_seq) noexcept {
+std::size_t meta_size(const Message& m, std::string_view source, const char** bad, bool with_seq,
+                      bool internal) noexcept {
   std::size_t n = with_seq ? kSeqEntryBytes : 0;
   auto shortf = [&](std::string_view v, const char* name) {
     if (v.empty()) return true;
@@ -184,7 +185,7 @@ std::size_t meta_size(const Message& m, std::string_view source, const char** ba
       !shortf(m.content_type, "content_type") || !shortf(m.correlation_id, "correlation_id") ||
       !shortf(m.causation_id, "causation_id"))
     return SIZE_MAX;
-  if (m.headers.size() > kMaxHeaders) {
+  if (m.headers.size() > kMaxHeaders + (internal ? kReservedHeaders : 0)) {
     *bad = "headers";
     return SIZE_MAX;
   }
@@ -195,7 +196,7 @@ std::size_t meta_size(const Message& m, std::string_view source, const char** ba
     }
     n += 4 + h.name.size() + h.value.size();
   }
-  if (n > 65535) {
+  if (n > (internal ? kMaxMeta : kMaxUserMeta)) {
     *bad = "meta";
     return SIZE_MAX;
   }
@@ -250,7 +251,10 @@ Error meta_error(const Message& m, const char* bad) {
                                                  std::to_string(h.value.size()) + " bytes; the limit is 65535"};
     }
   }
-  if (what == "meta") return Error{Errc::kInvalidArgument, "headers and envelope fields exceed 65535 bytes together"};
+  if (what == "meta")
+    return Error{Errc::kInvalidArgument, "headers and envelope fields exceed " + std::to_string(kMaxUserMeta) +
+                                             " bytes together (65535 less " + std::to_string(kReservedMeta) +
+                                             " kept for a dead letter's headers)"};
   std::string_view v = what == "type"             ? m.type
                        : what == "source"         ? m.source
                        : what == "content_type"   ? m.content_type

@@ -24,7 +24,16 @@ namespace herald::detail {
 // empty m.source). Returns SIZE_MAX and sets *bad to a description when a
 // field is over its limit.
 //   tag u8 = 7 (idempotent producer) producer id u64, sequence u64 (little-endian)
-std::size_t meta_size(const Message& m, std::string_view source, const char** bad, bool with_seq = false) noexcept;
+// A user's event may hold kMaxHeaders headers and kMaxUserMeta bytes of
+// meta; herald's own records (`internal`: dead letters, redrives) may add
+// kReservedHeaders headers and use all 65535 bytes, so every event a
+// producer accepts can be dead-lettered with its envelope intact.
+std::size_t meta_size(const Message& m, std::string_view source, const char** bad, bool with_seq = false,
+                      bool internal = false) noexcept;
+inline constexpr std::size_t kMaxMeta = 65535;
+inline constexpr std::size_t kReservedMeta = 1024;
+inline constexpr std::size_t kMaxUserMeta = kMaxMeta - kReservedMeta;
+inline constexpr std::size_t kReservedHeaders = 16;
 // Writes it; `out` has room for meta_size() bytes. A non-zero producer_id
 // adds the (producer id, sequence) entry.
 void encode_meta(std::byte* out, const Message& m, std::string_view source, std::uint64_t producer_id = 0,

@@ -63,6 +63,13 @@ void write_end(shm::GroupLayout* g) {
 
 }  // namespace
 
+Result<void> refuse_internal(const GroupRecord& g, std::string_view topic) {
+  if ((g.flags & shm::kGroupInternal) == 0) return {};
+  return fail(Errc::kInvalidArgument, "group '" + g.name + "' of '" + std::string(topic) +
+                                          "' is the dead-letter topic's own cursor; 'herald dlq redrive' and "
+                                          "'herald dlq purge' move it");
+}
+
 std::optional<GroupRecord> find_group(const shm::TopicMap& topic, std::string_view name) {
   const std::uint32_t n = topic.state_geometry().group_slots;
   for (std::uint32_t i = 0; i < n; ++i) {

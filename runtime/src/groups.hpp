@@ -29,6 +29,9 @@ struct GroupRecord {
 };
 
 std::optional<GroupRecord> find_group(const shm::TopicMap& topic, std::string_view name);
+// A user's delete or reset of a group: kInvalidArgument for a dead-letter
+// topic's own cursor (kGroupInternal), which only redrive and purge move.
+Result<void> refuse_internal(const GroupRecord& g, std::string_view topic);
 std::vector<GroupRecord> list_groups(const shm::TopicMap& topic);
 
 struct NewGroup {

@@ -7,6 +7,8 @@
 #include <emmintrin.h>
 #endif
 
+#include <unistd.h>
+
 #include <bit>
 #include <cassert>
 #include <cstddef>
@@ -155,6 +157,12 @@ struct Producer::Impl {
     sl->base_waits.store(w, std::memory_order_relaxed);
   }
 
+  // The process that made the producer. A child forked with the handle
+  // alive destroys its copy without touching the slot or a pending claim,
+  // which are still the parent's (found by an exploratory pass: the child's
+  // exit released them under the parent).
+  const pid_t owner_pid = ::getpid();
+
   ~Impl();
 
   void check_thread() {
@@ -218,7 +226,7 @@ struct Producer::Impl {
     if (m.type.empty() && m.source.empty() && m.content_type.empty() && m.correlation_id.empty() &&
         m.causation_id.empty() && m.headers.empty())
       return default_meta;
-    return detail::meta_size(m, opts.source, bad, idempotent());
+    return detail::meta_size(m, opts.source, bad, idempotent(), record_flags != 0);
   }
 
   // Claims `bytes` on p, waiting up to the deadline under backpressure;
@@ -319,7 +327,10 @@ struct Producer::Impl {
                 std::size_t meta, std::size_t payload_len, std::uint64_t now, std::uint64_t seq = 0) noexcept {
     shm::RecordHeader* h = v.header_at(pos);
     const std::uint64_t t = m.time_ns != 0 ? m.time_ns : now;
-    const EventId id = m.id.empty() ? ids.next(t) : m.id;
+    // The id's millisecond is when it was made (`now`, the event clock), not
+    // the caller's event time: ids of one producer keep increasing, and one
+    // event timed in 2100 used to pin every later id's millisecond there.
+    const EventId id = m.id.empty() ? ids.next(now) : m.id;
     h->size = static_cast<std::uint32_t>(size);
     h->payload_len = static_cast<std::uint32_t>(payload_len);
     h->time_ns = t;
@@ -594,6 +605,7 @@ Producer& Producer::operator=(Producer&&) noexcept = default;
 Producer::~Producer() = default;
 
 Producer::Impl::~Impl() {
+  if (::getpid() != owner_pid) return;  // a forked child's copy: see owner_pid
   if (pending != nullptr) pending->abort();
   shm::release_producer_slot(*topic, slot);
 }
@@ -641,9 +653,8 @@ Result<Published> Producer::publish(const Message& m) {
   std::uint64_t pos = 0, clock_now = 0;
   const shm::Status st = I.claim(p, size, &pos, &clock_now);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
-  const std::uint64_t now = m.time_ns != 0 ? m.time_ns : clock_now;
   const shm::PartitionView& v = *I.hot[p].view;
-  const EventId id = I.write(v, pos, size, m, meta, m.payload.size(), now, seq);
+  const EventId id = I.write(v, pos, size, m, meta, m.payload.size(), clock_now, seq);
   copy_payload(v.bytes_at(pos) + shm::kRecordHeaderBytes + m.key.size() + meta, m.payload.data(), m.payload.size());
   if (seq != 0) I.last_seq = seq;
   return I.commit_one(p, pos, size, id);
@@ -832,8 +843,7 @@ Result<Claim> Producer::claim(std::size_t payload_bytes, const Message& meta_in)
   std::uint64_t pos = 0, clock_now = 0;
   const shm::Status st = I.claim(p, size, &pos, &clock_now);
   if (st != shm::Status::kOk) return fail(I.status_error(st, p, size));
-  const std::uint64_t now = meta_in.time_ns != 0 ? meta_in.time_ns : clock_now;
-  const EventId id = I.write(p, pos, size, meta_in, meta, payload_bytes, now, seq);
+  const EventId id = I.write(p, pos, size, meta_in, meta, payload_bytes, clock_now, seq);
   // In place: no move of the Claim (which would re-point I.pending and
   // reload its fields right after storing them).
   return Result<Claim>(std::in_place, Claim::Key{}, impl_.get(),
@@ -889,7 +899,8 @@ Result<Published> Claim::commit(std::size_t used) {
 
 void Claim::abort() noexcept {
   if (impl_ == nullptr) return;
-  impl_->writer.abort_rest(partition_, position_);
+  // In a forked child the claim is the parent's to finish.
+  if (::getpid() == impl_->owner_pid) impl_->writer.abort_rest(partition_, position_);
   impl_->pending = nullptr;
   impl_ = nullptr;
 }
@@ -907,7 +918,8 @@ std::size_t Producer::max_event() const noexcept { return impl_ != nullptr ? imp
 std::size_t Producer::max_payload(const Message& meta) const noexcept {
   if (impl_ == nullptr) [[unlikely]] return {};
   const char* bad = nullptr;
-  const std::size_t m = detail::meta_size(meta, impl_->opts.source, &bad, impl_->idempotent());
+  const std::size_t m =
+      detail::meta_size(meta, impl_->opts.source, &bad, impl_->idempotent(), impl_->record_flags != 0);
   // An envelope that publish would refuse carries nothing (it reported the
   // plain maximum, as if the envelope were empty).
   if (m == SIZE_MAX || meta.key.size() > kMaxKeyBytes) return 0;

@@ -25,6 +25,8 @@
 namespace herald {
 namespace {
 
+using std::chrono::milliseconds;
+
 struct Handled {
   std::uint32_t partition;
   std::uint64_t position;
@@ -286,6 +288,167 @@ TEST_F(DeliveryRedriveTest, OneRedriveOrPurgeAtATime) {
 }
 
 // A full DLQ: big dead letters until the move is back-pressured.
+// Every event a producer accepts can be dead-lettered and redriven with its
+// envelope intact (found by an exploratory pass):
+// - an event with 64 headers lost all after the 54th in its dead letter;
+// - one whose headers filled the 65535-byte meta section could not be
+//   dead-lettered at all, and every later poll of the member failed;
+// - a long reason is cut to the room left, at a character's start.
+TEST_F(DeliveryRedriveTest, EveryAcceptedEnvelopeIsDeadLetteredAndRedrivenIntact) {
+  ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 2, .ring_bytes = 4 << 20, .max_event = 256 << 10}));
+  auto prod = bus_->producer("orders");
+  ASSERT_TRUE(prod) << prod.error().message();
+  // Headers and envelope fields of a user's event: 65535 bytes less the
+  // room kept for a dead letter's own headers.
+  const std::string huge(65400, 'h');
+  const Header too_big[] = {{"big", huge}};
+  auto refused = prod->publish({.payload = "x", .headers = too_big});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(refused.error().detail.find("kept for a dead letter"), std::string::npos) << refused.error().message();
+
+  // 64 headers whose sum is as large as a user's event may hold.
+  std::vector<std::string> names, values;
+  for (int i = 0; i < 64; ++i) names.push_back("h" + std::to_string(i));
+  for (int i = 0; i < 63; ++i) values.push_back("v" + std::to_string(i));
+  std::vector<Header> hs;
+  std::size_t used = 2 + 3 + 2 + 1;  // type "bad" and source "s" (tag, length, bytes)
+  for (int i = 0; i < 63; ++i) used += 4 + names[static_cast<std::size_t>(i)].size() + values[static_cast<std::size_t>(i)].size();
+  used += 4 + names[63].size();
+  std::string last;
+  // Grow the last header until the producer refuses one byte more.
+  last.assign(65535 - 1024 - used, 'z');
+  values.push_back(last);
+  for (int i = 0; i < 64; ++i) hs.push_back({names[static_cast<std::size_t>(i)], values[static_cast<std::size_t>(i)]});
+  auto big = prod->publish({.type = "bad", .payload = "bad-big", .source = "s", .headers = hs, .partition = 1});
+  ASSERT_TRUE(big) << big.error().message();
+  std::string one_more = values[63] + "z";
+  std::vector<Header> hs2 = hs;
+  hs2[63].value = one_more;
+  EXPECT_FALSE(prod->publish({.type = "bad", .payload = "x", .source = "s", .headers = hs2}))
+      << "the event above is the largest envelope a user may publish";
+
+  // A dead letter can still be made of it, with a 10 KiB reason of
+  // two-byte characters (cut to fit, at a character's start).
+  std::string reason;
+  while (reason.size() < 10240) reason += "\xc3\xa9";
+  ConsumerOptions o;
+  o.group = "g";
+  o.max_deliveries = 1;
+  o.retry = {milliseconds(0), 1.0, milliseconds(0)};
+  auto c = bus_->consumer("orders", o);
+  ASSERT_TRUE(c) << c.error().message();
+  std::size_t handled = 0;
+  for (int i = 0; i < 100 && handled == 0; ++i) {
+    auto n = c->poll([&](const EventView&) -> HandlerResult { return nack(reason); }, 16);
+    ASSERT_TRUE(n) << "poll " << i << ": " << n.error().message();
+    handled += *n;
+  }
+  auto letters = bus_->dead_letters("orders", "g");
+  ASSERT_TRUE(letters) << letters.error().message();
+  ASSERT_EQ(letters->size(), 1u);
+  const DeadLetter& d = letters->front();
+  EXPECT_EQ(d.partition, 1u);
+  EXPECT_FALSE(d.reason.empty());
+  EXPECT_LT(d.reason.size(), reason.size()) << "the reason was cut to the room left";
+  EXPECT_EQ(d.reason.size() % 2, 0u) << "cut at a character's start";
+  EXPECT_EQ(reason.compare(0, d.reason.size(), d.reason), 0);
+  std::size_t originals = 0;
+  for (std::size_t i = 0; i < d.event.view().header_count(); ++i)
+    if (d.event.view().header_at(i).name.rfind("herald.", 0) != 0) ++originals;
+  EXPECT_EQ(originals, 64u) << "every original header is in the dead letter";
+  EXPECT_EQ(d.event.view().header("h63").value_or(""), values[63]);
+
+  // Redriven, it arrives with all 64 headers again.
+  auto r = bus_->redrive("orders", "g");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->redriven, 1u);
+  EXPECT_EQ(r->refused, 0u);
+  std::optional<Event> back;
+  for (int i = 0; i < 100 && !back; ++i) {
+    auto n = c->poll([&](const EventView& e) { back = e.to_event(); }, 16);
+    ASSERT_TRUE(n) << n.error().message();
+  }
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(back->view().header("herald.redriven-from"));
+  for (int i = 0; i < 64; ++i) {
+    const std::size_t k = static_cast<std::size_t>(i);
+    EXPECT_EQ(back->view().header(names[k]).value_or("?"), values[k]) << names[k];
+  }
+}
+
+// A dead letter forwarded by hand carries herald.dlq.* headers; dead-lettered
+// again, those used to win over the runtime's (the first of a name is read):
+// dead_letters() named the old partition and position, and redrive sent the
+// event to the old partition, out of its key's order.
+TEST_F(DeliveryRedriveTest, AnEventsOwnDeadLetterHeadersDoNotOverrideTheRuntimes) {
+  ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 4, .ring_bytes = 1 << 20, .max_event = 4096}));
+  Member m(*bus_, "orders", "g");
+  ASSERT_TRUE(m.consumer);
+  auto prod = bus_->producer("orders");
+  ASSERT_TRUE(prod) << prod.error().message();
+  const Header stale[] = {{"herald.dlq.topic", "elsewhere"},   {"herald.dlq.partition", "3"},
+                          {"herald.dlq.position", "999936"},   {"herald.dlq.group", "other"},
+                          {"herald.redrive.group", "other"},   {"keep", "me"}};
+  auto pub = prod->publish({.type = "t", .payload = "bad-forwarded", .headers = stale, .partition = 1});
+  ASSERT_TRUE(pub) << pub.error().message();
+  ASSERT_NO_FATAL_FAILURE(m.drain());
+  auto letters = bus_->dead_letters("orders", "g");
+  ASSERT_TRUE(letters) << letters.error().message();
+  ASSERT_EQ(letters->size(), 1u) << "the member took the event: its herald.redrive.group is not read on a first delivery";
+  const DeadLetter& d = letters->front();
+  EXPECT_EQ(d.topic, "orders");
+  EXPECT_EQ(d.partition, 1u);
+  EXPECT_EQ(d.position, pub->position);
+  EXPECT_EQ(d.group, "g");
+  m.broken = false;
+  auto r = bus_->redrive("orders", "g");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->redriven, 1u);
+  const std::size_t before = m.handled.size();
+  ASSERT_NO_FATAL_FAILURE(m.drain());
+  ASSERT_EQ(m.handled.size(), before + 1) << "the redriven event reaches its group";
+  const Handled& h = m.handled.back();
+  EXPECT_EQ(h.partition, 1u) << "back to the partition it came from";
+  EXPECT_EQ(h.event.view().header("keep").value_or(""), "me");
+  EXPECT_EQ(h.event.view().header("herald.redrive.group").value_or(""), "g");
+}
+
+// An event within a few hundred bytes of max_event is dead-lettered (the
+// DLQ has room to spare) but cannot go back: the redrive headers no longer
+// fit. It used to stop the whole redrive at the first such letter; now it
+// stays pending, is counted and named, and the others go.
+TEST_F(DeliveryRedriveTest, ALetterTooLargeToRedriveStaysAndTheOthersGo) {
+  ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 1, .ring_bytes = 1 << 20, .max_event = 4096}));
+  Member m(*bus_, "orders", "g");
+  ASSERT_TRUE(m.consumer);
+  auto prod = bus_->producer("orders");
+  ASSERT_TRUE(prod) << prod.error().message();
+  ASSERT_TRUE(prod->publish({.payload = "bad-1"}));
+  const std::string fill = "bad-" + std::string(prod->max_payload({}) - 4, 'x');
+  auto big = prod->publish({.payload = fill});
+  ASSERT_TRUE(big) << big.error().message();
+  ASSERT_TRUE(prod->publish({.payload = "bad-2"}));
+  ASSERT_NO_FATAL_FAILURE(m.drain());
+  ASSERT_EQ(bus_->dead_letters("orders", "g")->size(), 3u);
+  m.broken = false;
+  auto r = bus_->redrive("orders", "g");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->matched, 3u);
+  EXPECT_EQ(r->redriven, 2u);
+  EXPECT_EQ(r->refused, 1u);
+  EXPECT_NE(r->refusal.find("0:" + std::to_string(big->position)), std::string::npos) << r->refusal;
+  auto left = bus_->dead_letters("orders", "g");
+  ASSERT_TRUE(left);
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ(left->front().position, big->position);
+  const std::size_t before = m.handled.size();
+  ASSERT_NO_FATAL_FAILURE(m.drain());
+  ASSERT_EQ(m.handled.size(), before + 2);
+  EXPECT_EQ(m.handled[before].event.payload_text(), "bad-1");
+  EXPECT_EQ(m.handled[before + 1].event.payload_text(), "bad-2");
+}
+
 class DeliveryDlqFullTest : public DeliveryRedriveTest, public ::testing::WithParamInterface<bool> {
  protected:
   static constexpr std::size_t kPayload = 300 << 10;

@@ -47,6 +47,9 @@ TEST_F(BadInputTest, InvalidTopicNames) {
       {"line\nbreak", "\\x0a"},
       {"with space", "' '"},
       {"orders.dlq.shipping", ".dlq."},
+      // With group 'g' its DLQ would be 'a.dlq.dlq.g', which is also topic
+      // 'a' with group 'dlq.g' (found by an exploratory pass).
+      {"a.dlq", "ends in '.dlq'"},
       {"bad*glob", "'*'"},
   };
   for (const Case& c : cases) {
@@ -68,6 +71,24 @@ TEST_F(BadInputTest, InvalidGroupNames) {
   EXPECT_ERROR(bus_->consumer("t", {.group = "-g"}), Errc::kInvalidArgument, "starts with '-'");
   EXPECT_ERROR(bus_->consumer("t", {.group = std::string(101, 'g')}), Errc::kInvalidArgument, "101 chars");
   EXPECT_ERROR(bus_->consumer("t", {.group = "x.dlq.y"}), Errc::kInvalidArgument, ".dlq.");
+  EXPECT_ERROR(bus_->consumer("t", {.group = "x.dlq"}), Errc::kInvalidArgument, "ends in '.dlq'");
+  // Each DLQ's own cursor: a member of it consumed the dead letters, which
+  // were then gone from redrive.
+  EXPECT_ERROR(bus_->consumer("t", {.group = "herald-dlq"}), Errc::kInvalidArgument, "reserved");
+  ASSERT_TRUE(bus_->consumer("t", {.group = "g"}));
+  EXPECT_ERROR(bus_->consumer("t.dlq.g", {.group = "herald-dlq"}), Errc::kInvalidArgument, "reserved");
+  // 'dlq.g' is fine: no topic may end in '.dlq', so 't.dlq.dlq.g' is only t's.
+  EXPECT_TRUE(bus_->consumer("t", {.group = "dlq.g"}));
+}
+
+TEST_F(BadInputTest, ADeadLetterTopicsOwnCursorCannotBeDeletedOrReset) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  ASSERT_TRUE(bus_->consumer("t", {.group = "g"}));
+  // Deleting it made every later DLQ call fail ("has no cursor group").
+  EXPECT_ERROR(bus_->delete_group("t.dlq.g", "herald-dlq", true), Errc::kInvalidArgument, "own cursor");
+  EXPECT_ERROR(bus_->reset_group("t.dlq.g", "herald-dlq", Offset::earliest()), Errc::kInvalidArgument,
+               "own cursor");
+  EXPECT_TRUE(bus_->dead_letters("t", "g")) << "the DLQ still works";
 }
 
 TEST_F(BadInputTest, ADeadLetterTopicTakesNoProducer) {
@@ -93,6 +114,9 @@ TEST_F(BadInputTest, OptionsOutsideTheirRange) {
       {milliseconds(20), 2.0, milliseconds(10)},
       {milliseconds::max(), 2.0, milliseconds::max()},  // overflowed into no backoff at all
   };
+  // The group slot counts deliveries in 10 bits: 1100 retried forever.
+  EXPECT_ERROR(bus_->consumer("t", {.group = "g", .max_deliveries = 1024}), Errc::kInvalidArgument,
+               "max_deliveries 1024 is over the limit, 1023");
   for (const RetryPolicy& r : bad) {
     SCOPED_TRACE(std::to_string(r.initial.count()) + " ms x " + std::to_string(r.multiplier) + " up to " +
                  std::to_string(r.max.count()) + " ms");
@@ -165,10 +189,31 @@ TEST_F(BadInputTest, MovedFromHandlesFailCleanly) {
 TEST_F(BadInputTest, DestroyNeedsANameAndAStaleHandleMakesNoTopics) {
   EXPECT_ERROR(Bus::destroy(""), Errc::kInvalidArgument, "needs the bus's name");
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  // A live member keeps the topic mapped in this handle.
+  auto early = bus_->consumer("t", {.group = "early"});
+  ASSERT_TRUE(early) << early.error().message();
   ASSERT_TRUE(Bus::destroy(guard_.bus()));
   EXPECT_ERROR(bus_->create_topic("t2", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}), Errc::kClosed,
                "was destroyed");
+  // A new group would make its DLQ topic: segments nobody could find.
+  auto late = bus_->consumer("t", {.group = "late"});
+  ASSERT_FALSE(late) << "a group was made on a destroyed bus";
+  EXPECT_NE(late.error().detail.find("was destroyed"), std::string::npos) << late.error().message();
   EXPECT_TRUE(shm::Segment::list(shm::bus_segment_prefix(guard_.bus())).empty()) << "no orphan segments";
+}
+
+// error() on a success, as value() on an error, is a programming error that
+// aborts with a message: it threw std::bad_variant_access across the API
+// (Result<T>) or made up an error (Result<void>).
+TEST(ResultDeathTest, ErrorOnASuccessAbortsWithAMessage) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const Result<int> ok_value = 7;
+  const Result<void> ok_void{};
+  EXPECT_DEATH((void)ok_value.error(), "error\\(\\) on a success");
+  EXPECT_DEATH((void)ok_void.error(), "error\\(\\) on a success");
+  const Result<int> bad = fail(Errc::kNotFound, "nothing here");
+  EXPECT_DEATH((void)bad.value(), "value\\(\\) on an error: .*nothing here");
+  EXPECT_EQ(bad.error().code, Errc::kNotFound);
 }
 
 TEST_F(BadInputTest, InvalidBusNames) {

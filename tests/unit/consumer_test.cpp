@@ -3,11 +3,14 @@
 // committed cursor, fan-out to groups, redelivery after a failed handler,
 // and the figures describe_topic reports.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -81,6 +84,87 @@ std::vector<std::uint64_t> iota(std::uint64_t from, std::uint64_t to) {
 // ---------------------------------------------------------------------------
 // Lossless and lossy
 // ---------------------------------------------------------------------------
+
+// fork() with live handles: the child's copies are the parent's slots and
+// membership. Destroying them in the child (its exit) used to release the
+// parent's reader slot and partitions and its producer slot, so another
+// member took the partition the parent still read, and the parent was
+// fenced (found by an exploratory pass). Now only the process that made a
+// handle gives its slots back.
+TEST_F(ConsumerTest, AForkedChildLeavesTheParentsSlotsAlone) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 64 * 1024, .max_event = 4096,
+                                       .single_producer = true}));
+  std::optional<Producer> producer(bus_->producer("t").value());
+  std::optional<Consumer> member(bus_->consumer("t", {.group = "g"}).value());
+  std::uint64_t seq = 0;
+  ASSERT_NO_FATAL_FAILURE(publish_n(*producer, 1, &seq));
+  EXPECT_EQ(drain(*member), iota(0, 1));
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    member.reset();
+    producer.reset();
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  // The parent's producer slot is still held: the topic takes no second.
+  EXPECT_FALSE(bus_->producer("t")) << "the child released the parent's producer slot";
+  // And its partition: a second member gets none of it.
+  auto second = bus_->consumer("t", {.group = "g"});
+  ASSERT_TRUE(second) << second.error().message();
+  ASSERT_NO_FATAL_FAILURE(publish_n(*producer, 3, &seq));
+  EXPECT_TRUE(drain(*second).empty()) << "the child handed the parent's partition over";
+  EXPECT_EQ(drain(*member), iota(1, 4)) << "the parent still owns it;" << state_of("t");
+  auto committed = member->commit();
+  EXPECT_TRUE(committed) << committed.error().message();
+}
+
+// A Consumer is used by one thread at a time. A commit from a second thread
+// while the first polled raced the poll's cursor CAS, was taken for a fence,
+// and the member dropped its partition (found by an exploratory pass); now
+// it is refused, naming the rule, and the poll goes on undisturbed.
+TEST_F(ConsumerTest, ACommitFromAnotherThreadWhilePollRunsIsRefused) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 64 * 1024, .max_event = 4096}));
+  auto producer = bus_->producer("t").value();
+  auto member = bus_->consumer("t", {.group = "g"}).value();
+  std::uint64_t seq = 0;
+  ASSERT_NO_FATAL_FAILURE(publish_n(producer, 2, &seq));
+  std::atomic<int> stage{0};  // 1: the handler runs; 2: the other thread is done
+  Result<void> other_commit = fail(Errc::kIo, "not called");
+  Result<void> other_seek = fail(Errc::kIo, "not called");
+  std::thread other([&] {
+    for (int i = 0; i < 20'000'000 && stage.load() != 1; ++i) std::this_thread::yield();
+    other_commit = member.commit();
+    other_seek = member.seek(0, Offset::earliest());
+    stage.store(2);
+  });
+  std::vector<std::uint64_t> seen;
+  auto n = member.poll(
+      [&](const EventView& e) {
+        if (seen.empty()) {
+          stage.store(1);
+          for (int i = 0; i < 20'000'000 && stage.load() != 2; ++i) std::this_thread::yield();
+        }
+        seen.push_back(test::check_payload(e.payload())->seq);
+      },
+      16);
+  other.join();
+  ASSERT_EQ(stage.load(), 2) << "the other thread never ran while the handler waited";
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(seen, iota(0, 2));
+  ASSERT_FALSE(other_commit);
+  EXPECT_EQ(other_commit.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(other_commit.error().detail.find("another thread"), std::string::npos) << other_commit.error().message();
+  ASSERT_FALSE(other_seek);
+  EXPECT_NE(other_seek.error().detail.find("another thread"), std::string::npos) << other_seek.error().message();
+  // The member kept its partition and commits from its own thread.
+  auto c = member.commit();
+  EXPECT_TRUE(c) << c.error().message();
+  ASSERT_NO_FATAL_FAILURE(publish_n(producer, 1, &seq));
+  EXPECT_EQ(drain(member), iota(2, 3)) << state_of("t");
+}
 
 // A group deleted (with force) under a live member: the member's next poll
 // says so, busy (its commit is fenced) or idle (nothing assigned), and so

@@ -99,6 +99,12 @@ struct RedriveOptions {
 struct RedriveResult {
   std::uint64_t redriven = 0;  // republished to the topic, for the group only
   std::uint64_t matched = 0;   // dead letters the options selected
+  // Selected but not republished, and left pending: the topic cannot take
+  // them (with the redrive headers an event within a few hundred bytes of
+  // the topic's max_event no longer fits). `refusal` says why, for the
+  // first of them; consume such letters from the DLQ topic instead.
+  std::uint64_t refused = 0;
+  std::string refusal{};
 };
 
 struct ResetStep {
@@ -150,7 +156,8 @@ class Bus {
   Result<std::vector<DeadLetter>> dead_letters(std::string_view topic, std::string_view group) const;
   // Republishes dead letters to their topic and partition, marked for this
   // group only (other groups skip them), with a herald.redriven-from header;
-  // each once, in order.
+  // each once, in order. A letter the topic cannot take (too large, see
+  // RedriveResult::refused) is left pending and the others go on.
   Result<RedriveResult> redrive(std::string_view topic, std::string_view group, const RedriveOptions& options = {});
   // Drops every dead letter of the group; returns how many.
   Result<std::uint64_t> purge_dead_letters(std::string_view topic, std::string_view group);

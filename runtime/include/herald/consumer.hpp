@@ -1,6 +1,13 @@
 // Consumer: reads a topic, as a member of a consumer group (each group has
 // its own committed cursor per partition and sees every event) or as a
 // group-less reader (tail and replay tools; never holds producers back).
+//
+// One thread at a time, as a Producer: make one Consumer per thread (they
+// may be members of one group). commit() or seek() from another thread while
+// poll() runs is refused (kInvalidArgument). A handle belongs to the process
+// that made it: a child forked with it alive must not use it (make a Bus of
+// its own); destroying it there leaves the parent's membership and slots
+// alone. The same holds for Producer and Claim.
 #pragma once
 
 #include <chrono>
@@ -123,7 +130,7 @@ struct ConsumerOptions {
   // Delivery (at-least-once groups): a failing event is retried with backoff
   // and, after max_deliveries deliveries (crashes inside the handler
   // included), moved to the group's dead-letter topic `<topic>.dlq.<group>`.
-  // 0: retry forever.
+  // 0: retry forever; at most 1023.
   std::uint32_t max_deliveries = 5;
   RetryPolicy retry{};
   std::function<void(const GapReport&)> on_gap{};

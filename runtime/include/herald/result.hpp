@@ -44,6 +44,12 @@ namespace detail {
   std::fprintf(stderr, "herald: Result::value() on an error: %s\n", e.message().c_str());
   std::abort();
 }
+// So is error() on a success (it threw std::bad_variant_access out of
+// Result<T>, and made up an error for Result<void>).
+[[noreturn]] inline void abort_on_bad_error_access() {
+  std::fprintf(stderr, "herald: Result::error() on a success (test the Result first)\n");
+  std::abort();
+}
 }  // namespace detail
 
 // Marker so `return herald::fail(...)` converts to any Result<T>.
@@ -79,8 +85,15 @@ class [[nodiscard]] Result {
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
 
-  const Error& error() const& { return std::get<1>(v_); }
-  Error&& error() && { return std::get<1>(std::move(v_)); }
+  // error() on a success aborts with a message, as value() on an error.
+  const Error& error() const& {
+    if (v_.index() != 1) detail::abort_on_bad_error_access();
+    return *std::get_if<1>(&v_);
+  }
+  Error&& error() && {
+    if (v_.index() != 1) detail::abort_on_bad_error_access();
+    return std::move(*std::get_if<1>(&v_));
+  }
 
   template <class U>
   T value_or(U&& fallback) const& {
@@ -105,8 +118,14 @@ class [[nodiscard]] Result<void> {
   void value() const {
     if (!ok_) detail::abort_on_bad_access(err_);
   }
-  const Error& error() const& { return err_; }
-  Error&& error() && { return std::move(err_); }
+  const Error& error() const& {
+    if (ok_) detail::abort_on_bad_error_access();
+    return err_;
+  }
+  Error&& error() && {
+    if (ok_) detail::abort_on_bad_error_access();
+    return std::move(err_);
+  }
 
  private:
   Error err_{};
