@@ -1,5 +1,6 @@
 // heraldd: the supervisor daemon of one bus (the library does the work).
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -59,6 +60,14 @@ int main(int argc, char** argv) {
     if (child < 0) return std::perror("heraldd: fork"), 1;
     if (child > 0) return 0;  // the parent: the caller reaps us, init adopts the daemon
     ::setsid();
+  }
+  // One fd per connection and per watched process: take the hard limit
+  // (autostart inherits whatever soft limit the first client had, often
+  // 1024). Running short is survivable (PidWatch polls, the server refuses
+  // connections), but slower.
+  if (rlimit rl{}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &rl);
   }
   sigset_t mask;
   sigemptyset(&mask);

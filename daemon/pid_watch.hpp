@@ -24,8 +24,17 @@ class PidWatch {
   PidWatch& operator=(const PidWatch&) = delete;
 
   [[nodiscard]] int fd() const noexcept { return epfd_; }
-  // Starts watching; false if the process is already gone (or recycled).
-  bool add(pid_t pid, std::uint64_t start_time);
+  enum class Added : std::uint8_t {
+    kWatching,  // by a pidfd: exited() reports its exit as soon as it happens
+    kPolling,   // alive, but no pidfd could be opened (out of fds): exited()
+                // checks it every kPollNs, and tries a pidfd again
+    kGone,      // already gone (or the pid recycled)
+  };
+  // Starts watching. Only a process that is gone is kGone: running out of
+  // fds never makes a live process look dead (it did, and heraldd repaired
+  // a live producer's slot for a newcomer; found by an exploratory pass).
+  Added add(pid_t pid, std::uint64_t start_time);
+  static constexpr std::uint64_t kPollNs = 10'000'000;
   [[nodiscard]] bool watching(pid_t pid) const { return by_pid_.count(pid) != 0; }
   // The start time of the process watched under `pid` (0: none or unknown).
   [[nodiscard]] std::uint64_t start_time(pid_t pid) const {
@@ -38,11 +47,15 @@ class PidWatch {
 
  private:
   struct Entry {
-    int pidfd = -1;
+    int pidfd = -1;  // -1: polled (see Added::kPolling)
     std::uint64_t start_time = 0;
   };
+  // A pidfd for pid, in the epoll set; -1 when none could be had.
+  int open_watched(pid_t pid);
   int epfd_ = -1;
   std::map<pid_t, Entry> by_pid_;
+  std::size_t polled_ = 0;        // entries with pidfd -1
+  std::uint64_t next_poll_ns_ = 0;
 };
 
 }  // namespace herald::daemon

@@ -33,11 +33,18 @@ bool Daemon::watch(pid_t pid, std::uint64_t start_time) {
     }
     return true;
   }
-  if (!pids_.add(pid, start_time)) {
-    process_exited(pid, start_time);  // already gone
-    return false;
+  switch (pids_.add(pid, start_time)) {
+    case PidWatch::Added::kWatching:
+      return true;
+    case PidWatch::Added::kPolling:
+      log("out of file descriptors: watching pid " + std::to_string(pid) +
+          " by polling (raise the daemon's RLIMIT_NOFILE)");
+      return true;
+    case PidWatch::Added::kGone:
+      break;
   }
-  return true;
+  process_exited(pid, start_time);  // already gone
+  return false;
 }
 
 nlohmann::json Daemon::op_producer(const Peer& peer, const nlohmann::json& req) {

@@ -240,8 +240,15 @@ Segment::DoubleMap::~DoubleMap() = default;
 std::byte* Segment::DoubleMap::data() const noexcept { return impl_ ? impl_->base : nullptr; }
 std::uint64_t Segment::DoubleMap::bytes() const noexcept { return impl_ ? impl_->bytes : 0; }
 
+void Segment::release_handle() noexcept {
+  // A default object holds no handle; the moved-out one closes its fd.
+  if (impl_) impl_->object = bip::shared_memory_object();
+}
+
 Result<Segment::DoubleMap> Segment::map_twice(std::uint64_t offset, std::uint64_t bytes) const {
   if (!impl_) return fail(Errc::kInvalidArgument, "map_twice on an empty segment");
+  if (impl_->object.get_mapping_handle().handle < 0)
+    return fail(Errc::kInvalidArgument, "map_twice after release_handle on /dev/shm/" + impl_->name);
   if (offset % kPageBytes != 0 || bytes % kPageBytes != 0 || bytes == 0)
     return fail(Errc::kInvalidArgument, "ring at offset " + std::to_string(offset) + " of " + std::to_string(bytes) +
                                             " bytes is not page aligned");

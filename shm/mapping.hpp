@@ -55,6 +55,12 @@ class Segment {
   class DoubleMap;
   Result<DoubleMap> map_twice(std::uint64_t offset, std::uint64_t bytes) const;
 
+  // Closes the object's file descriptor once every mapping of it is made
+  // (the mappings stay): a process holding hundreds of topics (heraldd)
+  // used to keep two fds per topic and met RLIMIT_NOFILE at ~510 topics of
+  // the 1024 a bus may hold. map_twice fails afterwards.
+  void release_handle() noexcept;
+
  private:
   struct Impl;
   explicit Segment(std::unique_ptr<Impl> impl) noexcept;  // create/open: sets data_ from the mapping

@@ -50,6 +50,7 @@ Result<Registry> Registry::open_mapped(const std::string& bus, Access access) {
     auto ok = validate_registry_segment(seg->data(), seg->size());
     if (ok) {
       reg.seg_ = std::move(seg).value();
+      reg.seg_.release_handle();  // mapped: the fd is not needed
       reg.read_only_ = access == Access::kReadOnly;
       return reg;
     }
@@ -82,6 +83,7 @@ Result<Registry> Registry::open_or_create(const std::string& bus, unsigned mode)
   Registry reg;
   reg.bus_ = bus;
   reg.seg_ = std::move(seg).value();
+  reg.seg_.release_handle();
   return reg;
 }
 

@@ -258,6 +258,9 @@ Result<void> TopicMap::map_rings() {
     if (!dm) return fail(std::move(dm).error().with_context("partition " + std::to_string(i)));
     rings_.push_back(std::move(dm).value());
   }
+  // Every mapping of both segments is made: their fds are not needed.
+  log_.release_handle();
+  state_.release_handle();
   prefaulted_ = std::make_unique<std::atomic<pid_t>[]>(geo_.params.partitions);
   return {};
 }

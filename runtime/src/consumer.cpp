@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <new>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <exception>
@@ -87,7 +89,23 @@ struct Consumer::Impl {
   std::vector<const shm::PartitionView*> wait_views;  // scratch for parking, sized at assignment
   std::vector<std::uint64_t> wait_pos;
   std::size_t rr = 0;
-  std::vector<std::byte> buf;  // lossy copies land here
+  // Lossy copies land here: max_event bytes, allocated on the first lossy
+  // read (a zero-copy member may never need it), uninitialised (no page is
+  // touched before a copy needs it). Each consumer used to zero-fill one at
+  // creation: 64 MiB of resident memory per consumer of a topic with 64 MiB
+  // events, and a bad_alloc out of the API under a memory limit (found by
+  // an exploratory pass).
+  std::unique_ptr<std::byte[]> buf;
+  // The copy buffer, or nullptr when it cannot be allocated.
+  std::byte* copy_buf() noexcept {
+    if (!buf) buf.reset(new (std::nothrow) std::byte[topic->geometry().params.max_event]);
+    return buf.get();
+  }
+  Error no_copy_buf(std::uint32_t p) const {
+    return Error{Errc::kIo, "cannot allocate " + std::to_string(topic->geometry().params.max_event) +
+                                " bytes (the topic's max_event) to copy events of partition " + std::to_string(p) +
+                                " of topic '" + topic->topic() + "' for a lossy read"};
+  }
   std::string failure_reason;  // a failing handler's reason, until drain_partition moves it to its Part
   ConsumerStats stats;
   std::uint64_t last_rejoin_ns = 0;
@@ -728,8 +746,10 @@ Result<bool> Consumer::Impl::recover(std::uint32_t p) {
       if (moved) {
         // The dead letter is in the DLQ: finish the move past its source.
         std::uint32_t sn = 0;
-        const std::uint64_t next =
-            shm::read_copy(v, src, buf.data(), &sn) == shm::Status::kOk ? src + sn : shm::boundary_at_or_after(v, src + 64);
+        std::byte* const b = copy_buf();
+        const std::uint64_t next = b != nullptr && shm::read_copy(v, src, b, &sn) == shm::Status::kOk
+                                       ? src + sn
+                                       : shm::boundary_at_or_after(v, src + 64);
         // Relaxed, as every in-flight store: read by the next owner after
         // our death only.
         g->inflight.store(shm::pack_inflight(next, 0, false, true), std::memory_order_relaxed);
@@ -895,7 +915,10 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     const std::byte* rec = nullptr;
     if (always_lossy || lossy_member(pt, grp)) {
       std::uint32_t size = 0;
-      const shm::Status st = shm::read_copy(v, pt.read, buf.data(), &size);
+      std::byte* const b = copy_buf();
+      if (b == nullptr) [[unlikely]]
+        return fail(no_copy_buf(p));
+      const shm::Status st = shm::read_copy(v, pt.read, b, &size);
       if (st == shm::Status::kOverrun) {
         if (auto r = overrun(p); !r) return fail(std::move(r).error());
         continue;
@@ -905,7 +928,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
         return fail(Errc::kCorrupt, "partition " + std::to_string(p) + " of topic '" + topic->topic() +
                                         "' holds a corrupt record header at position " + std::to_string(pt.read));
       if (st != shm::Status::kOk) break;
-      rec = buf.data();
+      rec = b;
     } else {
       const shm::RecordHeader* h = nullptr;
       // A waiting poll asks for the record's second line with its header,
@@ -1347,7 +1370,6 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
   if ((m.geometry().params.flags & shm::kLogDeadLetterTopic) != 0) impl->opts.max_deliveries = 0;
   impl->wait = wait_policy(options.wait);
   impl->parts.assign(m.partitions(), Consumer::Impl::Part{});
-  impl->buf.resize(m.geometry().params.max_event);
 
   if (options.group.empty()) {
     auto slot = shm::acquire_reader_slot(m, 0);

@@ -32,6 +32,7 @@
 #include "shm/clock.hpp"
 #include "shm/slots.hpp"
 #include "tests/support/daemon_harness.hpp"
+#include "tests/support/fd_exhaustion.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald::test {
@@ -528,6 +529,36 @@ TEST_F(DaemonServerTest, MalformedFrameClosesOnlyItsConnection) {
     EXPECT_FALSE((*j).value("ok", true)) << j->dump();
     EXPECT_FALSE(fr.next().has_value()) << "the connection closes after the error";
   }
+  auto r = (*healthy)->call({{"op", "ping"}});
+  EXPECT_TRUE(r) << r.error().message();
+  EXPECT_FALSE(returned_.load());
+}
+
+// Out of file descriptors, a new connection is taken and closed (the client
+// sees it closed, not a hang), and the open ones are still served. accept
+// fails with EMFILE before it looks at the queue: the server went round
+// again on the EAGAIN that follows and spun at 100 % CPU, starving every
+// open connection (found by an exploratory pass).
+TEST_F(DaemonServerTest, OutOfFdsANewConnectionIsClosedAndTheOpenOnesAreServed) {
+  const std::string sock = detail::socket_path(guard_.run_dir(), guard_.bus());
+  auto healthy = detail::DaemonClient::connect(sock);
+  ASSERT_TRUE(healthy) << healthy.error().message();
+  const int late = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(late, 0);
+  timeval tv{10, 0};  // a server that never answers fails the test instead of hanging it
+  ::setsockopt(late, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  {
+    FdExhaustion full;
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, sock.c_str(), sock.size() + 1);
+    ASSERT_EQ(::connect(late, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+    char c;
+    EXPECT_EQ(::recv(late, &c, 1, 0), 0) << "the connection was not closed: " << std::strerror(errno);
+    auto r = (*healthy)->call({{"op", "ping"}});
+    EXPECT_TRUE(r) << "an open connection was not served: " << r.error().message();
+  }
+  ::close(late);
   auto r = (*healthy)->call({{"op", "ping"}});
   EXPECT_TRUE(r) << r.error().message();
   EXPECT_FALSE(returned_.load());
