@@ -371,6 +371,7 @@ nlohmann::json topic_stats_json(const TopicStats& t) {
     members.push_back({{"reader_slot", m.reader_slot},
                        {"pid", m.pid},
                        {"alive", m.alive},
+                       {"stopped", m.stopped},
                        {"group", m.group},
                        {"member_id", m.member_id},
                        {"partitions", m.partitions},
@@ -385,6 +386,7 @@ nlohmann::json topic_stats_json(const TopicStats& t) {
                          {"pid", p.pid},
                          {"tid", p.tid},
                          {"alive", p.alive},
+                         {"stopped", p.stopped},
                          {"producer_id", p.producer_id},
                          {"events", p.events},
                          {"bytes", p.bytes},
@@ -400,7 +402,8 @@ nlohmann::json bus_stats_json(const BusStats& s) {
   return {{"bus", s.bus},
           {"time", format_time_ns(s.time_ns)},
           {"time_ns", s.time_ns},
-          {"daemon", {{"pid", s.daemon.pid}, {"alive", s.daemon.alive}, {"epoch", s.daemon.epoch}}},
+          {"daemon",
+           {{"pid", s.daemon.pid}, {"alive", s.daemon.alive}, {"stopped", s.daemon.stopped}, {"epoch", s.daemon.epoch}}},
           {"topics", std::move(topics)}};
 }
 

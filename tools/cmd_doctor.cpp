@@ -133,6 +133,11 @@ void check_stats(const Context& ctx, const BusStats& s, std::vector<Check>& out)
     out.push_back({Level::kWarn, "daemon",
                    "heraldd is not running: producers and consumers keep working, but joins, rebalances and repairs "
                    "of dead producers wait ('herald daemon start')"});
+  } else if (s.daemon.stopped) {
+    out.push_back({Level::kProblem, "daemon",
+                   "heraldd pid " + std::to_string(s.daemon.pid) +
+                       " is stopped (SIGSTOP or a debugger): new producers and consumers wait for it; 'kill -CONT " +
+                       std::to_string(s.daemon.pid) + "'"});
   } else if (const std::string why = daemon_silence(ctx); !why.empty()) {
     out.push_back({Level::kProblem, "daemon",
                    "heraldd pid " + std::to_string(s.daemon.pid) + " is running but does not answer (" + why +
@@ -163,6 +168,52 @@ void check_stats(const Context& ctx, const BusStats& s, std::vector<Check>& out)
                              (s.daemon.alive ? "; heraldd should repair it shortly"
                                              : "; start heraldd ('herald daemon start') to repair it")});
       }
+    // Stopped processes: alive, so nothing repairs or replaces them, and
+    // what waits on them waits until someone continues them.
+    auto member_state = [&](std::int64_t pid) -> std::string {
+      for (const MemberStats& m : t.members)
+        if (m.pid == pid) {
+          if (!m.alive) return "dead";
+          if (m.stopped) return "stopped (SIGSTOP or a debugger; 'kill -CONT " + std::to_string(pid) + "')";
+          return m.in_poll ? "waiting in poll" : "in its handler for " + format_duration_ns(m.since_last_poll_ns);
+        }
+      return "not attached";
+    };
+    for (const MemberStats& m : t.members)
+      if (m.alive && m.stopped && !m.group.empty())
+        out.push_back({Level::kProblem, "stopped member",
+                       "pid " + std::to_string(m.pid) + ", a member of group '" + m.group + "' of topic '" + t.name +
+                           "', is stopped (SIGSTOP or a debugger): its partitions wait, and heraldd does not move "
+                           "them while it lives; 'kill -CONT " + std::to_string(m.pid) + "' or stop it"});
+    for (const ProducerSlotStats& p : t.producers)
+      if (p.alive && p.stopped)
+        out.push_back({Level::kWarn, "stopped producer",
+                       "pid " + std::to_string(p.pid) + " (tid " + std::to_string(p.tid) + "), a producer of topic '" +
+                           t.name + "', is stopped (SIGSTOP or a debugger); 'kill -CONT " + std::to_string(p.pid) +
+                           "'"});
+    // Producers waiting for room: say which gating group holds them and
+    // what its reader is doing.
+    for (const PartitionStats& p : t.partition_stats) {
+      if (p.parked_producers == 0) continue;
+      const GroupStats* slowest = nullptr;
+      const GroupPartitionStats* at = nullptr;
+      for (const GroupStats& g : t.groups)
+        if (g.gating && !g.internal)
+          for (const GroupPartitionStats& gp : g.partitions)
+            if (gp.partition == p.partition && (at == nullptr || gp.lag_bytes > at->lag_bytes)) {
+              slowest = &g;
+              at = &gp;
+            }
+      std::string who = "no gating group is behind (a claim left open? see the claims check)";
+      if (slowest != nullptr)
+        who = "group '" + slowest->name + "' is " + format_bytes(static_cast<double>(at->lag_bytes)) +
+              " behind there; " +
+              (at->owner_pid != 0 ? "its reader, pid " + std::to_string(at->owner_pid) + ", is " + member_state(at->owner_pid)
+                                  : std::string("no member reads it"));
+      out.push_back({Level::kProblem, "back-pressure",
+                     std::to_string(p.parked_producers) + " producer(s) of topic '" + t.name + "' wait for room in partition " +
+                         std::to_string(p.partition) + ": " + who});
+    }
     for (const GroupStats& g : t.groups) {
       if (g.internal) continue;
       ++groups;
@@ -173,7 +224,9 @@ void check_stats(const Context& ctx, const BusStats& s, std::vector<Check>& out)
                            " with no live member and " + std::to_string(g.lag_events) + " events behind: " +
                            (lossless ? "producers stop when it is a ring behind; start a consumer or 'herald groups "
                                        "delete " + t.name + " " + g.name + "'"
-                                     : "it stops gating after its lag-out grace")});
+                                     : s.daemon.alive ? "it stops gating after its lag-out grace"
+                                                      : "it would stop gating after its lag-out grace, but only heraldd "
+                                                        "demotes it ('herald daemon start')")});
       }
       for (const GroupPartitionStats& p : g.partitions)
         if (p.dlq_stalled)

@@ -23,7 +23,11 @@ std::string gaps_text(const GroupPartitionStats& p) {
 std::string member_text(const MemberStats& m, const Style& st) {
   std::string parts;
   for (std::uint32_t p : m.partitions) parts += (parts.empty() ? "" : ",") + std::to_string(p);
-  std::string s = "pid " + std::to_string(m.pid) + (m.alive ? "" : std::string(" ") + st.red() + "(dead)" + st.reset());
+  std::string s = "pid " + std::to_string(m.pid) +
+                  (!m.alive    ? std::string(" ") + st.red() + "(dead)" + st.reset()
+                   : m.stopped ? std::string(" ") + st.red() + "(stopped: 'kill -CONT " + std::to_string(m.pid) + "')" +
+                                     st.reset()
+                               : "");
   s += " partitions [" + parts + "]";
   s += m.in_poll ? ", waiting in poll" : ", last poll " + format_duration_ns(m.since_last_poll_ns) + " ago";
   s += ", " + std::to_string(m.events) + " events";

@@ -19,7 +19,7 @@ struct Rates {
   std::map<std::string, double> topic_events;              // topic -> events/s
   std::map<std::string, double> topic_bytes;               // topic -> bytes/s
   std::map<std::string, double> group_events;              // topic/group -> events/s consumed
-  std::map<std::pair<std::string, std::int64_t>, double> producer_events;  // (topic, pid) -> events/s
+  std::map<std::pair<std::string, std::uint32_t>, double> producer_events;  // (topic, slot) -> events/s
 };
 
 Rates rates_between(const BusStats* prev, const BusStats& cur) {
@@ -50,7 +50,7 @@ Rates rates_between(const BusStats* prev, const BusStats& cur) {
     for (const ProducerSlotStats& p : t.producers)
       for (const ProducerSlotStats& op : o.producers)
         if (op.slot == p.slot && op.pid == p.pid && p.events >= op.events)
-          r.producer_events[{t.name, p.pid}] += static_cast<double>(p.events - op.events) / dt;
+          r.producer_events[{t.name, p.slot}] = static_cast<double>(p.events - op.events) / dt;
   }
   return r;
 }
@@ -67,7 +67,10 @@ std::string render(const BusStats& s, const Rates& r, bool have_rates, const Sty
   std::snprintf(line, sizeof line, "%sherald stat%s  bus '%s'  %s  ", st.bold(), st.reset(), s.bus.c_str(),
                 format_time_ns(s.time_ns).c_str());
   out += line;
-  if (s.daemon.alive)
+  if (s.daemon.alive && s.daemon.stopped)
+    std::snprintf(line, sizeof line, "heraldd pid %lld %sSTOPPED%s (SIGSTOP? 'kill -CONT %lld'; joins and repairs wait)\n\n",
+                  static_cast<long long>(s.daemon.pid), st.red(), st.reset(), static_cast<long long>(s.daemon.pid));
+  else if (s.daemon.alive)
     std::snprintf(line, sizeof line, "heraldd pid %lld (epoch %llu)\n\n", static_cast<long long>(s.daemon.pid),
                   static_cast<unsigned long long>(s.daemon.epoch));
   else
@@ -114,7 +117,8 @@ std::string render(const BusStats& s, const Rates& r, bool have_rates, const Sty
     for (const MemberStats& m : t.members) {
       std::string parts;
       for (std::uint32_t p : m.partitions) parts += (parts.empty() ? "" : ",") + std::to_string(p);
-      const std::string state = !m.alive ? std::string(st.red()) + "dead" + st.reset()
+      const std::string state = !m.alive    ? std::string(st.red()) + "dead" + st.reset()
+                                : m.stopped ? std::string(st.red()) + "stopped" + st.reset()
                                 : m.in_poll ? "waiting"
                                             : "busy " + format_duration_ns(m.since_last_poll_ns);
       members.row({t.name, m.group.empty() ? "(reader)" : m.group, std::to_string(m.pid), parts.empty() ? "-" : parts,
@@ -123,7 +127,7 @@ std::string render(const BusStats& s, const Rates& r, bool have_rates, const Sty
     for (const ProducerSlotStats& p : t.producers) {
       std::string ev = "-";
       if (have_rates) {
-        auto it = r.producer_events.find({t.name, p.pid});
+        auto it = r.producer_events.find({t.name, p.slot});
         if (it != r.producer_events.end()) ev = format_count(it->second);
       }
       producers.row({t.name, std::to_string(p.pid) + (p.alive ? "" : " (dead)"), std::to_string(p.tid),

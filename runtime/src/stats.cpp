@@ -243,6 +243,7 @@ void read_readers(const shm::TopicMap& m, TopicStats& t, const std::vector<std::
     ms.reader_slot = r;
     ms.pid = pid;
     ms.alive = alive(pid, rd->start_time.load(std::memory_order_relaxed));
+    ms.stopped = ms.alive && shm::process_stopped(static_cast<pid_t>(pid));
     const std::uint32_t g = rd->group.load(std::memory_order_relaxed);
     if (g != 0 && g - 1 < group_names.size()) ms.group = group_names[g - 1];
     if (g != 0 && ms.group.empty()) ms.group = "?";
@@ -272,6 +273,7 @@ void read_producers(const shm::TopicMap& m, TopicStats& t) {
     ps.pid = pid;
     ps.tid = sl->tid.load(std::memory_order_relaxed);
     ps.alive = alive(pid, sl->start_time.load(std::memory_order_relaxed));
+    ps.stopped = ps.alive && shm::process_stopped(static_cast<pid_t>(pid));
     ps.producer_id = sl->producer_id.load(std::memory_order_relaxed);
     ps.attached_ns = sl->attached_ns.load(std::memory_order_relaxed);
     for (std::uint32_t p = 0; p < m.partitions(); ++p) {
@@ -334,7 +336,13 @@ void read_groups(const shm::TopicMap& m, TopicStats& t, const shm::Registry& reg
       // A cursor below the oldest retained event (a demoted lag-out or a
       // lossy group that fell a ring behind): those bytes are gone, and the
       // oldest unconsumed event still there is the oldest retained one.
-      const bool overwritten = s.committed < ps.beginning && ps.tail > ps.beginning;
+      // Not so for a gating group: `beginning` keeps a max_event margin
+      // below which the next claim may overwrite, but no claim passes a
+      // gating group's cursor, so everything from it on is still there. A
+      // lossless group a full ring behind was shown as having lost a
+      // max_event of events it then read in full (found by an exploratory
+      // pass).
+      const bool overwritten = !gs.gating && s.committed < ps.beginning && ps.tail > ps.beginning;
       if (overwritten) s.overwritten_bytes = ps.beginning - s.committed;
       if (o.lag_time && s.lag_bytes > 0) {
         const std::uint64_t at = overwritten ? ps.beginning_time_ns : event_time_at(m.partition(p), s.committed, buf);
@@ -401,6 +409,7 @@ Result<BusStats> read_stats(std::string_view bus_in, const StatsOptions& o) {
   const shm::RegistryHeaderLayout* h = reg->header();
   out.daemon.pid = pid_of(h->daemon_pid.load(std::memory_order_acquire));
   out.daemon.alive = alive(out.daemon.pid, h->daemon_start_time.load(std::memory_order_relaxed));
+  out.daemon.stopped = out.daemon.alive && shm::process_stopped(static_cast<pid_t>(out.daemon.pid));
   out.daemon.epoch = h->daemon_epoch.load(std::memory_order_relaxed);
   std::vector<shm::TopicRecord> recs = reg->list();
   std::sort(recs.begin(), recs.end(), [](const auto& a, const auto& b) { return a.name < b.name; });

@@ -14,6 +14,7 @@
 
 #include <httplib.h>
 
+#include "shm/clock.hpp"
 #include "tests/cli/cli_harness.hpp"
 
 namespace herald::test {
@@ -247,12 +248,62 @@ TEST_F(CliOpsTest, DoctorNamesADaemonThatDoesNotAnswer) {
     pid_t pid;
     ~Resume() { ::kill(pid, SIGCONT); }
   } resume{static_cast<pid_t>(pid)};
+  // Stopped as /proc shows it (the signal lands asynchronously).
+  for (int i = 0; i < 100000 && !shm::process_stopped(static_cast<pid_t>(pid)); ++i) ::sched_yield();
+  ASSERT_TRUE(shm::process_stopped(static_cast<pid_t>(pid)));
   r = h({"doctor"}, "", 60);
   EXPECT_EQ(r.status, 1) << r.describe();
-  EXPECT_NE(r.out.find("is running but does not answer"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("heraldd pid " + std::to_string(pid) + " is stopped"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("'kill -CONT " + std::to_string(pid) + "'"), std::string::npos) << r.out;
   ::kill(static_cast<pid_t>(pid), SIGCONT);
   r = h({"doctor"});
   EXPECT_EQ(r.status, 0) << r.describe();
+}
+
+// A stopped member of a lossless group holds its producers back. stat and
+// groups showed it "waiting in poll" and doctor found nothing (found by an
+// exploratory pass); now each says it is stopped, and doctor names the
+// group and the reader that hold the waiting producers.
+TEST_F(CliOpsTest, DoctorNamesAStoppedMemberAndTheProducersItHoldsBack) {
+  ASSERT_EQ(h({"topic", "create", "ss", "--partitions", "1", "--ring", "4K", "--policy", "lossless"}).status, 0);
+  Background member = hb({"consume", "ss", "--group", "g"});
+  CliRun r;
+  for (int i = 0; i < 200; ++i) {
+    r = h({"groups", "ss"});
+    if (r.out.find("pid " + std::to_string(member.pid)) != std::string::npos) break;
+  }
+  ASSERT_NE(r.out.find("pid " + std::to_string(member.pid)), std::string::npos) << "the member never joined: " << r.describe();
+  ASSERT_EQ(::kill(member.pid, SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{member.pid};
+  for (int i = 0; i < 100000 && !shm::process_stopped(member.pid); ++i) ::sched_yield();
+  ASSERT_TRUE(shm::process_stopped(member.pid));
+  // 64 records of 64 bytes fill the 4 KiB ring; one more waits for room.
+  std::string lines;
+  for (int i = 0; i < 64; ++i) lines += std::to_string(i) + "\n";
+  ASSERT_EQ(h({"publish", "ss"}, lines).status, 0);
+  Background pub = hb({"publish", "ss", "one-more", "--deadline", "60s"});
+  r = h({"stat", "ss"});
+  EXPECT_NE(r.out.find("stopped"), std::string::npos) << r.describe();
+  r = h({"groups", "ss"});
+  EXPECT_NE(r.out.find("(stopped: 'kill -CONT " + std::to_string(member.pid) + "')"), std::string::npos)
+      << r.describe();
+  // Until the publisher parks (bounded), then doctor names who holds it.
+  for (int i = 0; i < 100; ++i) {
+    r = h({"doctor"});
+    if (r.out.find("back-pressure") != std::string::npos) break;
+  }
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_NE(r.out.find("stopped member"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("'kill -CONT " + std::to_string(member.pid) + "'"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("wait for room in partition 0: group 'g' is 4.0 KiB behind there; its reader, pid " +
+                       std::to_string(member.pid) + ", is stopped"),
+            std::string::npos)
+      << r.out;
+  ::kill(member.pid, SIGCONT);
+  EXPECT_EQ(pub.wait_exit(60), 0) << "the publisher goes on once the member does";
 }
 
 // A daemon that lives but does not answer (SIGSTOP) still owns the bus:

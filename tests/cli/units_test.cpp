@@ -95,6 +95,24 @@ TEST(UnitsTest, Formatting) {
   EXPECT_EQ(parse_time_ns(format_time_ns(1714564800123000000ull), 0).value, 1714564800123000000ull);
 }
 
+// The unit is chosen after rounding (an exploratory pass found "1024 B",
+// "1024.0 KiB", "1000.0k", "1000.0us" and "60.00s").
+TEST(UnitsTest, NoValueRoundsUpToItsUnitsLimit) {
+  EXPECT_EQ(format_bytes(1023), "1023 B");
+  EXPECT_EQ(format_bytes(1023.6), "1.0 KiB");
+  EXPECT_EQ(format_bytes(1024.0 * 1024 - 1), "1.0 MiB");
+  EXPECT_EQ(format_bytes(1024.0 * 1024 * 1024 - 1), "1.00 GiB");
+  EXPECT_EQ(format_count(9999), "9999");
+  EXPECT_EQ(format_count(9999.7), "10.0k");
+  EXPECT_EQ(format_count(999'999), "1.00M");
+  EXPECT_EQ(format_count(999'999'999), "1.00G");
+  EXPECT_EQ(format_duration_ns(999'999), "1.00ms");
+  EXPECT_EQ(format_duration_ns(999'999'999), "1.00s");
+  EXPECT_EQ(format_duration_ns(59'999'000'000ull), "1m00s");
+  EXPECT_EQ(format_duration_ns(3'599'600'000'000ull), "1h00m");
+  EXPECT_EQ(format_duration_ns(61'000'000'000ull), "1m01s");
+}
+
 TEST(UnitsTest, TerminalText) {
   EXPECT_EQ(terminal_text("plain text\twith a tab"), "plain text\twith a tab");
   EXPECT_EQ(terminal_text("caf\xc3\xa9 \xe2\x82\xac"), "caf\xc3\xa9 \xe2\x82\xac");  // UTF-8 stays

@@ -254,36 +254,43 @@ Parsed<Where> parse_where(std::string_view text, std::uint64_t now_ns) {
   return r;
 }
 
+// Each unit is chosen by the value as it will print, after rounding: a
+// value just under a unit's limit printed "1024.0 KiB", "1000.0k", "60.00s".
 std::string format_bytes(double b) {
   char buf[32];
-  if (b < 1024) std::snprintf(buf, sizeof buf, "%.0f B", b);
-  else if (b < 1024.0 * 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024);
-  else if (b < 1024.0 * 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f MiB", b / 1024 / 1024);
-  else std::snprintf(buf, sizeof buf, "%.2f GiB", b / 1024 / 1024 / 1024);
+  const double kib = b / 1024, mib = kib / 1024;
+  if (b < 1023.5) std::snprintf(buf, sizeof buf, "%.0f B", b);
+  else if (kib < 1023.95) std::snprintf(buf, sizeof buf, "%.1f KiB", kib);
+  else if (mib < 1023.95) std::snprintf(buf, sizeof buf, "%.1f MiB", mib);
+  else std::snprintf(buf, sizeof buf, "%.2f GiB", mib / 1024);
   return buf;
 }
 
 std::string format_count(double v) {
   char buf[32];
-  if (v < 1e4) std::snprintf(buf, sizeof buf, "%.0f", v);
-  else if (v < 1e6) std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
-  else if (v < 1e9) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  if (v < 9999.5) std::snprintf(buf, sizeof buf, "%.0f", v);
+  else if (v < 999'950) std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
+  else if (v < 999'995'000) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
   else std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
   return buf;
 }
 
 std::string format_duration_ns(std::uint64_t ns) {
   char buf[32];
-  if (ns < 1000) std::snprintf(buf, sizeof buf, "%lluns", static_cast<unsigned long long>(ns));
-  else if (ns < 1'000'000) std::snprintf(buf, sizeof buf, "%.1fus", static_cast<double>(ns) / 1e3);
-  else if (ns < 1'000'000'000) std::snprintf(buf, sizeof buf, "%.2fms", static_cast<double>(ns) / 1e6);
-  else if (ns < 60'000'000'000ull) std::snprintf(buf, sizeof buf, "%.2fs", static_cast<double>(ns) / 1e9);
-  else if (ns < 3'600'000'000'000ull)
-    std::snprintf(buf, sizeof buf, "%llum%02llus", static_cast<unsigned long long>(ns / 60'000'000'000ull),
-                  static_cast<unsigned long long>(ns / 1'000'000'000ull % 60));
-  else
-    std::snprintf(buf, sizeof buf, "%lluh%02llum", static_cast<unsigned long long>(ns / 3'600'000'000'000ull),
-                  static_cast<unsigned long long>(ns / 60'000'000'000ull % 60));
+  if (ns < 1000) {
+    std::snprintf(buf, sizeof buf, "%lluns", static_cast<unsigned long long>(ns));
+  } else if (ns < 999'950) {
+    std::snprintf(buf, sizeof buf, "%.1fus", static_cast<double>(ns) / 1e3);
+  } else if (ns < 999'995'000) {
+    std::snprintf(buf, sizeof buf, "%.2fms", static_cast<double>(ns) / 1e6);
+  } else if (ns < 59'995'000'000ull) {
+    std::snprintf(buf, sizeof buf, "%.2fs", static_cast<double>(ns) / 1e9);
+  } else {
+    // Whole seconds, rounded (59.996 s is 1m00s, not 0m59s).
+    const unsigned long long s = (ns + 500'000'000ull) / 1'000'000'000ull;
+    if (s < 3600) std::snprintf(buf, sizeof buf, "%llum%02llus", s / 60, s % 60);
+    else std::snprintf(buf, sizeof buf, "%lluh%02llum", s / 3600, s / 60 % 60);
+  }
   return buf;
 }
 

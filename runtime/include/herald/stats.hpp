@@ -108,6 +108,7 @@ struct MemberStats {
   std::uint32_t reader_slot = 0;
   std::int64_t pid = 0;
   bool alive = false;
+  bool stopped = false;                 // alive but stopped (SIGSTOP, a debugger): it reads nothing
   std::string group{};                  // empty: a group-less reader
   std::uint64_t member_id = 0;          // heraldd's id (0 in daemonless mode)
   std::vector<std::uint32_t> partitions{};  // assigned (daemon mode) or owned
@@ -124,6 +125,7 @@ struct ProducerSlotStats {
   std::int64_t pid = 0;
   std::uint32_t tid = 0;
   bool alive = false;
+  bool stopped = false;                 // alive but stopped (SIGSTOP, a debugger)
   std::uint64_t producer_id = 0;
   std::uint64_t attached_ns = 0;
   // This owner's counts over every partition, since it took the slot (the
@@ -157,6 +159,7 @@ struct TopicStats {
 struct DaemonStats {
   std::int64_t pid = 0;                 // as recorded in the registry (0: none)
   bool alive = false;
+  bool stopped = false;                 // alive but stopped (SIGSTOP, a debugger): answers nobody
   std::uint64_t epoch = 0;
 };
 
