@@ -55,7 +55,11 @@ Error from_boost(const bip::interprocess_exception& ex, const std::string& what,
     }
   }
   std::string detail = what + " /dev/shm/" + name + ": " + ex.what();
-  if (native != 0) detail += " (" + std::string(std::strerror(native)) + ")";
+  // Boost's what() is often strerror already ("Too many open files (Too
+  // many open files)"); add it only when it says something more.
+  if (native != 0 && std::string_view(ex.what()) != std::strerror(native))
+    detail += " (" + std::string(std::strerror(native)) + ")";
+  if (native == EMFILE || native == ENFILE) detail += "; raise RLIMIT_NOFILE (ulimit -n)";
   return Error{code, std::move(detail)};
 }
 

@@ -150,7 +150,11 @@ void check_stats(const Context& ctx, const BusStats& s, std::vector<Check>& out)
   std::size_t claims = 0, groups = 0;
   for (const TopicStats& t : s.topics) {
     if (!t.error.empty()) {
-      out.push_back({Level::kProblem, "topic", "topic '" + t.name + "' cannot be read: " + t.error});
+      // Typically a topic whose creator died half-way (its segments are
+      // registered but never got their header): deleting it is the repair.
+      out.push_back({Level::kProblem, "topic",
+                     "topic '" + t.name + "' cannot be read: " + t.error + "; if it was never finished (its creator "
+                     "was killed), 'herald topic delete " + t.name + " --force' removes it"});
       continue;
     }
     for (const PartitionStats& p : t.partition_stats)
