@@ -27,7 +27,8 @@ class PidWatch {
   enum class Added : std::uint8_t {
     kWatching,  // by a pidfd: exited() reports its exit as soon as it happens
     kPolling,   // alive, but no pidfd could be opened (out of fds): exited()
-                // checks it every kPollNs, and tries a pidfd again
+                // checks it at most every kPollNs (heraldd calls it at least
+                // every scan interval), and tries a pidfd again
     kGone,      // already gone (or the pid recycled)
   };
   // Starts watching. Only a process that is gone is kGone: running out of

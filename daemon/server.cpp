@@ -81,6 +81,16 @@ struct Server::Impl {
   // connection, else the level-triggered listening socket stays ready and
   // the io thread spins at 100 % CPU without answering anyone.
   int spare_fd = -1;
+  // The spare is not safe: the supervisor thread opens fds too (pidfds,
+  // /proc), and one may take the spare's number between our close and
+  // reopen. Without a spare, the listening socket is taken out of the epoll
+  // set for kListenPauseNs instead (at most one failing accept per pause),
+  // and the spare is tried again then. (Found by an adversarial pass: with
+  // the spare gone, the loop spun at 31,000 accepts a second.)
+  static constexpr std::uint64_t kListenPauseNs = 100'000'000;
+  std::uint64_t listen_paused_until = 0;  // 0: listening
+  void pause_listening();
+  void resume_listening_if_due();
   std::map<uid_t, std::uint32_t> conns_of_uid;  // io thread only
   std::uint64_t refused = 0;                    // connections dropped (descriptors, per-user cap)
 
@@ -152,10 +162,39 @@ void Server::Impl::close_conn(ConnId id, bool tell) {
   }
 }
 
+void Server::Impl::pause_listening() {
+  epoll_event ev{};
+  ev.events = 0;  // stays registered, reports nothing
+  ev.data.u64 = 0;
+  ::epoll_ctl(io_ep, EPOLL_CTL_MOD, listen_fd, &ev);
+  listen_paused_until = shm::monotonic_ns() + kListenPauseNs;
+  if (refused++ % 1000 == 0)
+    log("out of file descriptors: not accepting connections for a while (" + std::to_string(conns.size()) +
+        " open; raise the daemon's RLIMIT_NOFILE)");
+}
+
+void Server::Impl::resume_listening_if_due() {
+  if (listen_paused_until == 0 || shm::monotonic_ns() < listen_paused_until) return;
+  listen_paused_until = 0;
+  if (spare_fd < 0) spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;
+  ::epoll_ctl(io_ep, EPOLL_CTL_MOD, listen_fd, &ev);
+}
+
 void Server::Impl::accept_all() {
   for (;;) {
     int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
+    const bool out_of_fds = fd < 0 && (errno == EMFILE || errno == ENFILE);
+    if (out_of_fds && spare_fd < 0) {
+      spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (spare_fd < 0) {
+        pause_listening();
+        return;
+      }
+    }
+    if (out_of_fds) {
       // Out of fds: take the waiting connection with the spare fd and close
       // it (the client sees its connection closed, not a hang). accept
       // fails with EMFILE before it looks at the queue, so an empty queue
@@ -167,6 +206,10 @@ void Server::Impl::accept_all() {
       const bool took = fd >= 0;
       if (took) ::close(fd);
       spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (spare_fd < 0) {
+        pause_listening();
+        return;
+      }
       if (!took) return;
       if (refused++ % 1000 == 0)
         log("out of file descriptors: refusing new connections (" + std::to_string(conns.size()) +
@@ -297,7 +340,8 @@ void Server::Impl::on_readable(ConnId id) {
 void Server::Impl::io_loop() {
   epoll_event evs[64];
   while (!io_stop.load(std::memory_order_acquire)) {
-    const int n = ::epoll_wait(io_ep, evs, 64, 200);
+    const int n = ::epoll_wait(io_ep, evs, 64, listen_paused_until != 0 ? 20 : 200);
+    resume_listening_if_due();
     for (int i = 0; i < n; ++i) {
       const std::uint64_t key = evs[i].data.u64;
       if (key == 0) {

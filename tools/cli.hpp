@@ -30,6 +30,7 @@ struct Context {
   std::string bus_option;  // --bus as given (empty: $HERALD_BUS, else "default")
   bool json = false;       // --json
   bool tty = false;        // stdout is a terminal: colours, progress, live views
+  bool terminal = false;   // stdout is a terminal, NO_COLOR or not: payloads are shown escaped
   std::map<const CLI::App*, std::function<int()>> handlers;
 
   [[nodiscard]] std::string bus() const;

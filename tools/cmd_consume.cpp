@@ -36,7 +36,7 @@ void print_event(const Context& ctx, const EventView& e) {
   // control characters and bytes that are not UTF-8 are shown escaped.
   const std::string_view raw = e.payload_text();
   std::string shown;
-  const std::string_view d = ctx.tty ? std::string_view(shown = terminal_text(raw)) : raw;
+  const std::string_view d = ctx.terminal ? std::string_view(shown = terminal_text(raw)) : raw;
   std::fwrite(d.data(), 1, d.size(), stdout);
   std::fputc('\n', stdout);
 }
@@ -206,9 +206,8 @@ int consume(const Context& ctx, const ConsumeArgs& a) {
     }
     const std::uint64_t dead = c->stats().dead_lettered - before;
     if (dead > 0)
-      std::fprintf(stderr, "herald: %llu event(s) moved to the dead-letter topic %s.dlq.%s (see 'herald dlq list %s --group %s')\n",
-                   static_cast<unsigned long long>(dead), a.topic.c_str(), a.group.c_str(), a.topic.c_str(),
-                   a.group.c_str());
+      std::fprintf(stderr, "herald: %s moved to the dead-letter topic %s.dlq.%s (see 'herald dlq list %s --group %s')\n",
+                   counted(dead, "event").c_str(), a.topic.c_str(), a.group.c_str(), a.topic.c_str(), a.group.c_str());
     b.done += *n + dead;
     handled += *n;
     if (*n + dead > 0) b.last_event = mono_ns();

@@ -220,15 +220,18 @@ int dlq_redrive(const Context& ctx, const DlqArgs& a) {
     if (r->refused > 0) j["refusal"] = r->refusal;
     print_json_line(j);
   } else {
-    std::printf("redrove %llu dead letter(s) to '%s' for group '%s' (other groups skip them)\n",
-                static_cast<unsigned long long>(r->redriven), a.topic.c_str(), group.c_str());
+    std::printf("redrove %s to '%s' for group '%s' (other groups skip them)\n",
+                counted(r->redriven, "dead letter").c_str(), a.topic.c_str(), group.c_str());
   }
   if (r->refused > 0) {
+    // A refused letter stays pending and holds the DLQ's room behind it:
+    // say how to take it out (read it from the DLQ topic first if needed).
     std::fprintf(stderr,
-                 "herald: %s left pending: the topic cannot take them (first: %s); read them from the DLQ topic "
-                 "'%s' instead\n",
-                 counted(r->refused, "dead letter").c_str(), r->refusal.c_str(),
-                 (a.topic + ".dlq." + group).c_str());
+                 "herald: %s left pending: the topic cannot take them (first: %s); read it from the DLQ topic "
+                 "'%s' if you need it, then drop it with 'herald dlq purge %s --group %s --position "
+                 "PARTITION:POSITION'\n",
+                 counted(r->refused, "dead letter").c_str(), r->refusal.c_str(), (a.topic + ".dlq." + group).c_str(),
+                 a.topic.c_str(), group.c_str());
     return 1;
   }
   return 0;
@@ -240,10 +243,21 @@ int dlq_purge(const Context& ctx, const DlqArgs& a) {
   if (group.empty()) return runtime_error(err);
   auto bus = ctx.attach();
   if (!bus) return runtime_error(bus.error());
+  if (!a.position.empty()) {
+    auto pp = parse_part_pos(a.position);
+    if (!pp.ok()) usage_error(pp.error);
+    auto d = find_letter(*bus, a.topic, group, pp.value, &err);
+    if (!d) return runtime_error(err);
+    auto one = bus->purge_dead_letter(a.topic, group, d->dlq_position);
+    if (!one) return runtime_error(one.error(), "purge the dead letter of " + a.topic + " " + a.position);
+    if (ctx.json) print_json_line({{"topic", a.topic}, {"group", group}, {"purged", 1}});
+    else std::printf("purged the dead letter of %s %s (group '%s')\n", a.topic.c_str(), a.position.c_str(), group.c_str());
+    return 0;
+  }
   auto r = bus->purge_dead_letters(a.topic, group);
   if (!r) return runtime_error(r.error(), "purge dead letters of group '" + group + "'");
   if (ctx.json) print_json_line({{"topic", a.topic}, {"group", group}, {"purged", *r}});
-  else std::printf("purged %llu dead letter(s) of group '%s'\n", static_cast<unsigned long long>(*r), group.c_str());
+  else std::printf("purged %s of group '%s'\n", counted(*r, "dead letter").c_str(), group.c_str());
   return 0;
 }
 
@@ -275,8 +289,9 @@ void add_dlq_commands(CLI::App& app, Context& ctx) {
   redrive->add_option("--rate", a.rate, "at most this many events per second (100, 10k)")->transform(rate_arg());
   ctx.on(redrive, [&ctx] { return dlq_redrive(ctx, a); });
 
-  auto* purge = dlq->add_subcommand("purge", "drop every pending dead letter of a group");
+  auto* purge = dlq->add_subcommand("purge", "drop every pending dead letter of a group (or one, with --position)");
   add_common(purge, true);
+  purge->add_option("--position", a.position, "only this one: PARTITION:POSITION of the original event");
   ctx.on(purge, [&ctx] { return dlq_purge(ctx, a); });
 }
 

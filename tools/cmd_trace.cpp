@@ -241,8 +241,12 @@ int trace(const Context& ctx, const TraceArgs& a) {
     return 0;
   }
   const Style st{ctx.tty};
+  // Every field an event carries is anybody's bytes: shown as terminal_text
+  // (a type or reason with escape sequences drove the terminal; found by an
+  // adversarial pass).
+  auto shown = [](std::string_view v) { return terminal_text(v); };
   std::printf("%strace %s%s: %zu events on %zu topics over %s, from %s\n", st.bold(),
-              correlation.empty() ? ("event " + event_id).c_str() : ("'" + correlation + "'").c_str(), st.reset(),
+              correlation.empty() ? ("event " + event_id).c_str() : ("'" + shown(correlation) + "'").c_str(), st.reset(),
               f.size(), topic_names.size(), format_duration_ns(t_last - t0).c_str(), format_time_ns(t0).c_str());
   // Indentation up to kMaxDrawn levels; deeper ones say their depth, so a
   // long chain prints in linear space.
@@ -257,7 +261,7 @@ int trace(const Context& ctx, const TraceArgs& a) {
       else if (!f[step.i].dead_letter && canonical_id(cause) == e.id().to_string())
         std::printf("%s(names itself as its cause)%s\n", st.dim(), st.reset());
       else if (!f[step.i].dead_letter && !cause.empty())
-        std::printf("%s(caused by %s, not retained)%s\n", st.dim(), cause.c_str(), st.reset());
+        std::printf("%s(caused by %s, not retained)%s\n", st.dim(), shown(cause).c_str(), st.reset());
     }
     std::string indent;
     if (step.depth > kMaxDrawn) {
@@ -271,15 +275,16 @@ int trace(const Context& ctx, const TraceArgs& a) {
     const std::string at = std::string(e.topic()) + " " + std::to_string(e.partition()) + ":" +
                            std::to_string(e.position());
     if (f[step.i].dead_letter) {
-      std::printf("%s%sdead-lettered%s by group '%s' to %s after %s deliveries: %s\n", indent.c_str(), st.red(),
-                  st.reset(), header_or(e, "herald.dlq.group", "?").c_str(), at.c_str(),
-                  header_or(e, "herald.dlq.deliveries", "?").c_str(), header_or(e, "herald.dlq.reason").c_str());
+      const std::string deliveries = header_or(e, "herald.dlq.deliveries", "?");
+      std::printf("%s%sdead-lettered%s by group '%s' to %s after %s %s: %s\n", indent.c_str(), st.red(), st.reset(),
+                  shown(header_or(e, "herald.dlq.group", "?")).c_str(), at.c_str(), shown(deliveries).c_str(),
+                  deliveries == "1" ? "delivery" : "deliveries", shown(header_or(e, "herald.dlq.reason")).c_str());
       continue;
     }
     const bool mark = !event_id.empty() && e.id() == target;
     std::printf("%s%s%s%s  %s  %s+%s  %sid %s%s%s\n", indent.c_str(), st.bold(),
-                e.type().empty() ? "(no type)" : std::string(e.type()).c_str(), st.reset(), at.c_str(),
-                e.source().empty() ? "" : ("from " + std::string(e.source()) + "  ").c_str(),
+                e.type().empty() ? "(no type)" : shown(e.type()).c_str(), st.reset(), at.c_str(),
+                e.source().empty() ? "" : ("from " + shown(e.source()) + "  ").c_str(),
                 format_duration_ns(e.time_ns() - t0).c_str(), st.dim(), e.id().to_string().c_str(), st.reset(),
                 mark ? "  <- this one" : "");
   }

@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // --bus and --json are accepted after the subcommand too
   Context ctx;
-  ctx.tty = ::isatty(STDOUT_FILENO) == 1 && std::getenv("NO_COLOR") == nullptr;
+  ctx.terminal = ::isatty(STDOUT_FILENO) == 1;
+  ctx.tty = ctx.terminal && std::getenv("NO_COLOR") == nullptr;
   app.add_option("--bus", ctx.bus_option, "bus name (default: $HERALD_BUS, else 'default')")
       ->envname("HERALD_BUS")
       ->check(CLI::Validator(

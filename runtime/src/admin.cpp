@@ -55,6 +55,11 @@ Result<void> validate_topic_config(std::string_view name, const TopicConfig& c, 
 
 Result<TopicInfo> create_topic_locked(shm::Registry& reg, const std::string& bus, std::string_view name,
                                       const TopicConfig& config, const CreateTopicOptions& opts) {
+  // A topic that exists is reported as such before its name is judged: a
+  // bus made before a naming rule (names ending in '.dlq') may hold one,
+  // and "create unless it exists" must go on working there.
+  if (name.find(".dlq.") == std::string_view::npos && shm::validate_entity_name(name, "topic", true) && reg.find(name))
+    return fail(Errc::kAlreadyExists, "topic '" + std::string(name) + "' already exists on bus '" + bus + "'");
   if (auto r = validate_topic_config(name, config, opts.internal); !r)
     return fail(std::move(r).error().with_context("create topic '" + shm::printable(name) + "'"));
   const bool dead_letter = (opts.extra_flags & shm::kLogDeadLetterTopic) != 0;

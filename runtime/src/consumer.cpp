@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <exception>
 #include <vector>
 
@@ -175,7 +176,10 @@ struct Consumer::Impl {
   shm::TopicRecord source;
   std::optional<Producer> dlq;
   std::shared_ptr<const shm::TopicMap> dlq_map;
-  bool commit_requested = false;  // commit_async()
+  // commit_async(): the next poll commits. Atomic: the one call a second
+  // thread may make while the owner polls (relaxed: a request, nothing is
+  // published through it).
+  std::atomic<bool> commit_requested{false};
   std::uint64_t group_created_ns = 0;  // of the group joined (group_gone())
   std::size_t last_drain = 0;      // events of the last drain that found any (burst_settle)
   std::size_t finished_dead = 0;   // events the current poll moved to the DLQ: they count against its max
@@ -185,22 +189,42 @@ struct Consumer::Impl {
   // hangs on an event that arrived while we waited was never found stuck.
   bool reader_flagged = false;
   bool group_dead = false;  // group_deleted_error() was reported: see there
-  // Inside poll_impl (its handlers included): poll, next and seek refuse,
-  // and so does a commit or seek from another thread (a Consumer is used by
-  // one thread at a time; a commit racing a poll's cursor CAS was taken for
-  // a fence and the partition dropped, found by an exploratory pass).
-  // Atomic (relaxed: plain moves on x86) only so that the misuse it detects
-  // is not itself a data race; once per poll, not per event.
-  std::atomic<bool> in_poll{false};
-  std::atomic<std::thread::id> poll_thread{};
-  // kInvalidArgument when poll() runs on another thread than the caller's.
-  [[nodiscard]] Result<void> same_thread(const char* what) const {
-    if (!in_poll.load(std::memory_order_relaxed) ||
-        poll_thread.load(std::memory_order_relaxed) == std::this_thread::get_id()) [[likely]]
-      return {};
+  // Inside poll_impl (its handlers included): a nested poll, next or seek
+  // from the handler refuses.
+  bool in_poll = false;
+  // The thread inside poll(), commit() or seek() now (empty: none). A
+  // Consumer is used by one thread at a time; a commit from a second thread
+  // racing a poll's cursor CAS was taken for a fence and the partition
+  // dropped (found by an exploratory pass), and a check of a flag alone
+  // still let a poll start between the check and the commit (found by an
+  // adversarial pass). So each call takes the token by CAS for its
+  // duration, and a call from another thread while it is held is refused;
+  // the holder's own nested calls (commit from a handler) go on. One CAS
+  // per call, not per event.
+  std::atomic<std::thread::id> user{};
+  struct Use {
+    std::atomic<std::thread::id>* token = nullptr;  // null: nested, nothing to give back
+    Use() = default;
+    explicit Use(std::atomic<std::thread::id>* t) : token(t) {}
+    Use(Use&& o) noexcept : token(std::exchange(o.token, nullptr)) {}
+    Use& operator=(Use&&) = delete;
+    ~Use() {
+      // Release: what this call did to the Impl happens before the next
+      // user's acquire CAS.
+      if (token != nullptr) token->store(std::thread::id{}, std::memory_order_release);
+    }
+  };
+  [[nodiscard]] Result<Use> use(const char* what) {
+    const std::thread::id me = std::this_thread::get_id();
+    std::thread::id held{};
+    // Acquire: pairs with the release in ~Use of the previous user.
+    if (user.compare_exchange_strong(held, me, std::memory_order_acquire, std::memory_order_relaxed)) [[likely]]
+      return Use(&user);
+    if (held == me) return Use();
     return fail(Errc::kInvalidArgument, std::string(what) +
-                                            " called while poll() runs on another thread; a Consumer is used by one "
-                                            "thread at a time (make one per thread)");
+                                            " called while another thread is in this Consumer's poll(), commit() or "
+                                            "seek(); a Consumer is used by one thread at a time (make one per "
+                                            "thread)");
   }
   // The process that made the consumer. A child forked with the handle
   // alive destroys its copy without leaving the group or releasing the
@@ -1116,16 +1140,16 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
   Impl& I = *impl_;
   // From inside a handler, a nested poll would deliver the event being
   // handled again (and the ones after it, then again to the outer poll).
-  if (auto r = I.same_thread("poll() or next()"); !r) [[unlikely]]
-    return fail(std::move(r).error());
-  if (I.in_poll.load(std::memory_order_relaxed)) [[unlikely]]
+  auto in_use = I.use("poll() or next()");
+  if (!in_use) [[unlikely]]
+    return fail(std::move(in_use).error());
+  if (I.in_poll) [[unlikely]]
     return fail(Errc::kInvalidArgument,
                 "poll() or next() called from inside this consumer's handler; return from the handler first");
-  I.poll_thread.store(std::this_thread::get_id(), std::memory_order_relaxed);
-  I.in_poll.store(true, std::memory_order_relaxed);
+  I.in_poll = true;
   struct LeavePoll {
-    std::atomic<bool>& in;
-    ~LeavePoll() { in.store(false, std::memory_order_relaxed); }
+    bool& in;
+    ~LeavePoll() { in = false; }
   } leave_poll{I.in_poll};
   shm::ReaderLayout* me = I.topic->reader(I.reader);
   // Liveness for heraldd: poll_count moves on every poll, every handled
@@ -1143,8 +1167,8 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
   // (a busy one learns it from its first fenced commit or read, or while
   // it waits); one that learnt it stays told.
   if (I.group_dead || (I.assigned.empty() && I.group_gone())) [[unlikely]] return fail(I.group_deleted_error());
-  if (I.commit_requested) {
-    I.commit_requested = false;
+  if (I.commit_requested.load(std::memory_order_relaxed)) {
+    I.commit_requested.store(false, std::memory_order_relaxed);
     if (auto c = I.commit_all(/*lose_fenced=*/I.daemon_mode); !c) return fail(std::move(c).error());
   }
 
@@ -1254,21 +1278,23 @@ Result<Event> Consumer::next(std::chrono::nanoseconds timeout) {
 Result<void> Consumer::commit() {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   if (impl_->group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
-  if (auto r = impl_->same_thread("commit()"); !r) return fail(std::move(r).error());
+  auto in_use = impl_->use("commit()");
+  if (!in_use) return fail(std::move(in_use).error());
   // Nothing pending commits nothing, even into a deleted group: ask.
   if (impl_->group_dead || impl_->group_gone()) return fail(impl_->group_deleted_error());
   return impl_->commit_all(/*lose_fenced=*/false);
 }
 
 void Consumer::commit_async() noexcept {
-  if (impl_ != nullptr) impl_->commit_requested = true;
+  if (impl_ != nullptr) impl_->commit_requested.store(true, std::memory_order_relaxed);
 }
 
 Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   Impl& I = *impl_;
   if (I.group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
-  if (auto r = I.same_thread("commit()"); !r) return fail(std::move(r).error());
+  auto in_use = I.use("commit()");
+  if (!in_use) return fail(std::move(in_use).error());
   if (I.group_dead || I.group_gone()) return fail(I.group_deleted_error());
   if (partition >= I.parts.size() || !I.parts[partition].assigned)
     return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " is not assigned to this member");
@@ -1289,8 +1315,9 @@ Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
   Impl& I = *impl_;
   // The poll running the handler moves the position past the event when
   // the handler returns, over whatever a seek here set.
-  if (auto r = I.same_thread("seek()"); !r) return fail(std::move(r).error());
-  if (I.in_poll.load(std::memory_order_relaxed))
+  auto in_use = I.use("seek()");
+  if (!in_use) return fail(std::move(in_use).error());
+  if (I.in_poll)
     return fail(Errc::kInvalidArgument, "seek() called from inside this consumer's handler would be undone when it "
                                         "returns; seek after poll() returns");
   if (partition >= I.parts.size() || !I.parts[partition].assigned)
@@ -1325,6 +1352,8 @@ Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
 
 Result<void> Consumer::seek(Offset where) {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
+  auto in_use = impl_->use("seek()");  // held across the partitions' seeks (theirs nest)
+  if (!in_use) return fail(std::move(in_use).error());
   const std::vector<std::uint32_t> ps = impl_->assigned;  // seek(p) refuses inside a handler
   for (std::uint32_t p : ps)
     if (auto r = seek(p, where); !r) return r;

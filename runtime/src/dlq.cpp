@@ -116,6 +116,13 @@ void delete_dlqs_locked(shm::Registry& reg, const std::string& bus, const std::s
 
 namespace {
 std::string num(std::uint64_t v) { return std::to_string(v); }
+// s cut to at most n bytes, at a UTF-8 character's start (a text reason
+// stays text).
+std::string cut_at_char(std::string_view s, std::size_t n) {
+  if (s.size() <= n) return std::string(s);
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return std::string(s.substr(0, n));
+}
 std::uint64_t parse_u64(std::string_view s) {
   std::uint64_t v = 0;
   std::from_chars(s.data(), s.data() + s.size(), v);
@@ -127,7 +134,7 @@ void build_dead_letter(const EventView& e, const shm::TopicRecord& source, const
                        const std::string& reason, std::uint32_t deliveries, std::uint64_t first_failure_ns,
                        std::uint64_t last_failure_ns, DeadLetterMessage* out) {
   out->strings = {source.name,     num(source.incarnation), num(e.partition()),      num(e.position()),
-                  num(e.time_ns()), group,                  reason.substr(0, 4096),  num(deliveries),
+                  num(e.time_ns()), group,                  cut_at_char(reason, 4096), num(deliveries),
                   num(first_failure_ns), num(last_failure_ns)};
   const char* names[] = {kHdrTopic,  kHdrIncarnation, kHdrPartition, kHdrPosition,     kHdrTime,
                          kHdrGroup, kHdrReason,      kHdrDeliveries, kHdrFirstFailure, kHdrLastFailure};
@@ -166,11 +173,7 @@ void build_dead_letter(const EventView& e, const shm::TopicRecord& source, const
   const char* bad = nullptr;
   const std::size_t without = meta_size(m, "", &bad, false, true);
   const std::size_t room = without < kMaxMeta ? kMaxMeta - without : 0;
-  if (r.size() > room) {
-    std::size_t keep = room;
-    while (keep > 0 && (static_cast<unsigned char>(r[keep]) & 0xC0) == 0x80) --keep;
-    r.resize(keep);
-  }
+  if (r.size() > room) r = cut_at_char(r, room);
   rh.value = r;
   m.headers = out->headers;
 }
@@ -411,6 +414,42 @@ Result<std::uint64_t> Bus::purge_dead_letters(std::string_view topic, std::strin
     shm::wake_producers(v->map->partition(0));
   }
   return static_cast<std::uint64_t>(s.pending.size());
+}
+
+Result<void> Bus::purge_dead_letter(std::string_view topic, std::string_view group, std::uint64_t dlq_position) {
+  if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Bus"));
+  auto v = open_dlq(*impl_, topic, group);
+  if (!v) return fail(std::move(v).error());
+  auto one_at_a_time = resolving_lock(impl_->run_dir, impl_->name, topic, group);
+  if (!one_at_a_time) return fail(std::move(one_at_a_time).error());
+  const DlqScan s = scan(*v);
+  const auto it = std::find_if(s.pending.begin(), s.pending.end(),
+                               [&](const DeadLetter& d) { return d.dlq_position == dlq_position; });
+  if (it == s.pending.end())
+    return fail(Errc::kNotFound, "no pending dead letter at position " + std::to_string(dlq_position) + " of " + v->name);
+  // The first unresolved record: move the cursor past it (as purge does
+  // for all), then past the resolved ones after it.
+  std::size_t i = 0;
+  while (i < s.records.size() && s.record_resolved[i]) ++i;
+  if (i < s.records.size() && s.records[i].first == dlq_position) {
+    shm::GroupPartitionLayout* gp = v->map->group_partition(v->cursor_slot, 0);
+    std::uint64_t cur = gp->cursor.load(std::memory_order_acquire);
+    const std::uint64_t to = s.records[i].second;
+    // R4: as a member's commit (frees the DLQ for new dead letters).
+    if (shm::cursor_pos(cur) < to)
+      gp->cursor.compare_exchange_strong(cur, shm::pack_cursor(shm::cursor_gen(cur), to), std::memory_order_seq_cst);
+    shm::wake_producers(v->map->partition(0));
+    advance_cursor(*v);
+    return {};
+  }
+  auto marks = detail::ProducerFactory::make(impl_, v->name, {}, 0);
+  if (!marks) return fail(std::move(marks).error());
+  const std::string pos = std::to_string(dlq_position);
+  const Header mh[] = {{detail::kHdrResolves, pos}, {detail::kHdrAction, "purge"}};
+  if (auto r = marks->publish({.type = detail::kResolvedType, .headers = mh}); !r)
+    return fail(std::move(r).error().with_context("mark the dead letter at " + pos + " of " + v->name + " purged"));
+  advance_cursor(*v);
+  return {};
 }
 
 Result<void> Bus::delete_group(std::string_view topic, std::string_view group, bool force) {

@@ -413,7 +413,7 @@ TEST_F(CliDataTest, TraceFollowsARequestAcrossTopicsAsACausalTree) {
   ASSERT_EQ(r.status, 0) << r.describe();
   r = h({"trace", "req-1"});
   ASSERT_EQ(r.status, 0) << r.describe();
-  EXPECT_NE(r.out.find("\n   └─ dead-lettered by group 'ledger' to payments.dlq.ledger 0:0 after 1 deliveries: "),
+  EXPECT_NE(r.out.find("\n   └─ dead-lettered by group 'ledger' to payments.dlq.ledger 0:0 after 1 delivery: "),
             std::string::npos)
       << r.out;
 

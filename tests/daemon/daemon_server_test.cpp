@@ -564,6 +564,51 @@ TEST_F(DaemonServerTest, OutOfFdsANewConnectionIsClosedAndTheOpenOnesAreServed) 
   EXPECT_FALSE(returned_.load());
 }
 
+// The same while another thread (here the test; in heraldd the
+// supervisor's pidfds and /proc reads) takes every fd that comes free,
+// which may be the spare's number between the server's close and reopen.
+// Without its spare the server stops listening for a while instead of
+// failing accept in a loop (it spun; found by an adversarial pass), and
+// open connections are served all along. The race is not forced here: the
+// test checks the serving, whichever way each accept went.
+TEST_F(DaemonServerTest, OutOfFdsWithoutItsSpareTheServerStillServesOpenConnections) {
+  const std::string sock = detail::socket_path(guard_.run_dir(), guard_.bus());
+  auto healthy = detail::DaemonClient::connect(sock);
+  ASSERT_TRUE(healthy) << healthy.error().message();
+  std::vector<int> lates;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    ASSERT_GE(fd, 0);
+    lates.push_back(fd);
+  }
+  {
+    FdExhaustion full;
+    std::atomic<bool> stop{false};
+    std::vector<int> grabbed;
+    std::thread grabber([&] {
+      while (!stop.load()) {
+        const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) grabbed.push_back(fd);
+      }
+    });
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, sock.c_str(), sock.size() + 1);
+    for (int fd : lates) (void)::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    for (int i = 0; i < 20; ++i) {
+      auto r = (*healthy)->call({{"op", "ping"}});
+      ASSERT_TRUE(r) << "ping " << i << ": an open connection was not served: " << r.error().message();
+    }
+    stop.store(true);
+    grabber.join();
+    for (int fd : grabbed) ::close(fd);
+  }
+  for (int fd : lates) ::close(fd);
+  auto r = (*healthy)->call({{"op", "ping"}});
+  EXPECT_TRUE(r) << r.error().message();
+  EXPECT_FALSE(returned_.load());
+}
+
 TEST_F(DaemonServerTest, ShutdownRequestStopsTheServer) {
   auto c = detail::DaemonClient::connect(detail::socket_path(guard_.run_dir(), guard_.bus()));
   ASSERT_TRUE(c) << c.error().message();

@@ -377,6 +377,25 @@ TEST_F(DeliveryRedriveTest, EveryAcceptedEnvelopeIsDeadLetteredAndRedrivenIntact
   }
 }
 
+// The 4 KiB cut of a reason lands on a character's start too (it cut a
+// two-byte character in half; found by an adversarial pass).
+TEST_F(DeliveryRedriveTest, ALongReasonIsCutAtACharactersStart) {
+  ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 1, .ring_bytes = 1 << 20, .max_event = 4096}));
+  ConsumerOptions o;
+  o.group = "g";
+  o.max_deliveries = 1;
+  o.retry = {milliseconds(0), 1.0, milliseconds(0)};
+  auto c = bus_->consumer("orders", o);
+  ASSERT_TRUE(c) << c.error().message();
+  ASSERT_TRUE(bus_->producer("orders")->publish({.payload = "bad"}));
+  const std::string reason = std::string(4095, 'r') + "\xc3\xa9";
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(c->poll([&](const EventView&) { return nack(reason); }, 16));
+  auto letters = bus_->dead_letters("orders", "g");
+  ASSERT_TRUE(letters) << letters.error().message();
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ(letters->front().reason, std::string(4095, 'r'));
+}
+
 // A dead letter forwarded by hand carries herald.dlq.* headers; dead-lettered
 // again, those used to win over the runtime's (the first of a name is read):
 // dead_letters() named the old partition and position, and redrive sent the
@@ -447,6 +466,37 @@ TEST_F(DeliveryRedriveTest, ALetterTooLargeToRedriveStaysAndTheOthersGo) {
   ASSERT_EQ(m.handled.size(), before + 2);
   EXPECT_EQ(m.handled[before].event.payload_text(), "bad-1");
   EXPECT_EQ(m.handled[before + 1].event.payload_text(), "bad-2");
+  // Left pending at the DLQ's head, it held the room behind it, and every
+  // later redrive's markers filled the DLQ (found by an adversarial pass):
+  // it can be dropped on its own.
+  EXPECT_FALSE(bus_->purge_dead_letter("orders", "g", left->front().dlq_position + 16)) << "no letter there";
+  auto dropped = bus_->purge_dead_letter("orders", "g", left->front().dlq_position);
+  ASSERT_TRUE(dropped) << dropped.error().message();
+  EXPECT_TRUE(bus_->dead_letters("orders", "g")->empty());
+}
+
+// One dead letter behind another is dropped by a marker; the one ahead
+// stays.
+TEST_F(DeliveryRedriveTest, PurgingOneDeadLetterLeavesTheOthers) {
+  ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 1, .ring_bytes = 1 << 20, .max_event = 4096}));
+  Member m(*bus_, "orders", "g");
+  ASSERT_TRUE(m.consumer);
+  auto prod = bus_->producer("orders");
+  ASSERT_TRUE(prod) << prod.error().message();
+  for (const char* p : {"bad-1", "bad-2", "bad-3"}) ASSERT_TRUE(prod->publish({.payload = p}));
+  ASSERT_NO_FATAL_FAILURE(m.drain());
+  auto letters = bus_->dead_letters("orders", "g");
+  ASSERT_TRUE(letters) << letters.error().message();
+  ASSERT_EQ(letters->size(), 3u);
+  ASSERT_TRUE(bus_->purge_dead_letter("orders", "g", (*letters)[1].dlq_position));
+  auto left = bus_->dead_letters("orders", "g");
+  ASSERT_EQ(left->size(), 2u);
+  EXPECT_EQ((*left)[0].event.payload_text(), "bad-1");
+  EXPECT_EQ((*left)[1].event.payload_text(), "bad-3");
+  ASSERT_TRUE(bus_->purge_dead_letter("orders", "g", (*left)[0].dlq_position));
+  left = bus_->dead_letters("orders", "g");
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].event.payload_text(), "bad-3");
 }
 
 class DeliveryDlqFullTest : public DeliveryRedriveTest, public ::testing::WithParamInterface<bool> {

@@ -161,6 +161,12 @@ class Bus {
   Result<RedriveResult> redrive(std::string_view topic, std::string_view group, const RedriveOptions& options = {});
   // Drops every dead letter of the group; returns how many.
   Result<std::uint64_t> purge_dead_letters(std::string_view topic, std::string_view group);
+  // Drops one: the pending dead letter at `dlq_position` (DeadLetter::
+  // dlq_position), e.g. one redrive refused. kNotFound if none is pending
+  // there. At the head of the DLQ it frees its room at once (no marker is
+  // written, so a full DLQ is no obstacle); behind another pending letter
+  // it appends a marker, as redrive does.
+  Result<void> purge_dead_letter(std::string_view topic, std::string_view group, std::uint64_t dlq_position);
 
   // A producer maps every partition's ring into this process's page tables
   // when it is created, and a consumer each partition it is given (~1.3 ms

@@ -3,8 +3,9 @@
 // group-less reader (tail and replay tools; never holds producers back).
 //
 // One thread at a time, as a Producer: make one Consumer per thread (they
-// may be members of one group). commit() or seek() from another thread while
-// poll() runs is refused (kInvalidArgument). A handle belongs to the process
+// may be members of one group). poll(), commit() or seek() from another
+// thread while one of them runs is refused (kInvalidArgument); only
+// commit_async() may be called from anywhere. A handle belongs to the process
 // that made it: a child forked with it alive must not use it (make a Bus of
 // its own); destroying it there leaves the parent's membership and slots
 // alone. The same holds for Producer and Claim.
