@@ -344,7 +344,15 @@ Result<RedriveResult> Bus::redrive(std::string_view topic, std::string_view grou
   res.matched = chosen.size();
   if (chosen.empty()) return res;
   auto out = detail::ProducerFactory::make(impl_, topic, {}, shm::kRecordRedriven);
-  if (!out) return fail(std::move(out).error());
+  if (!out) {
+    // Redrive is a producer of the topic: on a single-producer topic it
+    // waits for the topic's own producer to go (kBusy says who it is).
+    if (out.error().code == Errc::kBusy)
+      return fail(std::move(out).error().with_context(
+          "redrive republishes as a producer of '" + std::string(topic) +
+          "', and a single-producer topic takes one at a time: redrive when its producer has stopped"));
+    return fail(std::move(out).error());
+  }
   auto marks = detail::ProducerFactory::make(impl_, v->name, {}, 0);
   if (!marks) return fail(std::move(marks).error());
   const std::string group_s(group);

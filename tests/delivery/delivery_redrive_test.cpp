@@ -475,6 +475,28 @@ TEST_F(DeliveryRedriveTest, ALetterTooLargeToRedriveStaysAndTheOthersGo) {
   EXPECT_TRUE(bus_->dead_letters("orders", "g")->empty());
 }
 
+// Redrive is a producer of the topic: a single-producer topic takes it only
+// while its own producer is gone, and the refusal says so (it said only
+// "busy"; found by an exploratory pass).
+TEST_F(DeliveryRedriveTest, ASingleProducerTopicIsRedrivenOnceItsProducerStopped) {
+  ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 1, .ring_bytes = 1 << 20, .max_event = 4096,
+                                            .single_producer = true}));
+  Member m(*bus_, "orders", "g");
+  ASSERT_TRUE(m.consumer);
+  std::optional<Producer> prod(bus_->producer("orders").value());
+  ASSERT_TRUE(prod->publish({.payload = "bad-1"}));
+  ASSERT_NO_FATAL_FAILURE(m.drain());
+  auto busy = bus_->redrive("orders", "g");
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().code, Errc::kBusy);
+  EXPECT_NE(busy.error().message().find("redrive when its producer has stopped"), std::string::npos)
+      << busy.error().message();
+  prod.reset();
+  auto r = bus_->redrive("orders", "g");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->redriven, 1u);
+}
+
 // One dead letter behind another is dropped by a marker; the one ahead
 // stays.
 TEST_F(DeliveryRedriveTest, PurgingOneDeadLetterLeavesTheOthers) {
