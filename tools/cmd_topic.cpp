@@ -192,10 +192,10 @@ int topic_describe(const Context& ctx, const std::string& name) {
     if (g.internal) continue;
     if (!any) std::printf("\n");
     any = true;
-    std::printf("  group %s%s%s: %s%s, %s, lag %s (%s), dead letters %llu\n", st.bold(), g.name.c_str(),
-                st.reset(), policy_name(g.policy), g.gating ? " (gating)" : "", counted(g.members, "member").c_str(),
+    std::printf("  group %s%s%s: %s%s, %s, lag %s (%s), %s pending\n", st.bold(), g.name.c_str(), st.reset(),
+                policy_name(g.policy), g.gating ? " (gating)" : "", counted(g.members, "member").c_str(),
                 counted(g.lag_events, "event").c_str(), format_bytes(static_cast<double>(g.lag_bytes)).c_str(),
-                static_cast<unsigned long long>(g.dlq_depth));
+                counted(g.dlq_depth, "dead letter").c_str());
   }
   if (!any) std::printf("\n  no groups (start one with 'herald consume %s --group NAME')\n", t->name.c_str());
   return 0;
