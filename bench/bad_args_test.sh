@@ -43,6 +43,9 @@ expect "--out: cannot write $dir/missing/x.json" --out "$dir/missing/x.json"
 expect "--plot: cannot write $dir/missing/x.svg" --plot "$dir/missing/x.svg"
 expect "--out needs a file name" --out=
 expect "unknown argument '--bogus'" --bogus
+expect "sends no message in the latency scenario" --scenario latency --rate 1 --duration 200ms
+expect "--quick is a flag and takes no value" --quick=0
+expect "--out needs a value" --out --json
 
 # A writable --out that is refused for another reason leaves no file.
 expect "--scenario: unknown scenario" --out "$dir/new.json" --scenario nope

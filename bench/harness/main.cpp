@@ -114,9 +114,13 @@ Options parse(int argc, char** argv) {
     }
     auto value = [&]() -> std::string {
       if (has_eq) return v;
-      if (i + 1 >= argc) usage(a + " needs a value");
+      // "--out --json" took "--json" for the file name.
+      if (i + 1 >= argc || std::string_view(argv[i + 1]).rfind("--", 0) == 0) usage(a + " needs a value");
       return argv[++i];
     };
+    // A flag takes no value: "--quick=0" turned --quick on.
+    const bool flag = a == "--pin" || a == "--quick" || a == "--json" || a == "--no-extras";
+    if (flag && has_eq) usage(a + " is a flag and takes no value (not '" + a + "=" + v + "')");
     if (a == "--scenario") scen = value();
     else if (a == "--size") sizes = value(), sizes_given = true;
     else if (a == "--peers") peers = value();
@@ -170,6 +174,13 @@ Options parse(int argc, char** argv) {
   }
   o.peers = split("--peers", peers);
   if (o.scenarios.empty() || o.sizes.empty() || o.peers.empty()) usage("nothing to run");
+  // A latency row sends rate x duration messages; 0 meant "no limit" to
+  // the producer, and the row ran until the 55 s watchdog failed it (found
+  // by an exploratory pass).
+  const bool latency = std::find(o.scenarios.begin(), o.scenarios.end(), Scenario::kLatency) != o.scenarios.end();
+  if (latency && !o.quick && o.rate * static_cast<double>(o.duration_ns) / 1e9 < 1)
+    usage("--rate " + tools::format_count(o.rate) + "/s for --duration " + tools::format_duration_ns(o.duration_ns) +
+          " sends no message in the latency scenario: make rate x duration at least 1");
   if (!o.out.empty() || has_out) check_writable("--out", o.out);
   if (!o.plot.empty() || has_plot) check_writable("--plot", o.plot);
   return o;
@@ -248,6 +259,9 @@ RowSpec base_spec(const Options& o, Scenario sc, std::size_t size, unsigned cpus
   if (sc == Scenario::kFanout) s.consumers = 3;
   if (o.quick) {
     s.count = sc == Scenario::kPingPong ? 2000 : 5000;
+    // Paced: at most half a second of messages (5000 at 10/s took 8 min).
+    if (sc == Scenario::kLatency)
+      s.count = std::clamp<std::uint64_t>(static_cast<std::uint64_t>(o.rate / 2), 1, s.count);
   } else if (sc == Scenario::kLatency) {
     s.count = static_cast<std::uint64_t>(o.rate * static_cast<double>(o.duration_ns) / 1e9);
   } else {
@@ -318,11 +332,17 @@ std::vector<Row> plan(const Options& o, const std::vector<Known>& known, unsigne
 void on_signal(int) { g_stop = 1; }
 
 void remove_leftovers() noexcept {
-  // Last resort for anything a killed run left: our buses' objects.
-  const std::string prefix = "herald.hb" + std::to_string(::getpid()) + "-";
+  // Last resort for anything a killed row left: our buses' objects, the
+  // Boost queues and the baseline rings (each named with our pid).
+  const std::string pid = std::to_string(::getpid());
+  const std::string prefixes[] = {"herald.hb" + pid + "-", "hb" + pid + "-", "hbring-" + pid + "-"};
   if (DIR* d = ::opendir("/dev/shm")) {
     while (dirent* e = ::readdir(d))
-      if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) ::shm_unlink((std::string("/") + e->d_name).c_str());
+      for (const std::string& prefix : prefixes)
+        if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) {
+          ::shm_unlink((std::string("/") + e->d_name).c_str());
+          break;
+        }
     ::closedir(d);
   }
   if (g_workdir[0] != '\0') {
@@ -382,6 +402,7 @@ int run(const Options& o) {
         const auto* k = &*std::find_if(known.begin(), known.end(), [&](const Known& x) { return x.name == r.label; });
         RowSpec s = r.spec;
         s.unique = "r" + std::to_string(i) + "-" + std::to_string(rep);
+        s.run_pid = ::getpid();
         std::fprintf(stderr, "[row %zu/%zu, rep %d/%d] %s %zu B %s ...", nth, runnable, rep + 1, o.reps,
                      std::string(scenario_name(s.scenario)).c_str(), s.size, r.name().c_str());
         std::fflush(stderr);
@@ -402,10 +423,11 @@ int run(const Options& o) {
   const double rtt_after = cpus >= 2 && g_stop == 0 ? cache_line_round_trip_ns(-1, -1) : -1;
   Extras x;
   if (o.extras && g_stop == 0) x = run_extras(o.quick, g_workdir);
-  if (g_stop != 0) {
-    std::fprintf(stderr, "herald-bench: interrupted; cleaned up\n");
-    return 130;
-  }
+  // Interrupted: the rows that finished are still reported (the one cut
+  // short is failed, "interrupted"; the rest say "not run"), and the exit
+  // status says it was interrupted. It used to print nothing at all.
+  const bool interrupted = g_stop != 0;
+  if (interrupted) std::fprintf(stderr, "herald-bench: interrupted; cleaned up; reporting the rows that finished\n");
   summarize(rows);
   RunInfo info;
   info.command = o.command;
@@ -426,6 +448,7 @@ int run(const Options& o) {
   bool ok = true;
   if (!o.out.empty()) ok = write_file(o.out, j.dump(2) + "\n") && ok;
   if (!o.plot.empty()) ok = write_file(o.plot, svg(rows)) && ok;
+  if (interrupted) return 130;
   for (const Row& r : rows) ok = ok && !r.failed();
   return ok ? 0 : 1;
 }

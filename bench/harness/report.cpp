@@ -21,6 +21,33 @@ double median(std::vector<double> v) {
   return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+// Text for one markdown table cell: a failed row's error may be the tail of
+// a peer's log, with newlines, '|' and terminal colours, which split the
+// row (found by an exploratory pass). Escape sequences are dropped,
+// newlines become spaces, '|' is escaped, and it is cut at 300 bytes.
+std::string cell(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size() && out.size() < 300; ++i) {
+    const char c = s[i];
+    if (c == '\x1b') {  // CSI: ESC [ ... final byte in @..~
+      if (i + 1 < s.size() && s[i + 1] == '[') {
+        i += 2;
+        while (i < s.size() && (s[i] < '@' || s[i] > '~')) ++i;
+      }
+      continue;
+    }
+    if (c == '\n' || c == '\r' || c == '\t') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else if (c == '|') {
+      out += "\\|";
+    } else if (static_cast<unsigned char>(c) >= 0x20) {
+      out += c;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
 std::string fmt_ns(double ns) { return tools::format_ns(static_cast<std::uint64_t>(std::llround(ns))); }
 
 std::string fmt_ratio(double r) {
@@ -114,8 +141,11 @@ void summarize(std::vector<Row>& rows) {
   for (Row& r : rows) {
     if (r.spec.scenario != Scenario::kFanout || r.comparison || !usable(r)) continue;
     for (const Row& c : rows)
+      // The same mode only: the one-group row is a single publish, and a
+      // batch row divided by it read "÷ 1 group 3.08" (found by an
+      // exploratory pass).
       if (c.comparison && usable(c) && c.label == r.label && c.spec.size == r.spec.size && c.spec.wait == r.spec.wait &&
-          c.eps_median > 0)
+          c.spec.mode == r.spec.mode && c.eps_median > 0)
         r.single_group_ratio = r.eps_median / c.eps_median;
   }
 }
@@ -140,11 +170,11 @@ std::string markdown(const std::vector<Row>& rows, const Extras& x, const RunInf
     o << "| " << scenario_name(r.spec.scenario) << " | " << size_text(r.spec.size) << " | " << r.name() << " ["
       << it->second << "] | ";
     if (r.skipped()) {
-      o << "skipped | | | | | | | | | | " << r.skip << " |\n";
+      o << "skipped | | | | | | | | | | " << cell(r.skip) << " |\n";
       continue;
     }
     if (r.failed()) {
-      o << "**FAILED** | | | | | | | | | | " << r.error << " |\n";
+      o << "**FAILED** | | | | | | | | | | " << cell(r.error) << " |\n";
       continue;
     }
     if (r.reps.empty()) {

@@ -64,6 +64,8 @@
 // producer sent before it, so a consumer knows it got all of them.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -96,6 +98,7 @@ struct RowSpec {
   int consumers = 1;
   std::size_t ring_bytes = std::size_t{16} << 20;  // per route, for transports with a ring
   std::string unique;        // unique among all rows of this run: prefix shm / socket names with it
+  pid_t run_pid = 0;         // the coordinator's pid: with `unique`, unique among runs at once
   std::string workdir;       // a private temporary folder for this run (sockets, config files)
   bool pin = false;          // children pinned to distinct cores (never two spinners on one)
   bool oversubscribed = false;  // fewer cores than busy processes: `wait` is kYield or kBlock, never kSpin

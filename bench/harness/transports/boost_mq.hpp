@@ -43,7 +43,10 @@ struct BoostMqTransport {
   }
 
   static std::string queue_name(const RowSpec& spec, int route) {
-    return spec.unique + "-mq" + std::to_string(route);
+    // Named per run (spec.unique is per row and repetition only): two runs
+    // at once removed each other's queues (found by an exploratory pass).
+    // spec.run_pid is the coordinator's: every process of the row agrees.
+    return "hb" + std::to_string(spec.run_pid) + "-" + spec.unique + "-mq" + std::to_string(route);
   }
 
   static boost::posix_time::ptime deadline_in(long ms) {
