@@ -279,17 +279,26 @@ DlqScan scan(const DlqView& v) {
 }
 
 // Moves the DLQ's cursor forward over the longest prefix that is resolved.
+// Moves the DLQ's own cursor forward to `to` (never back) and wakes
+// producers waiting for room. Redrive, purge and purge of one letter hold
+// resolving_lock, so the cursor moves only here; a failed CAS means it moved
+// already.
+void move_cursor_to(const DlqView& v, std::uint64_t to) {
+  shm::GroupPartitionLayout* gp = v.map->group_partition(v.cursor_slot, 0);
+  std::uint64_t cur = gp->cursor.load(std::memory_order_acquire);
+  if (shm::cursor_pos(cur) >= to) return;
+  // R4: as a member's commit (seq_cst RMW, paired with the producers'
+  // gate refresh): frees the DLQ for new dead letters.
+  gp->cursor.compare_exchange_strong(cur, shm::pack_cursor(shm::cursor_gen(cur), to), std::memory_order_seq_cst);
+  shm::wake_producers(v.map->partition(0));
+}
+
+// Past every resolved record at the head of the DLQ.
 void advance_cursor(const DlqView& v) {
   const DlqScan s = scan(v);
   std::uint64_t to = s.cursor;
   for (std::size_t i = 0; i < s.records.size() && s.record_resolved[i]; ++i) to = s.records[i].second;
-  if (to == s.cursor) return;
-  shm::GroupPartitionLayout* gp = v.map->group_partition(v.cursor_slot, 0);
-  std::uint64_t cur = gp->cursor.load(std::memory_order_acquire);
-  if (shm::cursor_pos(cur) >= to) return;
-  // R4: as a member's commit (frees the DLQ for new dead letters).
-  gp->cursor.compare_exchange_strong(cur, shm::pack_cursor(shm::cursor_gen(cur), to), std::memory_order_seq_cst);
-  shm::wake_producers(v.map->partition(0));
+  move_cursor_to(v, to);
 }
 
 }  // namespace
@@ -414,13 +423,7 @@ Result<std::uint64_t> Bus::purge_dead_letters(std::string_view topic, std::strin
   if (!one_at_a_time) return fail(std::move(one_at_a_time).error());
   const DlqScan s = scan(*v);
   // Everything up to tail is dropped: move the cursor there.
-  shm::GroupPartitionLayout* gp = v->map->group_partition(v->cursor_slot, 0);
-  const std::uint64_t to = s.records.empty() ? s.cursor : s.records.back().second;
-  std::uint64_t cur = gp->cursor.load(std::memory_order_acquire);
-  if (shm::cursor_pos(cur) < to) {
-    gp->cursor.compare_exchange_strong(cur, shm::pack_cursor(shm::cursor_gen(cur), to), std::memory_order_seq_cst);
-    shm::wake_producers(v->map->partition(0));
-  }
+  move_cursor_to(*v, s.records.empty() ? s.cursor : s.records.back().second);
   return static_cast<std::uint64_t>(s.pending.size());
 }
 
@@ -440,13 +443,7 @@ Result<void> Bus::purge_dead_letter(std::string_view topic, std::string_view gro
   std::size_t i = 0;
   while (i < s.records.size() && s.record_resolved[i]) ++i;
   if (i < s.records.size() && s.records[i].first == dlq_position) {
-    shm::GroupPartitionLayout* gp = v->map->group_partition(v->cursor_slot, 0);
-    std::uint64_t cur = gp->cursor.load(std::memory_order_acquire);
-    const std::uint64_t to = s.records[i].second;
-    // R4: as a member's commit (frees the DLQ for new dead letters).
-    if (shm::cursor_pos(cur) < to)
-      gp->cursor.compare_exchange_strong(cur, shm::pack_cursor(shm::cursor_gen(cur), to), std::memory_order_seq_cst);
-    shm::wake_producers(v->map->partition(0));
+    move_cursor_to(*v, s.records[i].second);
     advance_cursor(*v);
     return {};
   }

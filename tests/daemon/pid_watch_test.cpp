@@ -21,11 +21,12 @@
 namespace herald::daemon {
 namespace {
 
-TEST(PidWatchTest, ALiveProcessWithoutAPidfdIsPolledNotDead) {
+// A child that lives until the parent closes the write end of its pipe
+// (returned; -1 if the fork failed).
+pid_t gated_child(int* release_fd) {
   int gate[2];
-  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+  if (::pipe2(gate, O_CLOEXEC) != 0) return -1;
   const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
   if (child == 0) {
     ::close(gate[1]);
     char c;
@@ -33,6 +34,14 @@ TEST(PidWatchTest, ALiveProcessWithoutAPidfdIsPolledNotDead) {
     ::_exit(0);
   }
   ::close(gate[0]);
+  *release_fd = gate[1];
+  return child;
+}
+
+TEST(PidWatchTest, ALiveProcessWithoutAPidfdIsPolledNotDead) {
+  int release = -1;
+  const pid_t child = gated_child(&release);
+  ASSERT_GT(child, 0);
   const std::uint64_t start = shm::process_start_time(child).value_or(0);
   ASSERT_NE(start, 0u);
   PidWatch watch;
@@ -46,7 +55,7 @@ TEST(PidWatchTest, ALiveProcessWithoutAPidfdIsPolledNotDead) {
   // Fds to spare again, and the child still alive: still watched, not gone.
   EXPECT_TRUE(watch.exited().empty());
   EXPECT_TRUE(watch.watching(child));
-  ::close(gate[1]);  // the child exits
+  ::close(release);  // the child exits
   int status = 0;
   // Not reaped yet: a zombie's /proc state says it is gone.
   std::vector<std::pair<pid_t, std::uint64_t>> gone;
@@ -63,20 +72,12 @@ TEST(PidWatchTest, ALiveProcessWithoutAPidfdIsPolledNotDead) {
 }
 
 TEST(PidWatchTest, AGoneProcessIsGoneWithOrWithoutFds) {
-  int gate[2];
-  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    ::close(gate[1]);
-    char c;
-    (void)::read(gate[0], &c, 1);
-    ::_exit(0);
-  }
-  ::close(gate[0]);
+  int release = -1;
+  const pid_t child = gated_child(&release);
+  ASSERT_GT(child, 0);
   // Its start time, so a reuse of the pid meanwhile is not taken for it.
   const std::uint64_t start = shm::process_start_time(child).value_or(0);
-  ::close(gate[1]);
+  ::close(release);
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   PidWatch watch;

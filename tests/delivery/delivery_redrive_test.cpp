@@ -25,13 +25,20 @@
 namespace herald {
 namespace {
 
-using std::chrono::milliseconds;
-
 struct Handled {
   std::uint32_t partition;
   std::uint64_t position;
   Event event;
 };
+
+// A group whose first failure dead-letters (max_deliveries 1, no backoff).
+ConsumerOptions one_delivery(const std::string& group) {
+  ConsumerOptions o;
+  o.group = group;
+  o.max_deliveries = 1;
+  o.retry = {std::chrono::milliseconds(0), 1.0, std::chrono::milliseconds(0)};
+  return o;
+}
 
 // One group member whose handler refuses events whose payload starts with
 // "bad" while `broken` is set (max_deliveries 1, no backoff: the first
@@ -39,11 +46,7 @@ struct Handled {
 class Member {
  public:
   Member(Bus& bus, const std::string& topic, const std::string& group) {
-    ConsumerOptions o;
-    o.group = group;
-    o.max_deliveries = 1;
-    o.retry = {std::chrono::milliseconds(0), 1.0, std::chrono::milliseconds(0)};
-    auto c = bus.consumer(topic, o);
+    auto c = bus.consumer(topic, one_delivery(group));
     EXPECT_TRUE(c) << c.error().message();
     if (c) consumer.emplace(std::move(c).value());
   }
@@ -332,11 +335,7 @@ TEST_F(DeliveryRedriveTest, EveryAcceptedEnvelopeIsDeadLetteredAndRedrivenIntact
   // two-byte characters (cut to fit, at a character's start).
   std::string reason;
   while (reason.size() < 10240) reason += "\xc3\xa9";
-  ConsumerOptions o;
-  o.group = "g";
-  o.max_deliveries = 1;
-  o.retry = {milliseconds(0), 1.0, milliseconds(0)};
-  auto c = bus_->consumer("orders", o);
+  auto c = bus_->consumer("orders", one_delivery("g"));
   ASSERT_TRUE(c) << c.error().message();
   std::size_t handled = 0;
   for (int i = 0; i < 100 && handled == 0; ++i) {
@@ -381,11 +380,7 @@ TEST_F(DeliveryRedriveTest, EveryAcceptedEnvelopeIsDeadLetteredAndRedrivenIntact
 // two-byte character in half; found by an adversarial pass).
 TEST_F(DeliveryRedriveTest, ALongReasonIsCutAtACharactersStart) {
   ASSERT_TRUE(bus_->create_topic("orders", {.partitions = 1, .ring_bytes = 1 << 20, .max_event = 4096}));
-  ConsumerOptions o;
-  o.group = "g";
-  o.max_deliveries = 1;
-  o.retry = {milliseconds(0), 1.0, milliseconds(0)};
-  auto c = bus_->consumer("orders", o);
+  auto c = bus_->consumer("orders", one_delivery("g"));
   ASSERT_TRUE(c) << c.error().message();
   ASSERT_TRUE(bus_->producer("orders")->publish({.payload = "bad"}));
   const std::string reason = std::string(4095, 'r') + "\xc3\xa9";
