@@ -12,6 +12,11 @@
 //   every event id takes effect exactly once.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
 #include <random>
 #include <set>
 
@@ -238,6 +243,52 @@ TEST_P(DeliveryCrashPointsTest, KilledMembersRedeliverOnlyTheirInFlightEvent) {
     std::fprintf(stderr, "[herald] handled (tail):\n%s", describe_handled(hs, 60).c_str());
     std::fprintf(stderr, "%s", per_member(hs, kills).c_str());
   }
+}
+
+// A SIGKILL inside the sink's one write(2) can leave the first part of a
+// line (the kernel stops a file write between pages once a fatal signal is
+// pending). That effect did not complete: the next member marks the line,
+// does not remember its id, and the redelivered event takes effect once.
+class DeliveryTornSinkTest : public DeliveryCrashFixture {};
+
+TEST_F(DeliveryTornSinkTest, ATornSinkLineIsAnEffectThatDidNotComplete) {
+  ASSERT_NO_FATAL_FAILURE(start(true));
+  ASSERT_NO_FATAL_FAILURE(make_topic("t", 1));
+  auto prod = bus_->producer("t");
+  ASSERT_TRUE(prod) << prod.error().message();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(prod->publish({.payload = "E" + std::to_string(i) + ";"}));
+  const std::string record = path("sink.rec"), skips = path("skips.rec");
+  auto args = [&](const std::string& tag) {
+    return std::vector<std::string>{"--topic=t",      "--group=g",      "--record=" + record, "--tag=" + tag,
+                                    "--idempotent=1", "--skips=" + skips, "--batch=1"};
+  };
+  // m0 handles E0 and E1 and dies before committing E1.
+  Child& m0 = peer("consume", args("m0"), "consume.after_handler:2", "m0");
+  const auto st = wait_death(m0, 60, "m0 (consume.after_handler:2)");
+  ASSERT_TRUE(killed_by(st, SIGKILL)) << (st ? describe_status(*st) : "running") << "\n" << read_file(path("m0.stderr"));
+  const std::string text = read_file(record);
+  const std::size_t last = text.rfind('\n', text.size() - 2);
+  ASSERT_TRUE(text.size() > 8 && text.back() == '\n' && last != std::string::npos) << text;
+  ASSERT_NE(text.find(" E1 ", last), std::string::npos) << "E1's line is the last\n" << text;
+  // Tear E1's line inside its event id, as the kill inside the write would have.
+  ASSERT_EQ(::truncate(record.c_str(), static_cast<off_t>(text.size() - 6)), 0) << std::strerror(errno);
+
+  Child& fin = peer("consume", args("final"), "", "final");
+  ASSERT_TRUE(wait_until([&] { return all_committed("t", "g") || !fin.running(); }, 60,
+                         [&] { return "the final member did not finish\n" + state(); }));
+  ASSERT_TRUE(fin.running()) << describe_status(*fin.status()) << "\n" << read_file(path("final.stderr"));
+  stop(fin, "final.stderr");
+
+  const std::string after = read_file(record);
+  EXPECT_NE(after.find(std::string(kTornMark) + "\n"), std::string::npos) << "the torn line was marked\n" << after;
+  const std::vector<Handled> hs = read_handled(record);
+  std::map<std::string, std::vector<std::string>> effects;  // payload id -> "tag/delivery"
+  for (const Handled& h : hs) effects[h.id].push_back(h.tag + "/" + std::to_string(h.delivery));
+  EXPECT_EQ(effects["E0"], std::vector<std::string>{"m0/1"}) << after;
+  EXPECT_EQ(effects["E1"], std::vector<std::string>{"final/2"}) << "the torn effect happens once, again\n" << after;
+  EXPECT_EQ(effects["E2"], std::vector<std::string>{"final/1"}) << after;
+  EXPECT_EQ(effects.size(), 3u) << after;
+  EXPECT_TRUE(read_handled(skips).empty()) << "nothing was skipped as done\n" << read_file(skips);
 }
 
 INSTANTIATE_TEST_SUITE_P(Sinks, DeliveryCrashPointsTest, ::testing::Values(false, true),

@@ -26,6 +26,7 @@
 #include "shm/ring_log.hpp"
 #include "shm/slots.hpp"
 #include "tests/support/daemon_harness.hpp"
+#include "tests/support/record_lines.hpp"
 #include "tests/support/test_env.hpp"
 
 namespace herald::test {
@@ -44,18 +45,20 @@ struct Handled {
   std::string event_id;
 };
 
+// A torn line (a child killed inside its write) did not happen, as for the
+// children themselves (record_lines.hpp).
 inline std::vector<Handled> read_handled(const std::string& path) {
   std::vector<Handled> out;
-  std::istringstream in(read_file(path));
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
+  for_each_complete_line(read_file(path), [&](std::string_view line) {
+    std::istringstream ls{std::string(line)};
     Handled h;
     if (ls >> h.tag >> h.call >> h.partition >> h.position >> h.id >> h.delivery) {
       ls >> h.event_id;
       out.push_back(std::move(h));
+    } else {
+      ADD_FAILURE() << path << ": a line that is neither complete nor marked torn: " << line;
     }
-  }
+  });
   return out;
 }
 

@@ -3,7 +3,9 @@
 // HERALD_CRASH_AT=<point>[:<n>] in its environment it raise(SIGKILL)s at the
 // n-th hit of a named crash point (shm/crash_point.hpp). Every line it
 // records is ONE write(2) to a file opened O_APPEND, so what it wrote
-// survives any kill.
+// survives any kill; a SIGKILL in the middle of that write can leave a torn
+// line, which the next child marks and every reader skips
+// (tests/support/record_lines.hpp).
 //
 //   herald_delivery_peer consume --bus=B --topic=T --group=G --record=FILE [--tag=S]
 //       [--poison=PREFIX --on-poison=abort|nack|none] [--max-deliveries=N] [--retry-ms=MS]
@@ -58,14 +60,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "herald/herald.hpp"
 #include "tests/support/peer_main.hpp"
+#include "tests/support/record_lines.hpp"
 
 namespace {
 
@@ -74,13 +79,20 @@ using herald::test::peer::arg_i;
 using herald::test::peer::die;
 using herald::test::peer::g_stop;
 
-// An append-only file written one line per write(2).
+// An append-only file written one line per write(2). Opening it ends a
+// line a killed predecessor tore (record_lines.hpp), so that line stays one
+// skipped line and does not run into this process's first.
 struct Appender {
   int fd = -1;
   void open(const std::string& path) {
     if (path.empty()) return;
-    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) die(4, "open " + path + ": " + std::strerror(errno));
+    const off_t size = ::lseek(fd, 0, SEEK_END);
+    if (size < 0) die(4, "lseek " + path + ": " + std::strerror(errno));
+    char last = '\n';
+    if (size > 0 && ::pread(fd, &last, 1, size - 1) != 1) die(4, "read " + path + ": " + std::strerror(errno));
+    if (last != '\n') line(std::string(herald::test::kTornMark) + "\n");
   }
   void line(const std::string& s) const {
     if (fd < 0) return;
@@ -116,21 +128,24 @@ void publish_inputs(herald::Bus& bus, const std::string& topic, const std::strin
 }
 
 // The sink's ids, per partition (the idempotent helper's window rebuilt).
+// A torn line is an effect that did not complete: its id is not remembered,
+// so the event takes effect when it is delivered again.
 void rebuild(const std::string& path, herald::IdempotentConsumer* seen) {
-  std::ifstream in(path);
-  std::string line;
+  std::ifstream in(path, std::ios::binary);
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   std::size_t n = 0;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
+  herald::test::for_each_complete_line(text, [&](std::string_view line) {
+    std::istringstream ls{std::string(line)};
     std::string tag, pid, id;
     std::uint32_t partition = 0;
     std::uint64_t call = 0, position = 0, delivery = 0;
-    if (!(ls >> tag >> call >> partition >> position >> pid >> delivery >> id)) continue;  // a torn last line cannot happen (one write), but be safe
+    if (!(ls >> tag >> call >> partition >> position >> pid >> delivery >> id))
+      die(4, "bad line in sink: " + std::string(line));
     auto eid = herald::EventId::parse(id);
-    if (!eid) die(4, "bad id in sink: " + line);
+    if (!eid) die(4, "bad id in sink: " + std::string(line));
     seen->remember(partition, *eid);
     ++n;
-  }
+  });
   std::fprintf(stderr, "herald_delivery_peer[%d]: rebuilt %zu ids from the sink\n", ::getpid(), n);
 }
 
