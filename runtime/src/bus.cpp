@@ -70,7 +70,9 @@ Result<nlohmann::json> Bus::Impl::call_daemon(nlohmann::json request) {
         // segment is gone) stays destroyed: a daemon started now would
         // create it again, empty, for a client on its way out.
         if (destroyed())
-          return fail(Errc::kDaemonUnavailable, "bus '" + name + "' was destroyed; heraldd is not started for it again");
+          // kClosed, as the daemonless path says it (bus.hpp): kDaemonUnavailable
+          // is retryable, and a retry loop would wait here for ever.
+          return fail(Errc::kClosed, "bus '" + name + "' was destroyed; attach again to make it anew");
         c = detail::start_daemon(name, run_dir);
       }
       if (!c) return fail(std::move(c).error());

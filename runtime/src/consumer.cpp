@@ -192,6 +192,21 @@ struct Consumer::Impl {
   // Inside poll_impl (its handlers included): a nested poll, next or seek
   // from the handler refuses.
   bool in_poll = false;
+  // next() in kAfterHandle: the caller handles the event AFTER next()
+  // returns, so it is not handled when the handler (a copy) returns. The
+  // poll leaves it in flight (its in-handler mark stays, as for a handler
+  // still running) and notes it here; the caller's next call (next, poll,
+  // commit, seek) or a normal destruction settles it as handled, and the
+  // poll's commit then covers it. A process that dies with it pulled gets
+  // it delivered again, counted as a delivery: at-least-once, as poll().
+  // (Committing it when next() returned lost it; found by an exploratory
+  // pass.)
+  bool pulling = false;
+  struct Pulled {
+    std::uint32_t p = 0;
+    std::uint64_t end = 0;  // the event's next_position()
+  };
+  std::optional<Pulled> pulled;
   // The thread inside poll(), commit() or seek() now (empty: none). A
   // Consumer is used by one thread at a time; a commit from a second thread
   // racing a poll's cursor CAS was taken for a fence and the partition
@@ -409,6 +424,52 @@ struct Consumer::Impl {
     return n;
   }
 
+  // A call outside poll (commit(p, pos), seek) that found p fenced: p was
+  // dropped; it goes to on_lost as well, as in a poll.
+  Result<void> lost_in_call(Result<void> r, std::uint32_t p) {
+    if (!r && r.error().code == Errc::kFenced) {
+      lost.push_back(p);
+      report_lost();
+    }
+    return r;
+  }
+
+  // A handler that returned after its member was fenced: heraldd took p
+  // away because the member stayed outside poll() longer than
+  // max_poll_interval, and from then on nothing gated the bytes under the
+  // handler's zero-copy view. If a producer's claim reached the event's
+  // position plus the ring, they were written over while the handler could
+  // read them (found by an exploratory pass). The accessors stay inside the
+  // record (event.hpp), but what the handler read may be another event's
+  // bytes: the poll fails, loudly, after on_lost. Asked only once fenced,
+  // so the hot path pays nothing; tail only grows, so a write during the
+  // handler is never missed (one just after it is reported too).
+  [[nodiscard]] bool overwritten_under(std::uint32_t p, std::uint64_t pos) const noexcept {
+    const shm::PartitionView& v = topic->partition(p);
+    return shm::load_tail(v) > pos + v.ring_bytes;
+  }
+  Result<std::size_t> lose_overwritten(std::uint32_t p, std::uint64_t pos) {
+    const std::string where = "topic '" + topic->topic() + "' partition " + std::to_string(p) + ": ";
+    const std::string what = "the event's bytes were written over while the handler could still read them: what it "
+                             "read may be another event's";
+    if (group_gone()) {
+      // Deleted under the handler: the member is told as for any deleted
+      // group (no on_lost), and why its event is suspect.
+      (void)group_deleted_error();
+      return fail(Errc::kOverrun, where + "group '" + group_name + "' was deleted while its handler had the event at "
+                                  "position " + std::to_string(pos) + ", and " + what);
+    }
+    if (parts[p].assigned) drop(p);  // heraldd took it (a new owner, or none yet)
+    lost.push_back(p);
+    report_lost();
+    return fail(Errc::kOverrun,
+                where + "this member stayed outside poll() longer than max_poll_interval (" +
+                    std::to_string(opts.max_poll_interval.count()) + " ms) while its handler had the event at position " +
+                    std::to_string(pos) + ", so heraldd took the partition away, and " + what +
+                    ". A handler that can run that long should copy the event first (EventView::to_event()), or "
+                    "raise max_poll_interval");
+  }
+
   // Whether p's cursor still carries this member's generation. A member
   // fenced meanwhile (a rebalance, or its group deleted, perhaps made again
   // in the same slot, whose generations go on from the old group's) must
@@ -446,9 +507,11 @@ struct Consumer::Impl {
   // CAS from our own value leaves another owner's lease alone. Release:
   // the handler's reads of the record happen before a producer may take
   // its bytes.
-  static void release_lease(shm::GroupPartitionLayout* g, std::uint64_t mine) noexcept {
+  // False: the word was no longer ours.
+  static bool release_lease(shm::GroupPartitionLayout* g, std::uint64_t mine) noexcept {
     std::uint64_t expect = mine;
-    g->lease.compare_exchange_strong(expect, shm::kNoLease, std::memory_order_release, std::memory_order_relaxed);
+    return g->lease.compare_exchange_strong(expect, shm::kNoLease, std::memory_order_release,
+                                            std::memory_order_relaxed);
   }
 
   // As try_commit; a fenced commit drops p and fails with kFenced.
@@ -477,7 +540,12 @@ struct Consumer::Impl {
   }
   // commit_all after commit_owned failed: commits what still can be (a
   // partition committed already returns at once) and deals with the fenced.
+  // Without lose_fenced, the first fence is also the call's error; either
+  // way every fenced partition goes to on_lost (a commit() that found the
+  // fence first left the application's per-partition state standing: found
+  // by an exploratory pass), and the others are still committed.
   [[gnu::noinline]] Result<void> commit_fenced(bool lose_fenced) {
+    std::optional<Error> first;
     for (std::size_t i = 0; i < assigned.size();) {
       const std::uint32_t p = assigned[i];
       if (try_commit(p, parts[p].handled)) {
@@ -485,10 +553,15 @@ struct Consumer::Impl {
         continue;
       }
       Error e = fence(p);  // drops p: assigned[i] is the next partition now
-      if (!lose_fenced || e.code != Errc::kFenced) return fail(std::move(e));
+      if (e.code != Errc::kFenced) {
+        report_lost();
+        return fail(std::move(e));
+      }
       lost.push_back(p);
+      if (!lose_fenced && !first) first = std::move(e);
     }
     report_lost();
+    if (first) return fail(std::move(*first));
     return {};
   }
 
@@ -596,6 +669,23 @@ struct Consumer::Impl {
     pt.overrun_counted_at = UINT64_MAX;
   }
 
+  // The caller came back after next() (see `pulled`): its event is handled.
+  // Nothing if the partition moved meanwhile: the new owner delivers it again.
+  void settle_pulled() noexcept {
+    if (!pulled) return;
+    const Pulled e = *pulled;
+    pulled.reset();
+    Part& pt = parts[e.p];
+    if (!pt.assigned || pt.read < e.end || pt.handled >= e.end) return;
+    if (tracks_deliveries()) {
+      if (!still_owner(e.p) || group_gone()) return;
+      // Relaxed, as in drain_partition: read by whoever owns the partition
+      // after our death only.
+      gp(e.p)->inflight.store(shm::pack_inflight(e.end, 0, false, marks()), std::memory_order_relaxed);
+    }
+    pt.handled = e.end;
+  }
+
   [[nodiscard]] bool tracks_deliveries() const noexcept {
     return group >= 0 && opts.commit_mode != CommitMode::kBeforeHandle;
   }
@@ -624,6 +714,13 @@ struct Consumer::Impl {
 
 Consumer::Impl::~Impl() {
   if (!topic || ::getpid() != owner_pid) return;
+  // The event next() returned last was handled if the caller let the
+  // consumer go normally; not while an exception unwinds (its handling may
+  // be what threw): then it is delivered again.
+  if (pulled && std::uncaught_exceptions() == 0 && group >= 0 && !group_dead && !group_gone()) {
+    settle_pulled();
+    (void)commit_all(/*lose_fenced=*/true);
+  }
   if (group >= 0 && daemon_mode) {
     if (member_id != 0) (void)bus->call_daemon({{"op", "leave"}, {"member_id", member_id}});
   } else if (group >= 0 && !group_dead && !group_gone()) {
@@ -1056,7 +1153,11 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     // once taken, so a success costs no string work.
     const bool ok = invoke(handler, view, failure_reason);
     HERALD_CRASH_POINT("consume.after_handler");
-    if (amo) release_lease(gpl, my_lease);
+    // A lease no longer ours was cleared by heraldd, which takes a stuck
+    // member's partition (revoke) or gives it to another (assign): from
+    // then on it gated nothing.
+    if (amo && !release_lease(gpl, my_lease) && overwritten_under(p, pos)) [[unlikely]]
+      return lose_overwritten(p, pos);
     // bump_progress(), on the reader resolved above.
     me->poll_count.store(me->poll_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (ok || amo) {
@@ -1068,10 +1169,18 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       // Done with a failed event once past it; one further on (a count
       // recover() kept for an event ahead) waits for the reader.
       if (pos >= pt.failed_pos) pt.failed_pos = UINT64_MAX;
-      pt.read = pt.handled = pos + size;
       ++n;
+      if (pulling) [[unlikely]] {
+        // next(): handled once the caller comes back (settle_pulled()); in
+        // flight until then, its in-handler mark still set.
+        pt.read = pos + size;
+        pulled = Pulled{p, pos + size};
+        continue;
+      }
+      pt.read = pt.handled = pos + size;
       if (tracked) {
         if (!still_owner(p)) [[unlikely]] {
+          if (overwritten_under(p, pos)) return lose_overwritten(p, pos);
           // Fenced while the handler ran: the partition is the new owner's.
           // Within the same group, "handled up to here" still saves it a
           // duplicate of this event, and a late one costs at most a
@@ -1097,7 +1206,10 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     if (pt.first_failure_ns == 0 || !retrying) pt.first_failure_ns = now_rt;
     pt.last_failure_ns = now_rt;
     if (tracked) {
-      if (!still_owner(p)) [[unlikely]] return lose(fence(p), p, n);
+      if (!still_owner(p)) [[unlikely]] {
+        if (overwritten_under(p, pos)) return lose_overwritten(p, pos);
+        return lose(fence(p), p, n);
+      }
       gpl->inflight.store(shm::pack_inflight(pos, pt.deliveries, false, mark), std::memory_order_relaxed);
     }
     if (tracked && opts.max_deliveries > 0 && pt.deliveries >= opts.max_deliveries) continue;  // dead-lettered next
@@ -1151,6 +1263,7 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
     bool& in;
     ~LeavePoll() { in = false; }
   } leave_poll{I.in_poll};
+  I.settle_pulled();  // the caller is back: the event next() returned is handled
   shm::ReaderLayout* me = I.topic->reader(I.reader);
   // Liveness for heraldd: poll_count moves on every poll, every handled
   // event and every timed wake; kReaderInPoll is set only while waiting
@@ -1263,6 +1376,12 @@ Result<Event> Consumer::next(std::chrono::nanoseconds timeout) {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   Event out;
   bool got = false;
+  // kAfterHandle: the event is handled after we return (Impl::pulled).
+  impl_->pulling = impl_->group >= 0 && impl_->marks();
+  struct Unpull {
+    bool& pulling;
+    ~Unpull() { pulling = false; }
+  } unpull{impl_->pulling};
   auto r = poll_impl(
       [&](const EventView& e, std::string&) {
         out = e.to_event();
@@ -1280,6 +1399,7 @@ Result<void> Consumer::commit() {
   if (impl_->group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
   auto in_use = impl_->use("commit()");
   if (!in_use) return fail(std::move(in_use).error());
+  impl_->settle_pulled();  // the caller is back: the event next() returned is handled
   // Nothing pending commits nothing, even into a deleted group: ask.
   if (impl_->group_dead || impl_->group_gone()) return fail(impl_->group_deleted_error());
   return impl_->commit_all(/*lose_fenced=*/false);
@@ -1295,6 +1415,7 @@ Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
   if (I.group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
   auto in_use = I.use("commit()");
   if (!in_use) return fail(std::move(in_use).error());
+  I.settle_pulled();
   if (I.group_dead || I.group_gone()) return fail(I.group_deleted_error());
   if (partition >= I.parts.size() || !I.parts[partition].assigned)
     return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " is not assigned to this member");
@@ -1307,7 +1428,7 @@ Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
                                             "; use seek() to move back");
   if (position != pt.read && shm::check_position(I.topic->partition(partition), position) != shm::Status::kOk)
     return fail(Errc::kInvalidArgument, "position " + std::to_string(position) + " is not an event boundary");
-  return I.commit_to(partition, position);
+  return I.lost_in_call(I.commit_to(partition, position), partition);
 }
 
 Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
@@ -1320,6 +1441,7 @@ Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
   if (I.in_poll)
     return fail(Errc::kInvalidArgument, "seek() called from inside this consumer's handler would be undone when it "
                                         "returns; seek after poll() returns");
+  I.settle_pulled();
   if (partition >= I.parts.size() || !I.parts[partition].assigned)
     return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " is not read by this consumer");
   auto pos = detail::resolve_offset(*I.topic, partition, where);
@@ -1336,13 +1458,13 @@ Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
         const std::uint64_t seen = I.gp(partition)->cursor.load(std::memory_order_acquire);
         Error e = I.fenced_error(partition, seen);
         I.drop(partition);
-        return fail(std::move(e));
+        return I.lost_in_call(fail(std::move(e)), partition);
       }
       pt.cursor = desired;
       pt.floor = floor;
     } else {
       pt.read = *pos;  // commit_to checks nothing about read; keep them in step
-      if (auto r = I.commit_to(partition, *pos); !r) return r;
+      if (auto r = I.commit_to(partition, *pos); !r) return I.lost_in_call(std::move(r), partition);
     }
   }
   pt.read = pt.handled = *pos;

@@ -13,14 +13,17 @@ constexpr std::size_t kHdr = shm::kRecordHeaderBytes;
 
 const shm::RecordHeader& hdr(const std::byte* rec) { return *reinterpret_cast<const shm::RecordHeader*>(rec); }
 
-// Walks the meta TLV list; calls f(tag, name, value) for each entry until f
-// returns true. Stops silently at the first malformed entry.
+// Walks the meta TLV list of a record of `size` bytes; calls f(tag, name,
+// value) for each entry until f returns true. Stops silently at the first
+// malformed entry, and reads nothing if the lengths do not fit the record
+// (bytes overwritten under a view: event.hpp, payload()).
 template <class F>
-void walk_meta(const std::byte* rec, F&& f) noexcept {
+void walk_meta(const std::byte* rec, std::size_t size, F&& f) noexcept {
   if (rec == nullptr) return;
   const shm::RecordHeader& h = hdr(rec);
-  const auto* p = reinterpret_cast<const std::uint8_t*>(rec + kHdr + h.key_len);
-  const std::size_t n = h.meta_len;
+  const std::size_t key_len = h.key_len, n = h.meta_len;
+  if (kHdr + key_len + n > size) return;
+  const auto* p = reinterpret_cast<const std::uint8_t*>(rec + kHdr + key_len);
   std::size_t i = 0;
   while (i < n) {
     const std::uint8_t tag = p[i++];
@@ -74,11 +77,13 @@ EventId EventView::id() const noexcept { return rec_ ? EventId{hdr(rec_).id_hi, 
 std::uint64_t EventView::time_ns() const noexcept { return rec_ ? hdr(rec_).time_ns : 0; }
 std::string_view EventView::key() const noexcept {
   if (rec_ == nullptr) return {};
-  return {reinterpret_cast<const char*>(rec_ + kHdr), hdr(rec_).key_len};
+  const std::size_t n = hdr(rec_).key_len;
+  if (kHdr + n > size_) return {};  // overwritten under the view (see walk_meta)
+  return {reinterpret_cast<const char*>(rec_ + kHdr), n};
 }
 std::string_view EventView::field(Field f) const noexcept {
   std::string_view out;
-  walk_meta(rec_, [&](std::uint8_t tag, std::string_view, std::string_view value) {
+  walk_meta(rec_, size_, [&](std::uint8_t tag, std::string_view, std::string_view value) {
     if (tag == f) {
       out = value;
       return true;
@@ -90,7 +95,7 @@ std::string_view EventView::field(Field f) const noexcept {
 
 std::pair<std::uint64_t, std::uint64_t> EventView::producer_sequence() const noexcept {
   std::pair<std::uint64_t, std::uint64_t> out{0, 0};
-  walk_meta(rec_, [&](std::uint8_t tag, std::string_view, std::string_view value) {
+  walk_meta(rec_, size_, [&](std::uint8_t tag, std::string_view, std::string_view value) {
     if (tag != kProducerSeq) return false;
     std::memcpy(&out.first, value.data(), 8);
     std::memcpy(&out.second, value.data() + 8, 8);
@@ -101,7 +106,7 @@ std::pair<std::uint64_t, std::uint64_t> EventView::producer_sequence() const noe
 
 std::size_t EventView::header_count() const noexcept {
   std::size_t n = 0;
-  walk_meta(rec_, [&](std::uint8_t tag, std::string_view, std::string_view) {
+  walk_meta(rec_, size_, [&](std::uint8_t tag, std::string_view, std::string_view) {
     n += tag == kHeader;
     return false;
   });
@@ -111,7 +116,7 @@ std::size_t EventView::header_count() const noexcept {
 Header EventView::header_at(std::size_t i) const noexcept {
   Header out;
   std::size_t k = 0;
-  walk_meta(rec_, [&](std::uint8_t tag, std::string_view name, std::string_view value) {
+  walk_meta(rec_, size_, [&](std::uint8_t tag, std::string_view name, std::string_view value) {
     if (tag != kHeader) return false;
     if (k++ == i) {
       out = {name, value};
@@ -124,7 +129,7 @@ Header EventView::header_at(std::size_t i) const noexcept {
 
 std::optional<std::string_view> EventView::header(std::string_view name) const noexcept {
   std::optional<std::string_view> out;
-  walk_meta(rec_, [&](std::uint8_t tag, std::string_view n, std::string_view value) {
+  walk_meta(rec_, size_, [&](std::uint8_t tag, std::string_view n, std::string_view value) {
     if (tag == kHeader && n == name) {
       out = value;
       return true;
@@ -137,8 +142,7 @@ std::optional<std::string_view> EventView::header(std::string_view name) const n
 Event EventView::to_event() const {
   Event e;
   if (rec_ == nullptr) return e;
-  const std::uint32_t n = hdr(rec_).size;
-  e.bytes_.assign(rec_, rec_ + n);
+  e.bytes_.assign(rec_, rec_ + size_);  // the size at delivery: see walk_meta
   e.topic_.assign(topic_);
   e.view_ = *this;
   e.view_.rec_ = e.bytes_.data();

@@ -30,6 +30,7 @@
 #include "runtime/src/groups.hpp"
 #include "runtime/src/run_dir.hpp"
 #include "shm/clock.hpp"
+#include "shm/ring_log.hpp"
 #include "shm/slots.hpp"
 #include "tests/support/daemon_harness.hpp"
 #include "tests/support/fd_exhaustion.hpp"
@@ -172,6 +173,39 @@ class DaemonServerTest : public ::testing::Test {
         256, 1ms);
     ASSERT_TRUE(r) << r.error().message();
     *n = *r;
+  }
+
+  void overwritten_under_stuck_handler(StuckPair& s, Producer& prod, CommitMode mode) {
+    ASSERT_TRUE(prod.publish({.payload = "e0", .partition = static_cast<std::int32_t>(s.p)}));
+    const std::string filler(1000, 'x');
+    std::uint64_t e0_pos = 0;
+    auto r = s.c1->poll(
+        [&](const EventView& e) {
+          e0_pos = e.position();
+          ASSERT_TRUE(moved_from_c1(s, "c1's partition never moved"));
+          // c2 owns p now: publish, and let c2 consume, until a claim has
+          // reached e0's bytes a ring later.
+          const shm::PartitionView& v = s.m->partition(s.p);
+          EXPECT_TRUE(wait_until(
+              [&] {
+                (void)prod.publish({.payload = filler, .partition = static_cast<std::int32_t>(s.p)});
+                EXPECT_TRUE(s.c2->poll([](const EventView&) {}, 256));
+                return shm::load_tail(v) > e0_pos + v.ring_bytes + 2048;
+              },
+              20, [&] { return "the producers never went round the ring\n" + describe_groups(*s.m); }));
+        },
+        1, 1ms);
+    ASSERT_FALSE(r) << "c1's poll returned " << *r << " (" << (mode == CommitMode::kBeforeHandle ? "at most" : "at least")
+                    << " once)";
+    EXPECT_EQ(r.error().code, Errc::kOverrun) << r.error().message();
+    EXPECT_NE(r.error().message().find("longer than max_poll_interval (1000 ms)"), std::string::npos)
+        << r.error().message();
+    EXPECT_NE(r.error().message().find("position " + std::to_string(e0_pos)), std::string::npos) << r.error().message();
+    EXPECT_EQ(s.k1.all(s.k1.lost), (std::set<std::uint32_t>{s.p}));
+    const Parts a1 = s.c1->assignment();
+    EXPECT_EQ(std::find(a1.begin(), a1.end(), s.p), a1.end());
+    // c1 polls again and goes on.
+    ASSERT_TRUE(settled({&*s.c1, &*s.c2}, *s.m));
   }
 
   bool settled(std::vector<Consumer*> cs, const shm::TopicMap& m, std::map<std::string, int>* seen = nullptr) {
@@ -385,6 +419,53 @@ TEST_F(DaemonServerTest, AStuckAtMostOnceMemberLosesItsPartitionInsteadOfFailing
   EXPECT_EQ(handled_by_c1, (std::vector<std::string>{"e0"}));
   EXPECT_EQ(s.k1.all(s.k1.lost), (std::set<std::uint32_t>{s.p}));
   EXPECT_EQ(s.k1.all(s.k1.revoked).count(s.p), 0u);
+}
+
+// A stuck member's handler that goes on while producers go round the ring:
+// nothing gates the bytes under its view any more. When it returns, the
+// poll says so (kOverrun, after on_lost) instead of letting what it read
+// pass for the event (found by an exploratory pass: the view changed under
+// the handler, and a garbage length once took payload() off the mapping).
+TEST_F(DaemonServerTest, AStuckHandlerWhoseEventWasOverwrittenFailsItsPoll) {
+  StuckPair s;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(&s));
+  auto prod = bus_->producer("t", {.deadline = 0ms});
+  ASSERT_TRUE(prod) << prod.error().message();
+  overwritten_under_stuck_handler(s, *prod, CommitMode::kAfterHandle);
+}
+
+TEST_F(DaemonServerTest, AStuckAtMostOnceHandlerWhoseEventWasOverwrittenFailsItsPoll) {
+  StuckPair s;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(&s, CommitMode::kBeforeHandle));
+  auto prod = bus_->producer("t", {.deadline = 0ms});
+  ASSERT_TRUE(prod) << prod.error().message();
+  overwritten_under_stuck_handler(s, *prod, CommitMode::kBeforeHandle);
+}
+
+// A manual-commit member whose commit() is the first to find its partition
+// moved: commit() fails with kFenced and on_lost is called, as a poll would
+// (it was never called, so the application kept its per-partition state:
+// found by an exploratory pass).
+TEST_F(DaemonServerTest, ACommitThatFindsTheFenceReportsThePartitionLost) {
+  StuckPair s;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(&s, CommitMode::kManual));
+  auto prod = bus_->producer("t");
+  ASSERT_TRUE(prod) << prod.error().message();
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(prod->publish({.payload = "e" + std::to_string(i), .partition = static_cast<std::int32_t>(s.p)}));
+  auto n = s.c1->poll([](const EventView&) {}, 16, 1ms);
+  ASSERT_TRUE(n) << n.error().message();
+  ASSERT_EQ(*n, 3u);
+  ASSERT_TRUE(moved_from_c1(s, "c1's partition never moved"));
+  auto c = s.c1->commit();
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, Errc::kFenced) << c.error().message();
+  EXPECT_EQ(s.k1.all(s.k1.lost), (std::set<std::uint32_t>{s.p}));
+  EXPECT_EQ(s.k1.all(s.k1.revoked).count(s.p), 0u);
+  // Told once: the next poll reports nothing more.
+  auto again = s.c1->poll([](const EventView&) {}, 16, 1ms);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(s.k1.lost.size(), 1u);
 }
 
 // A stuck member with nothing to commit: its partition moved by force (a

@@ -12,6 +12,7 @@
 
 #include "herald/herald.hpp"
 #include "shm/clock.hpp"
+#include "shm/record_layout.hpp"
 #include "tests/support/bus_fixture.hpp"
 #include "tests/support/test_env.hpp"
 
@@ -261,6 +262,38 @@ TEST_F(EnvelopeTest, AGivenEventTimeDoesNotMoveLaterIds) {
   auto events = read_all("g");
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].time_ns(), k2100) << "the event keeps its time";
+}
+
+// A view's bytes can change under it once its member lost the partition
+// (a handler that outlived max_poll_interval; DELIVERY.md). Whatever the
+// header then says, every accessor stays inside the record's size as it
+// was delivered: an overwritten header's lengths made payload() read past
+// the mapping (SIGBUS; found by an exploratory pass).
+TEST(EnvelopeViewTest, AccessorsStayInsideTheRecordWhateverItsHeaderSays) {
+  alignas(16) std::byte rec[128] = {};
+  auto* h = reinterpret_cast<shm::RecordHeader*>(rec);
+  h->size = sizeof rec;
+  h->key_len = 3;
+  h->payload_len = 5;
+  std::memcpy(rec + shm::kRecordHeaderBytes, "keyhello", 8);
+  const EventView v = EventView::over(rec, "t", 0, 0, 1, sizeof rec);
+  EXPECT_EQ(v.key(), "key");
+  EXPECT_EQ(v.payload_text(), "hello");
+  // Lengths an overwrite can leave: none reaches outside the 128 bytes.
+  h->payload_len = 0xfffffff0u;
+  EXPECT_TRUE(v.payload().empty());
+  h->payload_len = 5;
+  h->key_len = 0xffff;
+  EXPECT_TRUE(v.key().empty());
+  EXPECT_TRUE(v.payload().empty());
+  h->key_len = 0;
+  h->meta_len = 0xffff;
+  EXPECT_TRUE(v.payload().empty());
+  EXPECT_EQ(v.header_count(), 0u);
+  EXPECT_TRUE(v.type().empty());
+  EXPECT_FALSE(v.header("x"));
+  h->size = 0x7fffffffu;  // the header's own size is not trusted either
+  EXPECT_EQ(v.to_event().next_position(), sizeof rec);
 }
 
 }  // namespace

@@ -207,6 +207,12 @@ class Consumer {
   }
 
   // Pulls one event (an owned copy), waiting up to `timeout`; kTimeout if none.
+  // kAfterHandle: the event is handled after next() returns, so it is
+  // committed once the caller comes back: by the next next(), poll(),
+  // commit() or seek(), or when the Consumer is destroyed normally (not
+  // while an exception unwinds). A process that dies before gets it
+  // delivered again (delivery() 2). kBeforeHandle commits it before it is
+  // returned; kManual leaves it to commit().
   Result<Event> next(std::chrono::nanoseconds timeout = {});
 
   // Commits everything handled so far (a no-op when nothing is pending).

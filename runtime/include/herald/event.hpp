@@ -107,6 +107,13 @@ class EventView {
   [[nodiscard]] std::string_view correlation_id() const noexcept { return field(kCorrelation); }
   [[nodiscard]] std::string_view causation_id() const noexcept { return field(kCausation); }
   // Inline: most handlers read the payload of every event.
+  //
+  // Every accessor stays inside the record's size as it was when the event
+  // was delivered (size_): a zero-copy view's bytes are gated only while
+  // the member holds its partition, and a handler that runs past
+  // max_poll_interval can find them overwritten (consumer.hpp). Then it
+  // reads wrong bytes, but never outside the record: no garbage length
+  // can take it past the mapping.
   [[nodiscard]] std::span<const std::byte> payload() const noexcept {
     if (rec_ == nullptr) return {};
     std::uint32_t len = 0;
@@ -114,7 +121,9 @@ class EventView {
     std::memcpy(&len, rec_ + kRecPayloadLenAt, sizeof len);
     std::memcpy(&key_len, rec_ + kRecKeyLenAt, sizeof key_len);
     std::memcpy(&meta_len, rec_ + kRecMetaLenAt, sizeof meta_len);
-    return {rec_ + kRecHeaderBytes + key_len + meta_len, len};
+    const std::size_t at = kRecHeaderBytes + key_len + meta_len;
+    if (at > size_ || len > size_ - at) [[unlikely]] return {};
+    return {rec_ + at, len};
   }
   [[nodiscard]] std::string_view payload_text() const noexcept {
     const auto p = payload();
@@ -130,7 +139,10 @@ class EventView {
   [[nodiscard]] std::uint64_t position() const noexcept { return position_; }
   // The position right after this event: what a commit of it stores.
   [[nodiscard]] std::uint64_t next_position() const noexcept { return position_ + size_; }
-  // 1 on the first delivery; more after retries or a consumer crash.
+  // 1 on the first delivery; more after a failed handler's retries, and for
+  // the one event a member was inside when it died. Events delivered again
+  // only because they were not committed yet (kManual, a crash between
+  // commits) say 1 (DELIVERY.md).
   [[nodiscard]] std::uint32_t delivery() const noexcept { return delivery_; }
 
   [[nodiscard]] Event to_event() const;
