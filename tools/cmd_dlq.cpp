@@ -107,8 +107,10 @@ int dlq_list(const Context& ctx, const DlqArgs& a) {
                 a.group.empty() ? "" : (" in group '" + a.group + "'").c_str());
   } else {
     std::fputs(tb.render(ctx.tty).c_str(), stdout);
+    // The --group that `dlq show` will need: the one given, or any when the
+    // topic has several (the hint named none with --group given).
     std::printf("\nshow one: herald dlq show %s PARTITION:POSITION%s\n", a.topic.c_str(),
-                gs->size() > 1 ? " --group GROUP" : "");
+                !a.group.empty() ? (" --group " + a.group).c_str() : gs->size() > 1 ? " --group GROUP" : "");
   }
   return 0;
 }

@@ -135,8 +135,8 @@ int trace(const Context& ctx, const TraceArgs& a) {
                  u.c_str());
   if (s->found.empty())
     return runtime_error("no retained event has correlation id or event id '" + a.id + "' on bus '" + ctx.bus() +
-                         "' (" + std::to_string(s->events) + " events on " + std::to_string(s->topics) +
-                         " topics read); events older than a topic's ring are gone");
+                         "' (" + counted(s->events, "event") + " on " + counted(s->topics, "topic") +
+                         " read); events older than a topic's ring are gone");
 
   // The tree: an event's parent is the event its causation id names, if
   // retained; a dead letter's is the event it holds (same id).
@@ -245,9 +245,10 @@ int trace(const Context& ctx, const TraceArgs& a) {
   // (a type or reason with escape sequences drove the terminal; found by an
   // adversarial pass).
   auto shown = [](std::string_view v) { return terminal_text(v); };
-  std::printf("%strace %s%s: %zu events on %zu topics over %s, from %s\n", st.bold(),
+  std::printf("%strace %s%s: %s on %s over %s, from %s\n", st.bold(),
               correlation.empty() ? ("event " + event_id).c_str() : ("'" + shown(correlation) + "'").c_str(), st.reset(),
-              f.size(), topic_names.size(), format_duration_ns(t_last - t0).c_str(), format_time_ns(t0).c_str());
+              counted(f.size(), "event").c_str(), counted(topic_names.size(), "topic").c_str(),
+              format_duration_ns(t_last - t0).c_str(), format_time_ns(t0).c_str());
   // Indentation up to kMaxDrawn levels; deeper ones say their depth, so a
   // long chain prints in linear space.
   constexpr std::size_t kMaxDrawn = 24;

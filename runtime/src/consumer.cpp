@@ -1521,6 +1521,21 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
   if ((m.geometry().params.flags & shm::kLogDeadLetterTopic) != 0) impl->opts.max_deliveries = 0;
   impl->wait = wait_policy(options.wait);
   impl->parts.assign(m.partitions(), Consumer::Impl::Part{});
+  // A position is a byte offset in ONE partition's log: the same number in
+  // the others names nothing in particular (an exploratory pass found a
+  // group started at partition 0's tail reading from arbitrary events of
+  // the others). Only a reader of one partition may start at one.
+  if (options.start.kind == Offset::Kind::kPosition) {
+    const std::size_t reads =
+        !options.group.empty() || options.partitions.empty() ? m.partitions() : options.partitions.size();
+    if (reads > 1)
+      return fail(Errc::kInvalidArgument,
+                  "Offset::at(" + std::to_string(options.start.value) + ") is a position in one partition, and this " +
+                      (options.group.empty() ? std::string("reader") : "member of group '" + options.group + "'") +
+                      " would read " + std::to_string(reads) + " partitions of topic '" + m.topic() +
+                      "': start at earliest, latest or at_time, then seek(partition, Offset::at(position)); or "
+                      "read one partition (ConsumerOptions::partitions)");
+  }
 
   if (options.group.empty()) {
     auto slot = shm::acquire_reader_slot(m, 0);

@@ -474,8 +474,8 @@ Result<void> Bus::delete_group(std::string_view topic, std::string_view group, b
   if (!force) {
     const std::uint32_t live = detail::live_members(**map, g->slot);
     if (live > 0)
-      return fail(Errc::kBusy, "group '" + g->name + "' has " + std::to_string(live) +
-                                   " live members; stop them or delete with force");
+      return fail(Errc::kBusy, "group '" + g->name + "' has " + std::to_string(live) + (live == 1 ? " live member" : " live members") +
+                                   "; stop them or delete with force");
   }
   if (auto r = detail::delete_group(**map, g->slot); !r) return r;
   detail::delete_dlqs_locked(impl_->registry, impl_->name, std::string(topic), g->name);
@@ -528,8 +528,8 @@ Result<std::vector<ResetStep>> reset_group_impl(Bus::Impl& bus, std::string_view
   if (execute) {
     const std::uint32_t live = detail::live_members(**map, g->slot);
     if (live > 0)
-      return fail(Errc::kBusy, "group '" + g->name + "' has " + std::to_string(live) +
-                                   " live members; stop them before resetting its cursors");
+      return fail(Errc::kBusy, "group '" + g->name + "' has " + std::to_string(live) + (live == 1 ? " live member" : " live members") +
+                                   "; stop them before resetting its cursors");
   }
   return detail::reset_group_cursors(**map, g->slot, to, partition, execute);
 }

@@ -505,7 +505,8 @@ struct Producer::Impl {
                                                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                                   opts.deadline).count()) +
                                                " ms); see 'herald groups' for the group that gates (lossless, or "
-                                               "lag-out with a live member)"};
+                                               "lag-out with a live member or within its grace after the last "
+                                               "one left)"};
       case shm::Status::kClosed:
         return Error{Errc::kClosed, where + " was deleted (or re-created); attach a new producer"};
       case shm::Status::kTooLarge:
@@ -592,10 +593,14 @@ struct Producer::Impl {
     const std::string size = payload_len > max_event
                                  ? "more than " + std::to_string(max_event)
                                  : std::to_string(shm::record_size(m.key.size(), meta, payload_len));
+    // The parts, then what the log stores: their sum rounded up to 16
+    // bytes (a message that added up to one byte over max_event showed a
+    // total 15 bytes larger than its parts, unexplained).
     return Error{Errc::kTooLarge, "event of " + size + " bytes (payload " + std::to_string(payload_len) + ", key " +
                                       std::to_string(m.key.size()) + ", envelope " +
-                                      std::to_string(shm::kRecordHeaderBytes + meta) + ") > max_event=" +
-                                      std::to_string(max_event) + " of topic '" + topic->topic() + "'"};
+                                      std::to_string(shm::kRecordHeaderBytes + meta) +
+                                      ", rounded up to 16 bytes) > max_event=" + std::to_string(max_event) +
+                                      " of topic '" + topic->topic() + "'; max_payload() says what fits"};
   }
 };
 

@@ -186,6 +186,26 @@ TEST_F(BadInputTest, MovedFromHandlesFailCleanly) {
   *bus_ = std::move(b2);  // the fixture's teardown uses it
 }
 
+// A position is a byte offset in one partition: a consumer reading several
+// may not start at one (a group started at partition 0's tail read
+// arbitrary events of the others; found by an exploratory pass).
+TEST_F(BadInputTest, APositionStartsOnlyAReaderOfOnePartition) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 3, .ring_bytes = 1 << 16, .max_event = 1024}));
+  EXPECT_ERROR(bus_->consumer("t", {.group = "g", .start = Offset::at(0)}), Errc::kInvalidArgument,
+               "Offset::at(0) is a position in one partition, and this member of group 'g' would read 3 partitions");
+  EXPECT_ERROR(bus_->consumer("t", {.start = Offset::at(0)}), Errc::kInvalidArgument, "reader would read 3");
+  EXPECT_ERROR(bus_->consumer("t", {.start = Offset::at(0), .partitions = {0, 2}}), Errc::kInvalidArgument,
+               "would read 2 partitions");
+  auto d = bus_->describe_topic("t");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_TRUE(d->groups.empty()) << "a refused start made no group";
+  auto one = bus_->consumer("t", {.start = Offset::at(0), .partitions = {1}});
+  EXPECT_TRUE(one) << one.error().message();
+  auto g = bus_->consumer("t", {.group = "g"});
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_TRUE(g->seek(2, Offset::at(0))) << "a seek names its partition";
+}
+
 TEST_F(BadInputTest, DestroyNeedsANameAndAStaleHandleMakesNoTopics) {
   EXPECT_ERROR(Bus::destroy(""), Errc::kInvalidArgument, "needs the bus's name");
   ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));

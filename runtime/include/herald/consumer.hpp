@@ -44,6 +44,9 @@ struct Offset {
   std::uint64_t value = 0;
   static constexpr Offset earliest() noexcept { return {Kind::kEarliest, 0}; }
   static constexpr Offset latest() noexcept { return {Kind::kLatest, 0}; }
+  // A position (an event's position(), or next_position()) is a byte offset
+  // in one partition's log: as a consumer's start it is refused unless the
+  // consumer reads one partition; seek(partition, at(pos)) names its own.
   static constexpr Offset at(std::uint64_t position) noexcept { return {Kind::kPosition, position}; }
   static constexpr Offset at_time(std::uint64_t time_ns) noexcept { return {Kind::kTime, time_ns}; }
 };

@@ -108,7 +108,9 @@ class Producer {
   // medians in bench/RESULTS.md, "twelfth session".)
   Result<Claim> claim(std::size_t payload_bytes);
 
-  // The partition a key maps to (Kafka's default partitioner).
+  // The partition a key maps to (Kafka's default partitioner). An empty key
+  // is no key to publish: such events are spread (sticky), so this is not
+  // where a keyless event goes.
   [[nodiscard]] std::uint32_t partition_for(std::string_view key) const noexcept;
   [[nodiscard]] std::uint32_t partitions() const noexcept;
   [[nodiscard]] const std::string& topic() const noexcept;
