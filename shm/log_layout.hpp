@@ -111,7 +111,8 @@ struct alignas(128) PartitionLayout {
   // +256 (P): producers parked on backpressure (fetch_add/sub); consumers and
   // heraldd load it after a cursor change to decide whether to wake them.
   alignas(128) std::atomic<std::uint32_t> producer_waiters;
-  // +384 (D): repair statistics for this partition.
+  // +384 (D): repair statistics for this partition; aborted_records also
+  // counts the records a live producer aborted itself (P, fetch_add).
   alignas(128) std::atomic<std::uint64_t> aborted_records;
   std::atomic<std::uint64_t> repaired_claims;
   std::atomic<std::uint64_t> last_repair_ns;     // duration of the last repair (death noticed -> range aborted)

@@ -448,10 +448,17 @@ struct Consumer::Impl {
     const shm::PartitionView& v = topic->partition(p);
     return shm::load_tail(v) > pos + v.ring_bytes;
   }
-  Result<std::size_t> lose_overwritten(std::uint32_t p, std::uint64_t pos) {
+  // fenced: heraldd took p away (or the group was deleted); else the group
+  // stopped gating under the handler (demoted), and p stays this member's.
+  Result<std::size_t> lose_overwritten(std::uint32_t p, std::uint64_t pos, bool fenced) {
     const std::string where = "topic '" + topic->topic() + "' partition " + std::to_string(p) + ": ";
     const std::string what = "the event's bytes were written over while the handler could still read them: what it "
                              "read may be another event's";
+    if (!fenced && !group_gone() && still_owner(p))
+      return fail(Errc::kOverrun, where + "group '" + group_name + "' stopped holding producers back while its "
+                                  "handler had the event at position " + std::to_string(pos) + " (a lag-out group "
+                                  "left without a live member: heraldd removed this one, which had been outside "
+                                  "poll() too long), and " + what);
     if (group_gone()) {
       // Deleted under the handler: the member is told as for any deleted
       // group (no on_lost), and why its event is suspect.
@@ -670,20 +677,43 @@ struct Consumer::Impl {
   }
 
   // The caller came back after next() (see `pulled`): its event is handled.
-  // Nothing if the partition moved meanwhile: the new owner delivers it again.
-  void settle_pulled() noexcept {
-    if (!pulled) return;
+  // If the partition was taken away meanwhile (fenced: the new owner
+  // delivers the event again), it is dropped and reported to on_lost, and
+  // the fence is returned: a commit() must not say "ok" for it (its commit
+  // of nothing new needed no CAS, so it did not see the fence; found by an
+  // adversarial pass). A deleted group is the caller's own checks' to tell.
+  std::optional<Error> settle_pulled() {
+    if (!pulled) return std::nullopt;
     const Pulled e = *pulled;
     pulled.reset();
     Part& pt = parts[e.p];
-    if (!pt.assigned || pt.read < e.end || pt.handled >= e.end) return;
+    if (!pt.assigned || pt.read < e.end || pt.handled >= e.end) return std::nullopt;
     if (tracks_deliveries()) {
-      if (!still_owner(e.p) || group_gone()) return;
+      if (group_gone()) return std::nullopt;
+      if (!still_owner(e.p)) {
+        Error err = fence(e.p);  // drops it
+        if (err.code == Errc::kFenced) {
+          lost.push_back(e.p);
+          report_lost();
+        }
+        return err;
+      }
       // Relaxed, as in drain_partition: read by whoever owns the partition
       // after our death only.
       gp(e.p)->inflight.store(shm::pack_inflight(e.end, 0, false, marks()), std::memory_order_relaxed);
     }
     pt.handled = e.end;
+    return std::nullopt;
+  }
+  // next()'s poll failed after taking its event: not returned, so not the
+  // caller's to handle. It stays in flight (delivered again), and the
+  // partition reads it again; no later call settles it.
+  void unpull() noexcept {
+    if (!pulled) return;
+    const Pulled e = *pulled;
+    pulled.reset();
+    Part& pt = parts[e.p];
+    if (pt.assigned && pt.read == e.end) pt.read = pt.handled;
   }
 
   [[nodiscard]] bool tracks_deliveries() const noexcept {
@@ -717,9 +747,13 @@ Consumer::Impl::~Impl() {
   // The event next() returned last was handled if the caller let the
   // consumer go normally; not while an exception unwinds (its handling may
   // be what threw): then it is delivered again.
-  if (pulled && std::uncaught_exceptions() == 0 && group >= 0 && !group_dead && !group_gone()) {
-    settle_pulled();
-    (void)commit_all(/*lose_fenced=*/true);
+  if (pulled && std::uncaught_exceptions() == 0 && group >= 0 && !group_dead && !group_gone() &&
+      still_owner(pulled->p)) {
+    try {  // (nothing throws once still_owner held, but a destructor must not)
+      (void)settle_pulled();
+      (void)commit_all(/*lose_fenced=*/true);
+    } catch (...) {
+    }
   }
   if (group >= 0 && daemon_mode) {
     if (member_id != 0) (void)bus->call_daemon({{"op", "leave"}, {"member_id", member_id}});
@@ -1034,6 +1068,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
   std::size_t n = 0;
   while (n < budget) {
     const std::byte* rec = nullptr;
+    bool gated = false;  // rec is the ring's bytes (zero-copy), not copy_buf()
     if (always_lossy || lossy_member(pt, grp)) {
       std::uint32_t size = 0;
       std::byte* const b = copy_buf();
@@ -1076,6 +1111,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
                                         "' holds a corrupt record header at position " + std::to_string(pt.read));
       if (st != shm::Status::kOk) break;
       rec = reinterpret_cast<const std::byte*>(h);
+      gated = true;
       // The record's other lines, now: the handler reads them only after
       // the bookkeeping below, and until their loads complete the commit's
       // locked CAS (a full barrier) holds back everything after it, the
@@ -1153,11 +1189,17 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     // once taken, so a success costs no string work.
     const bool ok = invoke(handler, view, failure_reason);
     HERALD_CRASH_POINT("consume.after_handler");
-    // A lease no longer ours was cleared by heraldd, which takes a stuck
-    // member's partition (revoke) or gives it to another (assign): from
-    // then on it gated nothing.
-    if (amo && !release_lease(gpl, my_lease) && overwritten_under(p, pos)) [[unlikely]]
-      return lose_overwritten(p, pos);
+    // Was the view's gate lifted while the handler ran? A lease no longer
+    // ours was cleared by heraldd, which takes a stuck member's partition
+    // (revoke) or gives it to another (assign); a group that stopped gating
+    // was demoted (lag-out, left without a live member: heraldd removed
+    // this one). Either way the bytes may have been written over: see
+    // overwritten_under(). A copy (not `gated`) has no such risk. The flags
+    // load is of the line lossy_member read for this event.
+    const bool lease_lost = amo && !release_lease(gpl, my_lease);
+    if (gated && (lease_lost || (grp->flags.load(std::memory_order_relaxed) & shm::kGroupGating) == 0)) [[unlikely]] {
+      if (overwritten_under(p, pos)) return lose_overwritten(p, pos, /*fenced=*/lease_lost);
+    }
     // bump_progress(), on the reader resolved above.
     me->poll_count.store(me->poll_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (ok || amo) {
@@ -1180,7 +1222,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
       pt.read = pt.handled = pos + size;
       if (tracked) {
         if (!still_owner(p)) [[unlikely]] {
-          if (overwritten_under(p, pos)) return lose_overwritten(p, pos);
+          if (gated && overwritten_under(p, pos)) return lose_overwritten(p, pos, /*fenced=*/true);
           // Fenced while the handler ran: the partition is the new owner's.
           // Within the same group, "handled up to here" still saves it a
           // duplicate of this event, and a late one costs at most a
@@ -1207,7 +1249,7 @@ Result<std::size_t> Consumer::Impl::drain_partition(std::uint32_t p,
     pt.last_failure_ns = now_rt;
     if (tracked) {
       if (!still_owner(p)) [[unlikely]] {
-        if (overwritten_under(p, pos)) return lose_overwritten(p, pos);
+        if (gated && overwritten_under(p, pos)) return lose_overwritten(p, pos, /*fenced=*/true);
         return lose(fence(p), p, n);
       }
       gpl->inflight.store(shm::pack_inflight(pos, pt.deliveries, false, mark), std::memory_order_relaxed);
@@ -1247,7 +1289,8 @@ Consumer& Consumer::operator=(Consumer&&) noexcept = default;
 Consumer::~Consumer() = default;
 
 Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
-                                        std::chrono::nanoseconds timeout) {
+                                        std::chrono::nanoseconds timeout, bool pull,
+                                        std::size_t* dead_lettered) {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   Impl& I = *impl_;
   // From inside a handler, a nested poll would deliver the event being
@@ -1261,9 +1304,17 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
   I.in_poll = true;
   struct LeavePoll {
     bool& in;
-    ~LeavePoll() { in = false; }
-  } leave_poll{I.in_poll};
-  I.settle_pulled();  // the caller is back: the event next() returned is handled
+    bool& pulling;
+    ~LeavePoll() { in = pulling = false; }
+  } leave_poll{I.in_poll, I.pulling};
+  (void)I.settle_pulled();  // the caller is back: the event next() returned is handled (or lost: on_lost)
+  // Set only here, once this thread holds the consumer: a second thread's
+  // refused next() used to clear it under the first one's poll, whose event
+  // then went the usual way and was committed before next() returned
+  // (found by an adversarial pass). In every tracked mode: in kManual too,
+  // a process that dies holding the event counts a delivery, so a poison
+  // event pulled with next() still reaches the DLQ.
+  I.pulling = pull && I.tracks_deliveries();
   shm::ReaderLayout* me = I.topic->reader(I.reader);
   // Liveness for heraldd: poll_count moves on every poll, every handled
   // event and every timed wake; kReaderInPoll is set only while waiting
@@ -1359,6 +1410,8 @@ Result<std::size_t> Consumer::poll_impl(HandlerRef handler, std::size_t max,
   if (outcome && I.group >= 0 && I.opts.commit_mode == CommitMode::kAfterHandle && !I.commit_owned()) [[unlikely]] {
     if (auto c = I.commit_fenced(/*lose_fenced=*/I.daemon_mode); !c) outcome = fail(std::move(c).error());
   }
+  if (dead_lettered != nullptr) *dead_lettered = I.finished_dead;
+  if (!outcome && pull) I.unpull();  // the caller will not get the event: not its to settle
   I.stats.events += n - I.failed_done;
   me->events.store(I.stats.events, std::memory_order_relaxed);
   // A poll that found its events at once keeps the entry's stamp (older
@@ -1376,19 +1429,24 @@ Result<Event> Consumer::next(std::chrono::nanoseconds timeout) {
   if (impl_ == nullptr) [[unlikely]] return fail(detail::moved_from("Consumer"));
   Event out;
   bool got = false;
-  // kAfterHandle: the event is handled after we return (Impl::pulled).
-  impl_->pulling = impl_->group >= 0 && impl_->marks();
-  struct Unpull {
-    bool& pulling;
-    ~Unpull() { pulling = false; }
-  } unpull{impl_->pulling};
-  auto r = poll_impl(
-      [&](const EventView& e, std::string&) {
-        out = e.to_event();
-        got = true;
-        return true;
-      },
-      1, timeout);
+  auto take = [&](const EventView& e, std::string&) {
+    out = e.to_event();
+    got = true;
+    return true;
+  };
+  // A poll that only moved an event to the DLQ returns at once (that is
+  // progress to poll()); next() looks again while its time lasts, so a
+  // dead letter does not read as "nothing there".
+  const std::uint64_t deadline = shm::monotonic_ns() + static_cast<std::uint64_t>(std::max<std::int64_t>(timeout.count(), 0));
+  std::size_t dead = 0;
+  auto r = poll_impl(take, 1, timeout, /*pull=*/true, &dead);
+  while (r && !got && dead > 0) {
+    const std::uint64_t now = shm::monotonic_ns();
+    dead = 0;
+    r = poll_impl(take, 1, std::chrono::nanoseconds(now < deadline ? deadline - now : 0), /*pull=*/true, &dead);
+  }
+  // A failed poll kept no event pulled (unpull(), inside the poll: this
+  // thread may no longer touch the consumer once it returned).
   if (!r) return fail(std::move(r).error());
   if (!got) return fail(Errc::kTimeout, "no event on topic '" + impl_->topic->topic() + "' within the timeout");
   return out;
@@ -1399,10 +1457,13 @@ Result<void> Consumer::commit() {
   if (impl_->group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
   auto in_use = impl_->use("commit()");
   if (!in_use) return fail(std::move(in_use).error());
-  impl_->settle_pulled();  // the caller is back: the event next() returned is handled
+  // The caller is back: the event next() returned is handled (or was lost).
+  std::optional<Error> pulled_lost = impl_->settle_pulled();
   // Nothing pending commits nothing, even into a deleted group: ask.
   if (impl_->group_dead || impl_->group_gone()) return fail(impl_->group_deleted_error());
-  return impl_->commit_all(/*lose_fenced=*/false);
+  if (auto r = impl_->commit_all(/*lose_fenced=*/false); !r) return r;
+  if (pulled_lost) return fail(std::move(*pulled_lost));
+  return {};
 }
 
 void Consumer::commit_async() noexcept {
@@ -1415,7 +1476,8 @@ Result<void> Consumer::commit(std::uint32_t partition, std::uint64_t position) {
   if (I.group < 0) return fail(Errc::kInvalidArgument, "a group-less reader has no cursor to commit");
   auto in_use = I.use("commit()");
   if (!in_use) return fail(std::move(in_use).error());
-  I.settle_pulled();
+  std::optional<Error> pulled_lost = I.settle_pulled();
+  if (pulled_lost && partition < I.parts.size() && !I.parts[partition].assigned) return fail(std::move(*pulled_lost));
   if (I.group_dead || I.group_gone()) return fail(I.group_deleted_error());
   if (partition >= I.parts.size() || !I.parts[partition].assigned)
     return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " is not assigned to this member");
@@ -1441,7 +1503,7 @@ Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
   if (I.in_poll)
     return fail(Errc::kInvalidArgument, "seek() called from inside this consumer's handler would be undone when it "
                                         "returns; seek after poll() returns");
-  I.settle_pulled();
+  (void)I.settle_pulled();  // a loss is told to on_lost; the seek's own checks follow
   if (partition >= I.parts.size() || !I.parts[partition].assigned)
     return fail(Errc::kInvalidArgument, "partition " + std::to_string(partition) + " is not read by this consumer");
   auto pos = detail::resolve_offset(*I.topic, partition, where);
@@ -1469,6 +1531,13 @@ Result<void> Consumer::seek(std::uint32_t partition, Offset where) {
   }
   pt.read = pt.handled = *pos;
   pt.failed_pos = UINT64_MAX;
+  // The in-flight word names where a successor resumes ("handled up to
+  // here"): left at the old place, a seek back followed by a crash made the
+  // next owner skip what the cursor still named (found by an adversarial
+  // pass; reset_group clears it the same way). Relaxed, as every in-flight
+  // store: read by the next owner after our death only.
+  if (I.group >= 0 && I.tracks_deliveries() && I.still_owner(partition))
+    I.gp(partition)->inflight.store(shm::pack_inflight(*pos, 0, false, I.marks()), std::memory_order_relaxed);
   return {};
 }
 
@@ -1526,15 +1595,19 @@ Result<Consumer> Bus::consumer(std::string_view topic, const ConsumerOptions& op
   // group started at partition 0's tail reading from arbitrary events of
   // the others). Only a reader of one partition may start at one.
   if (options.start.kind == Offset::Kind::kPosition) {
-    const std::size_t reads =
-        !options.group.empty() || options.partitions.empty() ? m.partitions() : options.partitions.size();
+    std::size_t reads = m.partitions();
+    if (options.group.empty() && !options.partitions.empty()) {
+      std::vector<std::uint32_t> ps = options.partitions;
+      std::sort(ps.begin(), ps.end());
+      reads = static_cast<std::size_t>(std::unique(ps.begin(), ps.end()) - ps.begin());
+    }
     if (reads > 1)
       return fail(Errc::kInvalidArgument,
                   "Offset::at(" + std::to_string(options.start.value) + ") is a position in one partition, and this " +
                       (options.group.empty() ? std::string("reader") : "member of group '" + options.group + "'") +
                       " would read " + std::to_string(reads) + " partitions of topic '" + m.topic() +
-                      "': start at earliest, latest or at_time, then seek(partition, Offset::at(position)); or "
-                      "read one partition (ConsumerOptions::partitions)");
+                      "': start at earliest, latest or at_time, then seek(partition, Offset::at(position))" +
+                      (options.group.empty() ? "; or read one partition (ConsumerOptions::partitions)" : ""));
   }
 
   if (options.group.empty()) {

@@ -468,6 +468,35 @@ TEST_F(DaemonServerTest, ACommitThatFindsTheFenceReportsThePartitionLost) {
   EXPECT_EQ(s.k1.lost.size(), 1u);
 }
 
+// The same for an event pulled with next() and not yet handled: the member
+// stays away (stuck), and its commit() finds nothing new to CAS, so it said
+// "ok" and on_lost waited for the next call (found by an adversarial pass).
+TEST_F(DaemonServerTest, ACommitAfterAFencedNextReportsThePartitionLost) {
+  StuckPair s;
+  ASSERT_NO_FATAL_FAILURE(stuck_pair(&s));
+  auto prod = bus_->producer("t");
+  ASSERT_TRUE(prod) << prod.error().message();
+  ASSERT_TRUE(prod->publish({.payload = "x", .partition = static_cast<std::int32_t>(s.p)}));
+  auto x = s.c1->next(5s);
+  ASSERT_TRUE(x) << x.error().message();
+  ASSERT_TRUE(moved_from_c1(s, "c1's partition never moved"));
+  auto c = s.c1->commit();
+  ASSERT_FALSE(c) << "commit() said ok for an event whose partition moved";
+  EXPECT_EQ(c.error().code, Errc::kFenced) << c.error().message();
+  EXPECT_EQ(s.k1.all(s.k1.lost), (std::set<std::uint32_t>{s.p}));
+  // The new owner gets x again, as a second delivery.
+  std::optional<Event> again;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto e = s.c2->next(1ms);
+        if (e && e->partition() == s.p) again = std::move(e).value();
+        return again.has_value();
+      },
+      20, [&] { return describe_groups(*s.m); }));
+  EXPECT_EQ(again->payload_text(), "x");
+  EXPECT_EQ(again->delivery(), 2u);
+}
+
 // A stuck member with nothing to commit: its partition moved by force (a
 // new generation), which it must report as lost, not revoked, although
 // its commit of nothing would need no CAS and so would not see the fence.

@@ -345,13 +345,11 @@ TEST_F(ConsumerTest, AFencedAtMostOnceMemberLeavesTheNewOwnersLeaseAlone) {
             1u);
   EXPECT_EQ(before, std::string(1000, 'B'));
   EXPECT_EQ(after, before) << "the event changed under its handler";
-  // m1's own event was written over while its handler ran (its group was
-  // deleted, so its lease held nothing back): its poll says so, and that
-  // the group is gone; the next call says the group is gone.
-  ASSERT_FALSE(r1) << "m1's poll returned " << *r1;
-  EXPECT_EQ(r1.error().code, Errc::kOverrun) << r1.error().message();
-  EXPECT_NE(r1.error().message().find("group 'g' was deleted while its handler had the event"), std::string::npos)
-      << r1.error().message();
+  // m1 handled its event (at most once, counted): it read a copy, which
+  // nothing overwrites, so its poll reports no overwrite (it did, for a
+  // while: found by an adversarial pass). It learns its group is gone at
+  // its next call.
+  EXPECT_TRUE(r1) << r1.error().message();
   auto again = m1.poll([](const EventView&) {}, 1);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, Errc::kNotFound) << again.error().message();
@@ -886,6 +884,43 @@ TEST_F(ConsumerTest, NextCommitsItsEventOnlyOnceTheCallerComesBack) {
   auto again = bus_->consumer("t", {.group = "g"}).value();
   EXPECT_EQ(again.committed(0).value(), next_positions.back()) << state_of("t");
   EXPECT_TRUE(drain(again).empty());
+}
+
+// A second thread's next(), refused while the first thread is inside
+// next(), must not change how the first one's event is handled: it cleared
+// the pull mark, and the first thread's event was committed before next()
+// returned (found by an adversarial pass).
+TEST_F(ConsumerTest, ARefusedNextFromAnotherThreadLeavesTheFirstOnesEventInFlight) {
+  ASSERT_TRUE(bus_->create_topic("t", {.partitions = 1, .ring_bytes = 1 << 16, .max_event = 1024}));
+  auto producer = bus_->producer("t").value();
+  auto c = bus_->consumer("t", {.group = "g", .wait = Wait::kSpinYield}).value();
+  Result<Event> first = fail(Errc::kIo, "not called");
+  std::thread t([&] {
+    // Refused itself while the main thread's probe below holds the consumer:
+    // again, until it is the one inside.
+    do {
+      first = c.next(std::chrono::seconds(20));
+    } while (!first && first.error().code == Errc::kInvalidArgument);
+  });
+  // Refused once the first thread holds the consumer (a next() before that
+  // finds nothing and times out at once).
+  std::string refusal;
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        auto second = c.next();
+        if (second || second.error().code != Errc::kInvalidArgument) return false;
+        refusal = second.error().message();
+        return true;
+      },
+      20, [] { return std::string("the second thread's next() was never refused"); }));
+  std::uint64_t seq = 0;
+  publish_n(producer, 1, &seq, 0);
+  t.join();
+  ASSERT_TRUE(first) << first.error().message();
+  EXPECT_NE(refusal.find("one thread at a time"), std::string::npos) << refusal;
+  EXPECT_EQ(c.committed(0).value(), 0u) << "the event the first thread has is not handled yet";
+  ASSERT_TRUE(c.commit());
+  EXPECT_EQ(c.committed(0).value(), first->next_position());
 }
 
 // The event next() returned last is not committed when the consumer is

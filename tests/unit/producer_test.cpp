@@ -664,6 +664,9 @@ TEST_F(ProducerTest, ClaimCommitPartialAbortAndRaii) {
   EXPECT_EQ(got[2], "after");
   EXPECT_EQ(reader.stats().aborted_skipped, 2u);
   EXPECT_EQ(bus_->describe_topic("z").value().partition_info[0].events, 3u);
+  // The two claims given up are counted where repairs are (they showed in
+  // no statistic).
+  EXPECT_EQ(bus_->describe_topic("z").value().partition_info[0].aborted_records, 2u);
 }
 
 TEST_F(ProducerTest, ClaimOutlivingItsProducerIsAbortedAndEmptied) {

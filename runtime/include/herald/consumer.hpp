@@ -215,7 +215,8 @@ class Consumer {
   // commit() or seek(), or when the Consumer is destroyed normally (not
   // while an exception unwinds). A process that dies before gets it
   // delivered again (delivery() 2). kBeforeHandle commits it before it is
-  // returned; kManual leaves it to commit().
+  // returned; kManual leaves it to commit(), and counts a death while the
+  // caller holds it as a delivery too (max_deliveries, the DLQ).
   Result<Event> next(std::chrono::nanoseconds timeout = {});
 
   // Commits everything handled so far (a no-op when nothing is pending).
@@ -248,7 +249,11 @@ class Consumer {
   friend class Bus;
   explicit Consumer(std::unique_ptr<Impl> impl);
   using HandlerRef = FunctionRef<bool(const EventView&, std::string& reason)>;
-  Result<std::size_t> poll_impl(HandlerRef handler, std::size_t max, std::chrono::nanoseconds timeout);
+  // pull: next()'s poll (its event stays in flight after the handler; see
+  // Impl::pulled in consumer.cpp). *dead_lettered: events this poll moved
+  // to the DLQ (read while the poll still holds the consumer).
+  Result<std::size_t> poll_impl(HandlerRef handler, std::size_t max, std::chrono::nanoseconds timeout,
+                                bool pull = false, std::size_t* dead_lettered = nullptr);
   std::unique_ptr<Impl> impl_{};
 };
 
