@@ -93,7 +93,21 @@ ExecResult run_exec(const std::string& command, const EventView& e, std::uint64_
   for (std::string& s : env) envp.push_back(s.data());
   envp.push_back(nullptr);
   std::string sh = "/bin/sh", dash_c = "-c", cmd = command;
-  char* argv[] = {sh.data(), dash_c.data(), cmd.data(), nullptr};
+  // Through setpriv(1) (util-linux, always on Debian) where there is one:
+  // it sets a parent-death signal and execs the shell, so a command still
+  // running when `herald consume` is killed (kill -9, the OOM killer) is
+  // killed too, instead of living on with nobody to wait for it or time it
+  // out. posix_spawn has no way to set one itself. The signal reaches the
+  // shell (which runs a simple command as itself: dash execs it); a
+  // pipeline's other processes are its own to end. Without setpriv, the
+  // shell as before.
+  std::string setpriv = "/usr/bin/setpriv", pdeathsig = "--pdeathsig", kill = "KILL", dashes = "--";
+  const bool wrap = ::access(setpriv.c_str(), X_OK) == 0;
+  char* plain_argv[] = {sh.data(), dash_c.data(), cmd.data(), nullptr};
+  char* wrapped_argv[] = {setpriv.data(), pdeathsig.data(), kill.data(), dashes.data(),
+                          sh.data(),      dash_c.data(),    cmd.data(),  nullptr};
+  char** argv = wrap ? wrapped_argv : plain_argv;
+  const std::string& program = wrap ? setpriv : sh;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
@@ -111,13 +125,13 @@ ExecResult run_exec(const std::string& command, const EventView& e, std::uint64_
   posix_spawnattr_setsigdefault(&attr, &deflt);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, sh.c_str(), &fa, &attr, argv, envp.data());
+  const int rc = ::posix_spawn(&pid, program.c_str(), &fa, &attr, argv, envp.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   ::close(in[0]);
   if (rc != 0) {
     ::close(in[1]);
-    res.reason = std::string("could not start /bin/sh: ") + std::strerror(rc);
+    res.reason = "could not start " + program + ": " + std::strerror(rc);
     return res;
   }
   const std::uint64_t deadline = mono_ns() + timeout_ns;

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -111,6 +112,42 @@ TEST_F(CliOpsTest, ExecTimeoutAndSignalAreFailures) {
   letters = h({"dlq", "list", "t", "--json"}).json()["dead_letters"];
   ASSERT_EQ(letters.size(), 2u);
   EXPECT_NE(letters[1]["reason"].get<std::string>().find("signal 9"), std::string::npos) << letters[1];
+}
+
+// A command still running when `herald consume` is SIGKILLed dies with it
+// (a parent-death signal through setpriv): it lived on, with nobody left to
+// time it out, while the next owner ran the same event again.
+TEST_F(CliOpsTest, AnExecCommandDiesWithAKilledConsume) {
+  if (::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/setpriv";
+  ASSERT_EQ(h({"topic", "create", "t", "--partitions", "1", "--ring", "64K", "--max-event", "4K"}).status, 0);
+  ASSERT_EQ(h({"publish", "t", "long"}).status, 0);
+  const std::string pid_file = guard_->run_dir() + "/exec.pid";
+  // The shell writes its pid, then execs sleep in its place (same pid).
+  Background consumer = hb({"consume", "t", "--group", "g", "--exec", "echo $$ > " + pid_file + "; exec sleep 600"});
+  long pid = 0;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::ifstream in(pid_file);
+        return static_cast<bool>(in >> pid) && pid > 0;
+      },
+      20, [&] {
+        consumer.drain();
+        return "the command never started\n" + consumer.err;
+      }));
+  ASSERT_EQ(::kill(consumer.pid, SIGKILL), 0);
+  EXPECT_GE(consumer.wait_exit(20), 0) << "herald consume did not die";
+  // Gone, or a zombie its new parent has not reaped yet.
+  auto gone = [&] {
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return true;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string comm_and_state;
+    std::getline(stat, comm_and_state);
+    const auto close = comm_and_state.rfind(')');
+    return close != std::string::npos && close + 2 < comm_and_state.size() && comm_and_state[close + 2] == 'Z';
+  };
+  EXPECT_TRUE(wait_until(gone, 20,
+                         [&] { return "the command (pid " + std::to_string(pid) + ") outlived its consume"; }))
+      << (::kill(static_cast<pid_t>(pid), SIGKILL), "");
 }
 
 TEST_F(CliOpsTest, StatReportsWhileTheDaemonIsStopped) {
