@@ -175,7 +175,12 @@ class DaemonServerTest : public ::testing::Test {
     *n = *r;
   }
 
-  void overwritten_under_stuck_handler(StuckPair& s, Producer& prod, CommitMode mode) {
+  void overwritten_under_stuck_handler(CommitMode mode) {
+    StuckPair s;
+    ASSERT_NO_FATAL_FAILURE(stuck_pair(&s, mode));
+    auto made = bus_->producer("t", {.deadline = 0ms});
+    ASSERT_TRUE(made) << made.error().message();
+    Producer& prod = *made;
     ASSERT_TRUE(prod.publish({.payload = "e0", .partition = static_cast<std::int32_t>(s.p)}));
     const std::string filler(1000, 'x');
     std::uint64_t e0_pos = 0;
@@ -427,19 +432,11 @@ TEST_F(DaemonServerTest, AStuckAtMostOnceMemberLosesItsPartitionInsteadOfFailing
 // pass for the event (found by an exploratory pass: the view changed under
 // the handler, and a garbage length once took payload() off the mapping).
 TEST_F(DaemonServerTest, AStuckHandlerWhoseEventWasOverwrittenFailsItsPoll) {
-  StuckPair s;
-  ASSERT_NO_FATAL_FAILURE(stuck_pair(&s));
-  auto prod = bus_->producer("t", {.deadline = 0ms});
-  ASSERT_TRUE(prod) << prod.error().message();
-  overwritten_under_stuck_handler(s, *prod, CommitMode::kAfterHandle);
+  overwritten_under_stuck_handler(CommitMode::kAfterHandle);
 }
 
 TEST_F(DaemonServerTest, AStuckAtMostOnceHandlerWhoseEventWasOverwrittenFailsItsPoll) {
-  StuckPair s;
-  ASSERT_NO_FATAL_FAILURE(stuck_pair(&s, CommitMode::kBeforeHandle));
-  auto prod = bus_->producer("t", {.deadline = 0ms});
-  ASSERT_TRUE(prod) << prod.error().message();
-  overwritten_under_stuck_handler(s, *prod, CommitMode::kBeforeHandle);
+  overwritten_under_stuck_handler(CommitMode::kBeforeHandle);
 }
 
 // A manual-commit member whose commit() is the first to find its partition
